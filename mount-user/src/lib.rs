@@ -1,0 +1,13 @@
+//! xdp-mountd: an NFS MOUNT (ONC RPC program 100005, versions 1–3) service.
+//!
+//! The protocol core (`xdr`, `rpc`, `mount`) is sans-IO: it decodes a call, decides with
+//! the export table and mount list, and encodes the reply into the caller's buffer. The
+//! data paths (`socket`, later AF_XDP) are thin shells around [`mount::answer`].
+
+pub mod exports;
+pub mod mount;
+pub mod mountlist;
+pub mod rpc;
+pub mod rpcbind;
+pub mod socket;
+pub mod xdr;

@@ -1,0 +1,1 @@
+//! Kernel-stack data paths: UDP and TCP.

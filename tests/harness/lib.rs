@@ -1,0 +1,1 @@
+//! Test harness: namespaces, veth, daemon processes, a small independent RPC client.
