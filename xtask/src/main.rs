@@ -1,1 +1,63 @@
-fn main() {}
+//! `cargo xtask …`: everything a newcomer needs beyond `cargo` itself.
+//!
+//! - `setup` installs, idempotently, what a fresh machine lacks (Debian packages,
+//!   nightly rust-src, bpf-linker).
+//! - `run` serves the example exports on a demo namespace pair (or, after `--`, runs
+//!   `xdp-mountd serve` with your arguments).
+//! - `test` runs the whole suite, privileged end-to-end tests included.
+
+mod demo;
+mod setup;
+mod suite;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set-up, demo and test runner for xdp-mountd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what this machine lacks: Debian packages, nightly rust-src, bpf-linker.
+    Setup,
+    /// Serve the example exports on a demo namespace pair, or pass `-- ARGS` to
+    /// `xdp-mountd serve` to run on this host's network.
+    Run(demo::RunArgs),
+    /// Run formatting and lint checks, unit tests and the end-to-end suite.
+    Test(suite::TestArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::install_missing(),
+        Command::Run(args) => {
+            setup::ensure_ready()?;
+            demo::run(args)
+        }
+        Command::Test(args) => {
+            setup::ensure_ready()?;
+            suite::run(args)
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Run a command, failing with its command line when it exits non-zero.
+pub(crate) fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start {cmd:?}: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
