@@ -56,6 +56,10 @@ pub fn parse_host_spec(spec: &str) -> Result<HostSpec, String> {
         }
         return Ok(HostSpec::Wildcard(spec.to_ascii_lowercase()));
     }
+    // getaddrinfo would read "10.1" or "167772161" as legacy IPv4 forms: refuse them.
+    if spec.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("bad address {spec:?}"));
+    }
     if !spec.chars().all(valid_char) || spec.starts_with(['.', '-']) {
         return Err(format!("bad client {spec:?}"));
     }
@@ -218,6 +222,10 @@ mod tests {
         assert!(parse_host_spec("host[12].x").is_err());
         assert!(parse_host_spec("ho st").is_err());
         assert!(parse_host_spec("a$b").is_err());
+        assert!(parse_host_spec("10.1").unwrap_err().contains("bad address"));
+        assert!(parse_host_spec("167772161")
+            .unwrap_err()
+            .contains("bad address"));
         assert!(parse_host_spec("").is_err());
     }
 

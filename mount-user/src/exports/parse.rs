@@ -56,6 +56,8 @@ pub struct RawExport {
     pub fh: Option<FileHandle>,
     /// The export's `fsid=` (they must agree likewise).
     pub fsid: Option<String>,
+    /// The line named no client, so `*` was assumed.
+    pub implicit_world: bool,
 }
 
 /// Parse exports text; returns every export that parsed and every error found.
@@ -81,6 +83,13 @@ pub fn parse(text: &str, origin: &str) -> (Vec<RawExport>, Vec<LineError>) {
                     continue;
                 }
                 seen.insert(raw.path.clone(), line_no);
+                if raw.implicit_world {
+                    tracing::warn!(
+                        "{origin}:{line_no}: export {:?} names no client: exporting to the \
+                         world (*), as nfs-utils does",
+                        raw.path
+                    );
+                }
                 exports.push(raw);
             }
             Err(message) => errors.push(err(message)),
@@ -89,16 +98,32 @@ pub fn parse(text: &str, origin: &str) -> (Vec<RawExport>, Vec<LineError>) {
     (exports, errors)
 }
 
-/// Join continued lines (trailing `\`); yields (first line number, text).
+/// Join continued lines (trailing `\`); yields (first line number, text). Comments are
+/// removed first, per physical line, as nfs-utils does: a `#` outside double quotes runs to
+/// the end of its line, and a `\` inside a comment does not continue the line.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, String)> = None;
+    // Quote state carries over a continuation, so `"a \` + `b"` is one quoted token.
+    let mut quoted = false;
     for (idx, raw) in text.lines().enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let (body, continued) = match line.strip_suffix('\\') {
-            // `\\` at the end is an escaped backslash, not a continuation.
-            Some(b) if !b.ends_with('\\') => (b, true),
-            _ => (line, false),
+        let mut body_end = line.len();
+        for (i, c) in line.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                '#' if !quoted => {
+                    body_end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let body = line[..body_end].trim_end();
+        let in_comment = body_end < line.len();
+        let (body, continued) = match body.strip_suffix('\\') {
+            Some(b) if !in_comment => (b, true),
+            _ => (body, false),
         };
         let entry = current.get_or_insert_with(|| (idx + 1, String::new()));
         if !entry.1.is_empty() {
@@ -106,6 +131,7 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
         }
         entry.1.push_str(body);
         if !continued {
+            quoted = false;
             if let Some(done) = current.take() {
                 out.push(done);
             }
@@ -117,8 +143,8 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// Split a logical line into tokens: blanks separate, except inside double quotes or
-/// parentheses; `#` outside quotes starts a comment. Quotes are removed.
+/// Split a logical line (comments already removed) into tokens: blanks separate, except
+/// inside double quotes or parentheses. Quotes are removed.
 fn tokenize(line: &str) -> Result<Vec<String>, String> {
     let mut tokens = Vec::new();
     let mut tok = String::new();
@@ -139,7 +165,6 @@ fn tokenize(line: &str) -> Result<Vec<String>, String> {
                 quoted = true;
                 in_token = true;
             }
-            '#' if depth == 0 => break,
             c if c.is_whitespace() && depth == 0 => {
                 if in_token {
                     tokens.push(std::mem::take(&mut tok));
@@ -191,15 +216,14 @@ fn parse_line(line: &str) -> Result<Option<RawExport>, String> {
         clients.push(parse_client(tok, &defaults)?);
     }
     if clients.is_empty() {
-        tracing::warn!(
-            "export {path:?} names no client: exporting to the world (*), as nfs-utils does"
-        );
+        // parse() logs the warning: it knows the file and line.
         clients.push(RawClient {
             spec_text: "*".into(),
             spec: HostSpec::Any,
             options: defaults,
         });
     }
+    let implicit_world = rest.is_empty();
     let fh = agree(&clients, |o| o.fh, "fh=", |fh| fh.to_hex())?;
     let fsid = agree(&clients, |o| o.fsid.clone(), "fsid=", |s| s.clone())?;
     Ok(Some(RawExport {
@@ -208,6 +232,7 @@ fn parse_line(line: &str) -> Result<Option<RawExport>, String> {
         clients,
         fh,
         fsid,
+        implicit_world,
     }))
 }
 
@@ -333,4 +358,84 @@ pub fn normalise_export_path(path: &str) -> Result<String, String> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logical lines with blanks collapsed (their exact count does not matter).
+    fn lines(text: &str) -> Vec<(usize, String)> {
+        logical_lines(text)
+            .into_iter()
+            .map(|(n, l)| (n, l.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect()
+    }
+
+    #[test]
+    fn continuation_and_comments() {
+        assert_eq!(
+            lines("/a \\\n  h1 \\\n h2\n/b h3\n"),
+            vec![(1, "/a h1 h2".to_string()), (4, "/b h3".to_string())]
+        );
+        // A backslash inside a comment does not swallow the next line (as in nfs-utils).
+        assert_eq!(
+            lines("# note \\\n/a *\n"),
+            vec![(1, String::new()), (2, "/a *".to_string())]
+        );
+        // '#' inside quotes is part of the path.
+        assert_eq!(
+            lines("\"/a#b\" * # c\n"),
+            vec![(1, "\"/a#b\" *".to_string())]
+        );
+        // CRLF and trailing blanks after the backslash.
+        assert_eq!(lines("/a \\  \r\n*\r\n"), vec![(1, "/a *".to_string())]);
+        // A continuation on the last line just ends.
+        assert_eq!(lines("/a *\\"), vec![(1, "/a *".to_string())]);
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(
+            tokenize("\"/my dir\" h(rw, sync)  *").unwrap(),
+            vec!["/my dir", "h(rw, sync)", "*"]
+        );
+        assert_eq!(tokenize("").unwrap(), Vec::<String>::new());
+        assert_eq!(tokenize("\"\" x").unwrap(), vec!["", "x"]);
+        assert!(tokenize("a(b").is_err());
+        assert!(tokenize("\"a").is_err());
+    }
+
+    #[test]
+    fn escapes_and_paths() {
+        assert_eq!(unescape("/a\\040b").unwrap(), "/a b");
+        assert_eq!(unescape("/a\\\\b").unwrap(), "/a\\\\b");
+        assert_eq!(unescape("/a\\04").unwrap(), "/a\\04");
+        assert!(unescape("/a\\777").is_err());
+        assert!(unescape("/a\\377").is_err(), "lone 0xff is not UTF-8");
+        assert_eq!(normalise_export_path("//srv//a/").unwrap(), "/srv/a");
+        assert_eq!(normalise_export_path("/").unwrap(), "/");
+        assert_eq!(normalise_export_path("///").unwrap(), "/");
+        assert!(normalise_export_path("/a/./b").is_err());
+        assert!(normalise_export_path("a").is_err());
+        assert!(normalise_export_path("").is_err());
+    }
+
+    #[test]
+    fn clients_and_defaults() {
+        let (ex, errs) = parse("/a -rw h() 10.0.0.1(ro) *\n", "f");
+        assert!(errs.is_empty(), "{errs:?}");
+        let c = &ex[0].clients;
+        assert_eq!(c.len(), 3);
+        assert!(!c[0].options.read_only, "empty () keeps the defaults");
+        assert!(c[1].options.read_only);
+        assert!(!c[2].options.read_only);
+        assert!(!ex[0].implicit_world);
+        let (ex, _) = parse("/a\n/b -rw\n", "f");
+        assert!(ex[0].implicit_world && ex[1].implicit_world);
+        assert!(
+            !ex[1].clients[0].options.read_only,
+            "defaults apply to the implicit *"
+        );
+    }
 }
