@@ -15,11 +15,11 @@ pub const AUTH_KRB5I: u32 = 390004;
 /// Kerberos v5 with privacy.
 pub const AUTH_KRB5P: u32 = 390005;
 
-/// The flavor number of a `sec=` name.
+/// The flavor number of a `sec=` name (`unix` and `null` are nfs-utils' aliases).
 pub fn flavor_from_name(name: &str) -> Option<u32> {
     match name {
-        "sys" => Some(AUTH_SYS),
-        "none" => Some(AUTH_NONE),
+        "sys" | "unix" => Some(AUTH_SYS),
+        "none" | "null" => Some(AUTH_NONE),
         "krb5" => Some(AUTH_KRB5),
         "krb5i" => Some(AUTH_KRB5I),
         "krb5p" => Some(AUTH_KRB5P),
@@ -96,9 +96,7 @@ const KEPT_FLAGS: &[(&str, &str)] = &[
     ("pnfs", "pnfs"),
     ("no_pnfs", "pnfs"),
     ("security_label", "security_label"),
-    ("no_security_label", "security_label"),
-    ("rdirplus", "rdirplus"),
-    ("nordirplus", "rdirplus"),
+    ("nordirplus", "nordirplus"),
 ];
 
 impl Options {
@@ -152,12 +150,12 @@ impl Options {
                 Err(e) => return bad(e),
             },
             ("fsid", Some(v)) => {
-                if !valid_fsid(v) {
+                let Some(fsid) = normalise_fsid(v) else {
                     return bad(format!(
                         "bad fsid {v:?}: expected a number, \"root\" or a UUID"
                     ));
-                }
-                self.fsid = Some(v.to_ascii_lowercase());
+                };
+                self.fsid = Some(fsid);
             }
             ("anonuid" | "anongid", Some(v)) => {
                 // nfs-utils accepts negative ids (anonuid=-2, the old nobody).
@@ -252,13 +250,39 @@ impl Options {
     }
 }
 
-/// `fsid=`: a 32-bit number, "root", or a UUID (32 hex digits, dashes anywhere).
-fn valid_fsid(v: &str) -> bool {
-    if v == "root" || v.parse::<u32>().is_ok() {
-        return true;
+/// `fsid=`: "root", a 32-bit number (decimal, `0x` hex or leading-0 octal, as nfs-utils'
+/// strtoul(.., 0)), or a UUID (32 hex digits, '-' or ':' separators anywhere).
+/// Normalised (decimal; lowercase UUID without separators) so that equal ids compare equal
+/// and give the same synthetic handle.
+fn normalise_fsid(v: &str) -> Option<String> {
+    if v == "root" {
+        return Some(v.to_string());
     }
-    let digits: Vec<char> = v.chars().filter(|c| *c != '-').collect();
-    digits.len() == 32 && digits.iter().all(|c| c.is_ascii_hexdigit())
+    if let Some(n) = parse_c_u32(v) {
+        return Some(n.to_string());
+    }
+    let digits: String = v
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let only_separators = v
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-' || c == ':');
+    (digits.len() == 32 && only_separators).then_some(digits)
+}
+
+/// A C-style unsigned literal: `0x` hex, leading-0 octal, or decimal.
+fn parse_c_u32(v: &str) -> Option<u32> {
+    if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        u32::from_str_radix(h, 16).ok()
+    } else if v.len() > 1 && v.starts_with('0') {
+        u32::from_str_radix(&v[1..], 8).ok()
+    } else if v.starts_with(|c: char| c.is_ascii_digit()) {
+        v.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Why an option list was refused (the caller adds file:line and the client spec).
@@ -294,6 +318,19 @@ mod tests {
         assert!(!o.secure);
         assert_eq!(o.flavors, vec![AUTH_KRB5P, AUTH_KRB5I, AUTH_SYS]);
         assert_eq!(o.describe(), "rw,insecure,sec=krb5p:krb5i:sys");
+    }
+
+    #[test]
+    fn flavor_aliases() {
+        assert_eq!(
+            opts("sec=unix:null").unwrap().flavors,
+            vec![AUTH_SYS, AUTH_NONE]
+        );
+        assert_eq!(
+            opts("sec=sys:unix").unwrap().flavors,
+            vec![AUTH_SYS],
+            "deduplicated"
+        );
     }
 
     #[test]
@@ -337,10 +374,19 @@ mod tests {
     fn fsid_forms() {
         assert_eq!(opts("fsid=0").unwrap().fsid.as_deref(), Some("0"));
         assert_eq!(opts("fsid=root").unwrap().fsid.as_deref(), Some("root"));
+        assert_eq!(opts("fsid=0x1f").unwrap().fsid.as_deref(), Some("31"));
+        assert_eq!(opts("fsid=017").unwrap().fsid.as_deref(), Some("15"));
+        assert!(opts("fsid=09").is_err());
+        assert!(opts("fsid=+5").is_err());
+        assert!(opts("fsid=4294967296").is_err());
         let u = "6F1C3A2E-8D2B-4C1F-9E3A-0123456789AB";
         assert_eq!(
-            opts(&format!("fsid={u}")).unwrap().fsid,
-            Some(u.to_ascii_lowercase())
+            opts(&format!("fsid={u}")).unwrap().fsid.as_deref(),
+            Some("6f1c3a2e8d2b4c1f9e3a0123456789ab")
+        );
+        assert!(
+            opts("fsid=6f1c3a2e8d2b4c1f9e3a0123456789a").is_err(),
+            "31 digits"
         );
     }
 }

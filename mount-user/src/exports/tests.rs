@@ -129,7 +129,7 @@ fn error_messages_name_file_and_line() {
             "/etc/exports:2: export \"/b\" has the same file handle as \"/a\" (line 1)",
         ),
         (
-            "/a *(fsid=1)\n/b *(fsid=1)\n",
+            "/a *(fsid=31)\n/b *(fsid=0x1f)\n",
             "/etc/exports:2: export \"/b\" has the same file handle as \"/a\" (line 1)",
         ),
     ];
@@ -245,6 +245,12 @@ fn wildcards_need_a_name_only_when_they_could_decide() {
     );
     assert!(allowed(e, "8.8.8.8", Some("dns.google")).is_none());
     assert!(allowed(e, "8.8.8.8", Some("A.B.EXAMPLE.COM.")).is_some());
+    // An exact address before the wildcard decides without a name.
+    let t = table("/b 192.0.2.7(rw) *.example.com(ro)\n");
+    assert_eq!(
+        allowed(&t.exports()[0], "192.0.2.7", None).map(|o| o.read_only),
+        Some(false)
+    );
 }
 
 #[test]
@@ -396,6 +402,15 @@ proptest::proptest! {
     #[test]
     fn parser_never_panics(text in "\\PC*") {
         let _ = ExportTable::parse_str_with(&text, "p", &StaticResolver::default());
+    }
+
+    #[test]
+    fn lookup_never_panics(path in "\\PC*") {
+        let t = table("/ *\n/srv/a *\n");
+        if let Some(m) = t.lookup(&path) {
+            proptest::prop_assert!(path.starts_with(m.export.path()));
+            proptest::prop_assert!(path.ends_with(m.subpath));
+        }
     }
 
     #[test]
