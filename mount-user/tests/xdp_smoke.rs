@@ -1,0 +1,278 @@
+//! Privileged smoke test of the XDP program and its loader on a veth pair between two
+//! network namespaces created (and removed) here. Needs root; prints SKIPPED otherwise
+//! (and fails under CI=true, where root is expected).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use mount_ebpf::Counter;
+use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
+
+const PORT: u16 = 644;
+const OTHER_PORT: u16 = 2049;
+const SRV_V4: &str = "10.231.0.1";
+const CLI_V4: &str = "10.231.0.2";
+const SRV_V6: &str = "fd00:231::1";
+const CLI_V6: &str = "fd00:231::2";
+const SRV_IF: &str = "xsm-srv";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// False (after printing SKIPPED) when the test cannot run here.
+fn privileged() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but not root: the XDP smoke test must run");
+    }
+    println!("SKIPPED (needs root)");
+    false
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+/// Two namespaces joined by a veth pair; removed on drop, also when a test panics.
+struct Testbed {
+    srv: String,
+    cli: String,
+}
+
+impl Testbed {
+    fn new(tag: &str) -> Testbed {
+        let pid = std::process::id();
+        let bed = Testbed {
+            srv: format!("xsm-srv-{tag}-{pid}"),
+            cli: format!("xsm-cli-{tag}-{pid}"),
+        };
+        ip(&["netns", "add", &bed.srv]);
+        ip(&["netns", "add", &bed.cli]);
+        ip(&[
+            "link", "add", SRV_IF, "netns", &bed.srv, "type", "veth", "peer", "name", "xsm-cli",
+            "netns", &bed.cli,
+        ]);
+        for (ns, ifname, v4, v6) in [
+            (&bed.srv, SRV_IF, SRV_V4, SRV_V6),
+            (&bed.cli, "xsm-cli", CLI_V4, CLI_V6),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ]);
+            ip(&["-n", ns, "link", "set", ifname, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        bed
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns`.
+    fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{ns}");
+        thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).unwrap();
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid namespace fd; only this thread changes namespace.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    fn attach(&self, mode: XdpMode, port: u16) -> anyhow::Result<XdpAttachment> {
+        Self::run_in(&self.srv, || XdpAttachment::attach(SRV_IF, mode, port))
+    }
+
+    /// Sends `count` datagrams from the client namespace to the server's `port`.
+    fn send(&self, server_ip: &str, client_ip: &str, port: u16, count: usize) {
+        let to = SocketAddr::new(server_ip.parse().unwrap(), port);
+        let from = SocketAddr::new(client_ip.parse().unwrap(), 0);
+        Self::run_in(&self.cli, || {
+            let sock = UdpSocket::bind(from).unwrap();
+            for i in 0..count {
+                sock.send_to(&[i as u8; 40], to).unwrap();
+            }
+        });
+    }
+
+    fn xdp_attached(&self) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.srv, "-d", "link", "show", SRV_IF])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in [&self.srv, &self.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Waits until the counters stop moving (veth delivery is asynchronous).
+fn settled(att: &XdpAttachment) -> Counters {
+    let mut last = att.counters().unwrap();
+    for _ in 0..50 {
+        thread::sleep(Duration::from_millis(50));
+        let now = att.counters().unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+fn check_mode(mode: XdpMode, tag: &str) {
+    let bed = Testbed::new(tag);
+    let att = bed.attach(mode, PORT).unwrap();
+    assert!(bed.xdp_attached());
+    bed.send(SRV_V4, CLI_V4, PORT, 20);
+    bed.send(SRV_V6, CLI_V6, PORT, 20);
+    bed.send(SRV_V4, CLI_V4, OTHER_PORT, 10);
+    let c = settled(&att);
+    println!("{mode:?}: {:?}", c.iter().collect::<Vec<_>>());
+    // No socket in the XSKMAP: the redirect falls back to XDP_PASS and is counted so.
+    assert_eq!(c.get(Counter::Redirected), 0);
+    assert_eq!(c.get(Counter::PassedNoSocket), 40);
+    assert!(c.get(Counter::PassedOtherPort) >= 10);
+    // ARP requests from the client.
+    assert!(c.get(Counter::PassedNotIp) >= 1);
+    let others: u64 = c
+        .iter()
+        .filter(|(k, _)| *k != Counter::Seen)
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(c.get(Counter::Seen), others, "one outcome per frame");
+
+    // Port 0 steers nothing.
+    let mut att = att;
+    att.set_port(0).unwrap();
+    bed.send(SRV_V4, CLI_V4, PORT, 5);
+    let after = settled(&att);
+    assert_eq!(after.get(Counter::PassedNoSocket), 40);
+    assert!(after.get(Counter::PassedOtherPort) >= c.get(Counter::PassedOtherPort) + 5);
+
+    drop(att);
+    assert!(
+        !bed.xdp_attached(),
+        "program left on the interface after drop"
+    );
+}
+
+#[test]
+fn generic_mode_counts() {
+    if privileged() {
+        check_mode(XdpMode::Generic, "gen");
+    }
+}
+
+#[test]
+fn native_mode_counts() {
+    if privileged() {
+        check_mode(XdpMode::Native, "nat");
+    }
+}
+
+#[test]
+fn second_instance_is_refused_and_does_not_steal() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::new("dup");
+    let first = bed.attach(XdpMode::Native, PORT).unwrap();
+    for mode in [XdpMode::Native, XdpMode::Generic] {
+        let err = bed.attach(mode, PORT).unwrap_err();
+        let msg = format!("{err:#}");
+        println!("second attach ({mode:?}): {msg}");
+        assert!(msg.contains("already has an XDP program"), "{msg}");
+    }
+    // The first instance still steers.
+    bed.send(SRV_V4, CLI_V4, PORT, 3);
+    assert_eq!(settled(&first).get(Counter::PassedNoSocket), 3);
+    drop(first);
+    // And once it is gone the interface is free again.
+    let again = bed.attach(XdpMode::Generic, PORT).unwrap();
+    drop(again);
+}
+
+#[test]
+fn unknown_interface_is_a_clear_error() {
+    if !privileged() {
+        return;
+    }
+    let err = XdpAttachment::attach("xsm-nonexistent", XdpMode::Generic, PORT).unwrap_err();
+    assert!(format!("{err:#}").contains("no interface named"), "{err:#}");
+}
+
+/// Child half of `program_goes_away_when_the_process_dies`: attaches, reports, waits
+/// to be killed. Does nothing unless the parent set the variable.
+#[test]
+fn child_attach_and_wait() {
+    let Ok(ns) = std::env::var("XSM_CHILD_NETNS") else {
+        return;
+    };
+    let _att =
+        Testbed::run_in(&ns, || XdpAttachment::attach(SRV_IF, XdpMode::Native, PORT)).unwrap();
+    println!("ATTACHED");
+    thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn program_goes_away_when_the_process_dies() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::new("kill");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_attach_and_wait", "--nocapture"])
+        .env("XSM_CHILD_NETNS", &bed.srv)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut attached = false;
+    for _ in 0..100 {
+        if bed.xdp_attached() {
+            attached = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor runs
+    child.wait().unwrap();
+    assert!(attached, "child never attached");
+    let mut gone = false;
+    for _ in 0..100 {
+        if !bed.xdp_attached() {
+            gone = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone, "XDP program survived its process (not a bpf_link?)");
+}
