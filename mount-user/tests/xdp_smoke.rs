@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use mount_ebpf::Counter;
 use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
+use mount_user::packet;
+
+#[path = "support/raw_xsk.rs"]
+mod raw_xsk;
 
 const PORT: u16 = 644;
 const OTHER_PORT: u16 = 2049;
@@ -117,6 +121,35 @@ impl Testbed {
         });
     }
 
+    /// From the client namespace, sends `payload` to the server's `port` and waits
+    /// (up to 5 s) for one answer; returns it and who sent it.
+    fn spawn_client(
+        &self,
+        server_ip: &str,
+        client_ip: &str,
+        port: u16,
+        payload: &'static [u8],
+    ) -> thread::JoinHandle<(Vec<u8>, SocketAddr)> {
+        let to = SocketAddr::new(server_ip.parse().unwrap(), port);
+        let from = SocketAddr::new(client_ip.parse().unwrap(), 0);
+        let path = format!("/run/netns/{}", self.cli);
+        thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid namespace fd; only this thread changes namespace.
+            assert_eq!(
+                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let sock = UdpSocket::bind(from).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            sock.send_to(payload, to).unwrap();
+            let mut buf = [0u8; 2048];
+            let (n, peer) = sock.recv_from(&mut buf).unwrap();
+            (buf[..n].to_vec(), peer)
+        })
+    }
+
     fn xdp_attached(&self) -> bool {
         let out = Command::new("ip")
             .args(["-n", &self.srv, "-d", "link", "show", SRV_IF])
@@ -196,6 +229,55 @@ fn generic_mode_counts() {
 fn native_mode_counts() {
     if privileged() {
         check_mode(XdpMode::Native, "nat");
+    }
+}
+
+/// A datagram to the port reaches an AF_XDP socket; the reply built in place in its
+/// UMEM frame by `packet::build_reply` reaches the client's kernel UDP socket.
+fn check_round_trip(mode: XdpMode, tag: &str) {
+    let bed = Testbed::new(tag);
+    let mut att = bed.attach(mode, PORT).unwrap();
+    let mut xsk = Testbed::run_in(&bed.srv, || raw_xsk::RawXsk::bind(SRV_IF, 0));
+    att.register_socket(0, &xsk).unwrap();
+    for (srv, cli) in [(SRV_V4, CLI_V4), (SRV_V6, CLI_V6)] {
+        let client = bed.spawn_client(srv, cli, PORT, b"ping");
+        let (addr, len) = xsk
+            .recv(Duration::from_secs(5))
+            .expect("no frame reached the AF_XDP socket");
+        let frame = xsk.frame_mut(addr);
+        let req = packet::parse(&frame[..len]).unwrap();
+        assert_eq!(req.addressing.destination().port(), PORT);
+        let mut answer = b"pong:".to_vec();
+        answer.extend_from_slice(req.payload(&frame[..len]));
+        let reply_len = packet::build_reply(frame, &req.addressing, 1500, |out| {
+            out[..answer.len()].copy_from_slice(&answer);
+            answer.len()
+        })
+        .unwrap();
+        xsk.send(addr, reply_len);
+        let (data, from) = client.join().unwrap();
+        assert_eq!(data, b"pong:ping");
+        assert_eq!(from, SocketAddr::new(srv.parse().unwrap(), PORT));
+    }
+    let c = settled(&att);
+    println!("{mode:?} with socket: {:?}", c.iter().collect::<Vec<_>>());
+    assert_eq!(c.get(Counter::Redirected), 2);
+    assert_eq!(c.get(Counter::PassedNoSocket), 0);
+    att.unregister_socket(0).unwrap();
+    drop(xsk);
+}
+
+#[test]
+fn generic_mode_round_trip_through_af_xdp() {
+    if privileged() {
+        check_round_trip(XdpMode::Generic, "rtg");
+    }
+}
+
+#[test]
+fn native_mode_round_trip_through_af_xdp() {
+    if privileged() {
+        check_round_trip(XdpMode::Native, "rtn");
     }
 }
 
