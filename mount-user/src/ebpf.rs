@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
     maps::{Array, MapData, PerCpuArray, XskMap},
-    programs::{xdp::XdpLinkId, ProgramError, Xdp, XdpError},
+    programs::{links::LinkType, xdp::XdpLinkId, ProgramError, Xdp, XdpError},
     Ebpf, Pod,
 };
 use mount_ebpf::{
@@ -120,6 +120,12 @@ impl XdpAttachment {
         let link = program
             .attach(iface, mode.aya())
             .map_err(|e| explain_attach_error(e, iface, mode))?;
+        // aya silently falls back to a netlink attachment when BPF_LINK_CREATE says
+        // EINVAL; such a program would outlive a crashed daemon. Refuse it.
+        if let Err(e) = ensure_bpf_link(program) {
+            let _ = program.detach(link);
+            return Err(e.context(format!("attaching XDP to {iface}")));
+        }
         tracing::info!(iface, mode = mode.as_str(), port, "XDP program attached");
         Ok(Self {
             ebpf,
@@ -216,6 +222,19 @@ impl std::fmt::Debug for XdpAttachment {
             .field("attached", &self.link.is_some())
             .finish()
     }
+}
+
+/// Checks that the kernel holds an XDP bpf_link for `program` (and not a netlink
+/// attachment, which nothing removes when the process dies).
+fn ensure_bpf_link(program: &Xdp) -> anyhow::Result<()> {
+    let prog_id = program.info().context("reading the program's id")?.id();
+    for link in aya::programs::loaded_links() {
+        let link = link.context("listing bpf links")?;
+        if link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp)) {
+            return Ok(());
+        }
+    }
+    bail!("the kernel attached the program without a bpf_link (Linux < 5.9?); refusing")
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<M>

@@ -312,6 +312,30 @@ fn unknown_interface_is_a_clear_error() {
     assert!(format!("{err:#}").contains("no interface named"), "{err:#}");
 }
 
+#[test]
+fn native_mode_refused_by_driver_is_a_clear_error() {
+    if !privileged() {
+        return;
+    }
+    // ifb has no native XDP support (and dummy is not built into this kernel).
+    let bed = Testbed::new("dmy");
+    ip(&["-n", &bed.srv, "link", "add", "xsm-ifb", "type", "ifb"]);
+    ip(&["-n", &bed.srv, "link", "set", "xsm-ifb", "up"]);
+    let err = Testbed::run_in(&bed.srv, || {
+        XdpAttachment::attach("xsm-ifb", XdpMode::Native, PORT)
+    })
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    println!("native on ifb: {msg}");
+    assert!(msg.contains("does not support native XDP"), "{msg}");
+    // Generic mode works everywhere.
+    let att = Testbed::run_in(&bed.srv, || {
+        XdpAttachment::attach("xsm-ifb", XdpMode::Generic, PORT)
+    })
+    .unwrap();
+    drop(att);
+}
+
 /// Child half of `program_goes_away_when_the_process_dies`: attaches, reports, waits
 /// to be killed. Does nothing unless the parent set the variable.
 #[test]
