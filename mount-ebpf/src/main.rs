@@ -31,6 +31,7 @@ mod program {
     const ETHERTYPE_VLAN: u16 = 0x8100;
     const ETHERTYPE_QINQ: u16 = 0x88A8;
     const IPPROTO_UDP: u8 = 17;
+    const IPV4_HDR_LEN: usize = 20;
     const IPV6_HDR_LEN: usize = 40;
     const UDP_HDR_LEN: usize = 8;
 
@@ -112,8 +113,11 @@ mod program {
 
     #[inline(always)]
     fn classify_ipv4(ctx: &XdpContext) -> Verdict {
-        // Bytes 0..10 of the IPv4 header: version/IHL, TOS, total length, id,
-        // flags/fragment offset, TTL, protocol.
+        // The whole fixed header must be there, even if only bytes 0..10 are read
+        // (version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol).
+        if ptr_at::<[u8; IPV4_HDR_LEN]>(ctx, ETH_HDR_LEN).is_none() {
+            return Verdict::Pass(Counter::Malformed);
+        }
         let Some(hdr) = ptr_at::<[u8; 10]>(ctx, ETH_HDR_LEN) else {
             return Verdict::Pass(Counter::Malformed);
         };
@@ -137,6 +141,10 @@ mod program {
 
     #[inline(always)]
     fn classify_ipv6(ctx: &XdpContext) -> Verdict {
+        // A truncated fixed header is malformed whatever its next-header byte says.
+        if ptr_at::<[u8; IPV6_HDR_LEN]>(ctx, ETH_HDR_LEN).is_none() {
+            return Verdict::Pass(Counter::Malformed);
+        }
         let Some(version) = u8_at(ctx, ETH_HDR_LEN) else {
             return Verdict::Pass(Counter::Malformed);
         };

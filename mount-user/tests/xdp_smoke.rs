@@ -11,6 +11,8 @@ use mount_ebpf::Counter;
 use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
 use mount_user::packet;
 
+#[path = "support/inject.rs"]
+mod inject;
 #[path = "support/raw_xsk.rs"]
 mod raw_xsk;
 
@@ -229,6 +231,70 @@ fn generic_mode_counts() {
 fn native_mode_counts() {
     if privileged() {
         check_mode(XdpMode::Native, "nat");
+    }
+}
+
+/// Hand-made frames reach each classification branch exactly as often as sent.
+fn check_branches(mode: XdpMode, tag: &str) {
+    use inject::{eth, ipv4, ipv6};
+    let bed = Testbed::new(tag);
+    let att = bed.attach(mode, PORT).unwrap();
+    let before = settled(&att);
+    let mut truncated_udp = ipv4(15, 0, 17, PORT);
+    truncated_udp.truncate(14 + 60 + 4);
+    let mut wrong_version = ipv4(5, 0, 17, PORT);
+    wrong_version[14] = 0x65;
+    let frames = vec![
+        eth(0x0806, &[0; 28]),
+        eth(0x8100, &ipv4(5, 0, 17, PORT)[12..]),
+        eth(0x88A8, &ipv4(5, 0, 17, PORT)[12..]),
+        ipv4(5, 0x2000, 17, PORT), // MF
+        ipv4(5, 0x0001, 17, PORT), // offset 8
+        ipv6(0, PORT),             // hop-by-hop
+        ipv6(44, PORT),            // fragment header
+        ipv4(5, 0, 17, OTHER_PORT),
+        ipv6(17, OTHER_PORT),
+        ipv4(5, 0, 6, PORT),
+        ipv6(6, PORT),
+        ipv4(4, 0, 17, PORT), // IHL 4
+        eth(0x0800, &[0x45, 0, 0]),
+        eth(0x0800, &ipv4(5, 0, 17, PORT)[14..14 + 19]), // 19-byte IPv4 header
+        eth(0x86DD, &[0x60; 10]),                        // next header 0x60 inside
+        eth(0x86DD, &ipv6(17, PORT)[14..14 + 39]),
+        wrong_version,
+        truncated_udp,
+        ipv4(5, 0x4000, 17, PORT), // DF is not a fragment
+        ipv4(6, 0, 17, PORT),      // options
+        ipv4(15, 0, 17, PORT),     // maximal options
+        ipv6(17, PORT),
+    ];
+    Testbed::run_in(&bed.cli, || inject::send_frames("xsm-cli", &frames));
+    let after = settled(&att);
+    let delta = |c: Counter| after.get(c) - before.get(c);
+    println!("{mode:?} branches: {:?}", after.iter().collect::<Vec<_>>());
+    assert_eq!(delta(Counter::PassedVlan), 2);
+    assert_eq!(delta(Counter::PassedFragment), 2);
+    assert_eq!(delta(Counter::PassedOtherPort), 2);
+    assert_eq!(delta(Counter::Malformed), 7);
+    assert_eq!(delta(Counter::PassedNoSocket), 4);
+    assert_eq!(delta(Counter::Redirected), 0);
+    // The kernel's own IPv6 chatter (MLD, router solicitations) may add to these.
+    assert!(delta(Counter::PassedNotIp) >= 1);
+    assert!(delta(Counter::PassedIpv6Ext) >= 2);
+    assert!(delta(Counter::PassedNotUdp) >= 2);
+}
+
+#[test]
+fn generic_mode_branches() {
+    if privileged() {
+        check_branches(XdpMode::Generic, "brg");
+    }
+}
+
+#[test]
+fn native_mode_branches() {
+    if privileged() {
+        check_branches(XdpMode::Native, "brn");
     }
 }
 
