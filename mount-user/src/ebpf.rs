@@ -112,7 +112,7 @@ impl XdpAttachment {
             .program_mut(PROGRAM_NAME)
             .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
             .try_into()
-            .context("program {PROGRAM_NAME} is not an XDP program")?;
+            .with_context(|| format!("program {PROGRAM_NAME} is not an XDP program"))?;
         program.load().map_err(|e| {
             // The verifier log is in the error's Display; keep it whole, it is the only clue.
             anyhow!("the kernel rejected the XDP program: {e}")
