@@ -305,6 +305,10 @@ mod tests {
     fn object_is_embedded_and_has_our_program_and_maps() {
         // Parsing the ELF needs no privileges; it catches a name drift between the
         // constants in mount-ebpf's lib.rs and the #[map]/#[xdp] items in its main.rs.
+        if OBJECT.is_empty() {
+            println!("SKIPPED (no XDP object embedded: built with AYA_BUILD_SKIP)");
+            return;
+        }
         let obj = aya_obj::Object::parse(OBJECT).unwrap();
         assert!(
             obj.programs.contains_key(PROGRAM_NAME),
