@@ -4,9 +4,11 @@
 //! the export table and mount list, and encodes the reply into the caller's buffer. The
 //! data paths (`socket`, later AF_XDP) are thin shells around [`mount::answer`].
 
+pub mod ebpf;
 pub mod exports;
 pub mod mount;
 pub mod mountlist;
+pub mod packet;
 pub mod rpc;
 pub mod rpcbind;
 pub mod socket;

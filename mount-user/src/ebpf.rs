@@ -1,0 +1,340 @@
+//! Loader for the XDP program built from `mount-ebpf`: load, configure the steered port,
+//! attach to an interface through a bpf_link, register AF_XDP sockets per rx queue, read
+//! the counters, detach on drop.
+//!
+//! The attachment is a bpf_link (`BPF_LINK_CREATE`, kernels >= 5.9) owned by this
+//! process: when the process exits or dies, the kernel closes the link fd and the program
+//! leaves the interface. A link is never attached over an existing XDP program (the kernel
+//! answers EBUSY), so a second instance cannot steal the interface.
+use std::os::fd::AsRawFd;
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::{
+    maps::{Array, MapData, PerCpuArray, XskMap},
+    programs::{links::LinkType, xdp::XdpLinkId, ProgramError, Xdp, XdpError},
+    Ebpf, Pod,
+};
+use mount_ebpf::{
+    Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME, XSK_MAP_NAME,
+};
+
+/// The XDP object built by `build.rs` (aya-build copies the `mount-xdp` binary to OUT_DIR).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mount-xdp"));
+
+/// Where the program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`): fast, needs driver support.
+    Native,
+    /// In the generic network stack (`XDP_FLAGS_SKB_MODE`): works on every interface.
+    Generic,
+}
+
+impl XdpMode {
+    fn aya(self) -> aya::programs::XdpMode {
+        match self {
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Generic => aya::programs::XdpMode::Skb,
+        }
+    }
+
+    /// Lower-case name as used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+/// [`Config`] as a map value: aya needs `Pod`, which only this crate may implement.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct PodConfig(Config);
+
+// SAFETY: `Config` is `#[repr(C)]`, `Copy`, has explicit padding and every bit pattern
+// is a valid value.
+unsafe impl Pod for PodConfig {}
+
+/// A snapshot of the program's counters, summed over all CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; COUNTER_COUNT as usize],
+}
+
+impl Counters {
+    /// The value of one counter.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter.index() as usize]
+    }
+
+    /// Every counter with its name, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+}
+
+/// The XDP program loaded and attached to one interface. Dropping it detaches it.
+pub struct XdpAttachment {
+    ebpf: Ebpf,
+    link: Option<XdpLinkId>,
+    iface: String,
+    mode: XdpMode,
+    config: Array<MapData, PodConfig>,
+    counters: PerCpuArray<MapData, u64>,
+    xsks: XskMap<MapData>,
+}
+
+impl XdpAttachment {
+    /// Loads the program, steers UDP port `port` (host order; 0 = nothing) and attaches
+    /// it to `iface` in `mode`. Fails with a readable message when privileges are
+    /// missing, the driver has no native XDP, or the interface already has a program.
+    pub fn attach(iface: &str, mode: XdpMode, port: u16) -> anyhow::Result<Self> {
+        if OBJECT.is_empty() {
+            bail!("this binary was built without the XDP object (AYA_BUILD_SKIP?)");
+        }
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
+            let hint = if is_permission_error(&e) {
+                " (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)"
+            } else {
+                ""
+            };
+            anyhow!("loading the XDP object failed{hint}: {e}")
+        })?;
+        let mut config: Array<MapData, PodConfig> = take_map(&mut ebpf, CONFIG_MAP_NAME)?;
+        config
+            .set(0, PodConfig(Config::for_port(port)), 0)
+            .context("writing the XDP config map")?;
+        let counters = take_map(&mut ebpf, COUNTERS_MAP_NAME)?;
+        let xsks = take_map(&mut ebpf, XSK_MAP_NAME)?;
+
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
+            .try_into()
+            .with_context(|| format!("program {PROGRAM_NAME} is not an XDP program"))?;
+        program.load().map_err(|e| {
+            // The verifier log is in the error's Display; keep it whole, it is the only clue.
+            anyhow!("the kernel rejected the XDP program: {e}")
+        })?;
+        let link = program
+            .attach(iface, mode.aya())
+            .map_err(|e| explain_attach_error(e, iface, mode))?;
+        // aya silently falls back to a netlink attachment when BPF_LINK_CREATE says
+        // EINVAL; such a program would outlive a crashed daemon. Refuse it.
+        if let Err(e) = ensure_bpf_link(program) {
+            let _ = program.detach(link);
+            return Err(e.context(format!("attaching XDP to {iface}")));
+        }
+        tracing::info!(iface, mode = mode.as_str(), port, "XDP program attached");
+        Ok(Self {
+            ebpf,
+            link: Some(link),
+            iface: iface.to_owned(),
+            mode,
+            config,
+            counters,
+            xsks,
+        })
+    }
+
+    /// The interface the program is attached to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The mode the program was attached in.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// Changes the steered port at run time (0 stops steering: everything goes to the
+    /// kernel, e.g. while draining before shutdown).
+    pub fn set_port(&mut self, port: u16) -> anyhow::Result<()> {
+        self.config
+            .set(0, PodConfig(Config::for_port(port)), 0)
+            .context("writing the XDP config map")
+    }
+
+    /// Steers rx queue `queue` into the AF_XDP socket `socket` (which must be bound to
+    /// that queue of this interface, or the kernel drops what is redirected to it).
+    pub fn register_socket(&mut self, queue: u32, socket: &impl AsRawFd) -> anyhow::Result<()> {
+        self.xsks
+            .set(queue, socket.as_raw_fd(), 0)
+            .with_context(|| format!("inserting the AF_XDP socket for queue {queue}"))
+    }
+
+    /// Removes the socket of rx queue `queue`: its traffic falls back to the kernel.
+    pub fn unregister_socket(&mut self, queue: u32) -> anyhow::Result<()> {
+        self.xsks
+            .unset(queue)
+            .with_context(|| format!("removing the AF_XDP socket of queue {queue}"))
+    }
+
+    /// The counters summed over all CPUs.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let mut out = Counters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self
+                .counters
+                .get(&counter.index(), 0)
+                .with_context(|| format!("reading counter {}", counter.name()))?;
+            out.values[counter.index() as usize] = per_cpu.iter().copied().sum();
+        }
+        Ok(out)
+    }
+
+    /// Detaches the program now (also done on drop); errors are reported, not hidden.
+    pub fn detach(mut self) -> anyhow::Result<()> {
+        self.detach_inner()
+    }
+
+    fn detach_inner(&mut self) -> anyhow::Result<()> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
+            .try_into()?;
+        program
+            .detach(link)
+            .with_context(|| format!("detaching the XDP program from {}", self.iface))?;
+        tracing::info!(iface = %self.iface, "XDP program detached");
+        Ok(())
+    }
+}
+
+impl Drop for XdpAttachment {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach_inner() {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+impl std::fmt::Debug for XdpAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpAttachment")
+            .field("iface", &self.iface)
+            .field("mode", &self.mode)
+            .field("attached", &self.link.is_some())
+            .finish()
+    }
+}
+
+/// Checks that the kernel holds an XDP bpf_link for `program` (and not a netlink
+/// attachment, which nothing removes when the process dies).
+fn ensure_bpf_link(program: &Xdp) -> anyhow::Result<()> {
+    let prog_id = program.info().context("reading the program's id")?.id();
+    for link in aya::programs::loaded_links() {
+        let link = link.context("listing bpf links")?;
+        if link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp)) {
+            return Ok(());
+        }
+    }
+    bail!("the kernel attached the program without a bpf_link (Linux < 5.9?); refusing")
+}
+
+fn take_map<M>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<M>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("XDP object has no map {name}"))?;
+    M::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
+}
+
+fn is_permission_error(e: &aya::EbpfError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::PermissionDenied {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The errno behind an attach failure, wherever aya put it.
+fn attach_errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        ProgramError::XdpError(XdpError::NetlinkError(n)) => n.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn explain_attach_error(e: ProgramError, iface: &str, mode: XdpMode) -> anyhow::Error {
+    let why = match attach_errno(&e) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => format!(
+            "{iface} already has an XDP program attached (another xdp-mountd, or another \
+             XDP user); refusing to replace it. Inspect with `ip link show {iface}` or \
+             `bpftool net`"
+        ),
+        Some(libc::EOPNOTSUPP) if mode == XdpMode::Native => {
+            format!("the driver of {iface} does not support native XDP; use --xdp generic")
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "not permitted (needs root, or CAP_BPF + CAP_NET_ADMIN)".to_owned()
+        }
+        Some(libc::ERANGE) | Some(libc::EINVAL) if mode == XdpMode::Native => format!(
+            "the driver of {iface} refused native XDP (MTU too large for XDP, or an \
+             unsupported configuration); use --xdp generic"
+        ),
+        _ => match e {
+            ProgramError::UnknownInterface { .. } => format!("no interface named {iface}"),
+            _ => "attach failed".to_owned(),
+        },
+    };
+    anyhow::Error::new(e).context(format!(
+        "attaching XDP in {} mode to {iface}: {why}",
+        mode.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_is_embedded_and_has_our_program_and_maps() {
+        // Parsing the ELF needs no privileges; it catches a name drift between the
+        // constants in mount-ebpf's lib.rs and the #[map]/#[xdp] items in its main.rs.
+        if OBJECT.is_empty() {
+            println!("SKIPPED (no XDP object embedded: built with AYA_BUILD_SKIP)");
+            return;
+        }
+        let obj = aya_obj::Object::parse(OBJECT).unwrap();
+        assert!(
+            obj.programs.contains_key(PROGRAM_NAME),
+            "{:?}",
+            obj.programs.keys()
+        );
+        for name in [XSK_MAP_NAME, CONFIG_MAP_NAME, COUNTERS_MAP_NAME] {
+            assert!(
+                obj.maps.contains_key(name),
+                "missing map {name}: {:?}",
+                obj.maps.keys()
+            );
+        }
+        assert_eq!(
+            obj.maps[COUNTERS_MAP_NAME].max_entries(),
+            COUNTER_COUNT,
+            "counter array size"
+        );
+    }
+
+    #[test]
+    fn counters_index_by_enum() {
+        let mut c = Counters::default();
+        c.values[Counter::Redirected.index() as usize] = 7;
+        assert_eq!(c.get(Counter::Redirected), 7);
+        assert_eq!(c.get(Counter::Seen), 0);
+        assert_eq!(c.iter().count(), COUNTER_COUNT as usize);
+    }
+}
