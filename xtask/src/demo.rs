@@ -34,7 +34,9 @@ const DEMO_PORT: u16 = 644;
 pub fn run(args: RunArgs) -> Result<()> {
     let root = workspace_root();
     let mut build = Command::new("cargo");
-    build.current_dir(&root).args(["build", "-p", "mount-user", "--bin", "xdp-mountd"]);
+    build
+        .current_dir(&root)
+        .args(["build", "-p", "mount-user", "--bin", "xdp-mountd"]);
     if args.release {
         build.arg("--release");
     }
@@ -70,7 +72,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         rmtab.display()
     );
     let child = Command::new("ip")
-        .args(["netns", "exec", SERVER_NS, "unshare", "-m", "--propagation", "private"])
+        .args([
+            "netns",
+            "exec",
+            SERVER_NS,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+        ])
         .args(["sh", "-c", &script])
         .spawn()
         .context("starting the daemon in the demo namespace")?;
@@ -138,7 +148,16 @@ impl DemoNet {
         ] {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
-            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", dev, "nodad"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         Ok(net)

@@ -14,7 +14,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Set-up, demo and test runner for xdp-mountd")]
+#[command(
+    name = "cargo xtask",
+    about = "Set-up, demo and test runner for xdp-mountd"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

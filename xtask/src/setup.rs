@@ -48,7 +48,9 @@ fn has_bpf_linker() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
         .unwrap_or(false)
 }
 
@@ -91,7 +93,13 @@ pub fn install_missing() -> Result<()> {
         eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22");
         run_checked(
             Command::new("cargo")
-                .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--locked",
+                    "--version",
+                    BPF_LINKER_VERSION,
+                ])
                 .args(["--no-default-features", "--features", "llvm-22"])
                 // Without these its build script finds Debian's default LLVM 14 and fails.
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22")
