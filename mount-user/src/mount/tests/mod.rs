@@ -4,6 +4,8 @@ use super::*;
 use crate::rpc::{encode_call, AuthSys, Credential, Reply, ReplyBody};
 use crate::xdr::Reader;
 
+mod alloc;
+mod dissect;
 mod golden;
 mod lists;
 mod mnt;
