@@ -1,1 +1,2 @@
 //! Kernel-stack data paths: UDP and TCP.
+pub mod record;
