@@ -7,16 +7,16 @@
 //! (PMAPPROC_SET/UNSET) over UDP to 127.0.0.1:111 from a privileged source port, which
 //! rpcbind requires before it maps a privileged port; version 2 knows only IPv4 udp/tcp.
 //!
-//! The RPC call encoding here is private and minimal (AUTH_NONE calls, accepted-reply
-//! parsing): it was written before the protocol core's `rpc` call encoder existed and is a
-//! candidate for consolidation with it.
+//! Calls are encoded and replies decoded with the protocol core's `rpc` and `xdr` codecs.
 use std::io::{self, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::rpc::{self, AcceptStat, Credential, Reply, ReplyBody};
 use crate::socket::record::{single_fragment_header, RecordReader};
+use crate::xdr::{Reader, Writer, XdrError};
 
 /// The MOUNT program number.
 pub const MOUNT_PROGRAM: u32 = 100_005;
@@ -227,7 +227,8 @@ impl Rpcbind {
         match &mut self.transport {
             Transport::Local(stream) => {
                 let owner = euid_string();
-                let msg = encode_rpcb_call(xid, proc_, program, version, ep, &owner);
+                let msg = encode_rpcb_call(xid, proc_, program, version, ep, &owner)
+                    .map_err(io::Error::other)?;
                 stream.write_all(&single_fragment_header(msg.len()).map_err(io::Error::other)?)?;
                 stream.write_all(&msg)?;
                 let reply = read_record(stream)?;
@@ -235,7 +236,8 @@ impl Rpcbind {
             }
             Transport::PmapUdp(sock) => {
                 let prot = pmap_protocol(ep.netid).unwrap_or(IPPROTO_UDP);
-                let msg = encode_pmap_call(xid, proc_, program, version, prot, ep.port);
+                let msg = encode_pmap_call(xid, proc_, program, version, prot, ep.port)
+                    .map_err(io::Error::other)?;
                 sock.send(&msg).map_err(RpcbindError::Unreachable)?;
                 let mut buf = [0u8; 512];
                 loop {
@@ -298,27 +300,11 @@ fn read_record(stream: &mut UnixStream) -> Result<Vec<u8>, RpcbindError> {
     }
 }
 
-/// Minimal XDR writer for the few call shapes we send.
-struct CallWriter(Vec<u8>);
-
-impl CallWriter {
-    /// An RPC CALL header with AUTH_NONE credentials and verifier.
-    fn call(xid: u32, program: u32, version: u32, proc_: u32) -> Self {
-        let mut w = Self(Vec::with_capacity(128));
-        for v in [xid, 0, 2, program, version, proc_, 0, 0, 0, 0] {
-            w.u32(v);
-        }
-        w
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn string(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.0.extend_from_slice(s.as_bytes());
-        self.0.resize(self.0.len().next_multiple_of(4), 0);
-    }
-}
+/// Largest call we send (a `struct rpcb` with short strings fits easily).
+const MAX_CALL: usize = 512;
+/// Longest netid, universal address or owner string we encode (RFC 1833 has no limit; ours
+/// are short).
+const MAX_STRING: usize = 128;
 
 /// RPCBPROC_SET/UNSET (version 4) with `struct rpcb { prog, vers, netid, addr, owner }`.
 fn encode_rpcb_call(
@@ -328,14 +314,14 @@ fn encode_rpcb_call(
     version: u32,
     ep: &Endpoint,
     owner: &str,
-) -> Vec<u8> {
-    let mut w = CallWriter::call(xid, RPCB_PROGRAM, RPCBVERS4, proc_);
-    w.u32(program);
-    w.u32(version);
-    w.string(ep.netid);
-    w.string(&ep.uaddr);
-    w.string(owner);
-    w.0
+) -> Result<Vec<u8>, XdrError> {
+    encode_call(xid, RPCBVERS4, proc_, |w| {
+        w.put_u32(program)?;
+        w.put_u32(version)?;
+        w.put_string(ep.netid.as_bytes(), MAX_STRING)?;
+        w.put_string(ep.uaddr.as_bytes(), MAX_STRING)?;
+        w.put_string(owner.as_bytes(), MAX_STRING)
+    })
 }
 
 /// PMAPPROC_SET/UNSET (version 2) with `struct mapping { prog, vers, prot, port }`.
@@ -346,47 +332,67 @@ fn encode_pmap_call(
     version: u32,
     prot: u32,
     port: u16,
-) -> Vec<u8> {
-    let mut w = CallWriter::call(xid, RPCB_PROGRAM, PMAPVERS, proc_);
-    for v in [program, version, prot, u32::from(port)] {
-        w.u32(v);
-    }
-    w.0
+) -> Result<Vec<u8>, XdrError> {
+    encode_call(xid, PMAPVERS, proc_, |w| {
+        for v in [program, version, prot, u32::from(port)] {
+            w.put_u32(v)?;
+        }
+        Ok(())
+    })
+}
+
+/// An rpcbind call with AUTH_NONE credentials (rpcbind learns a local caller's uid from
+/// the socket; over UDP it checks the source port instead).
+fn encode_call(
+    xid: u32,
+    version: u32,
+    proc_: u32,
+    args: impl FnOnce(&mut Writer<'_>) -> Result<(), XdrError>,
+) -> Result<Vec<u8>, XdrError> {
+    let mut buf = [0u8; MAX_CALL];
+    let mut w = Writer::new(&mut buf);
+    rpc::emit_call(&mut w, xid, RPCB_PROGRAM, version, proc_, &Credential::None)?;
+    args(&mut w)?;
+    Ok(w.written().to_vec())
 }
 
 /// Parse an accepted, successful reply whose result is an XDR bool.
 fn parse_bool_reply(xid: u32, msg: &[u8]) -> Result<bool, RpcbindError> {
-    let word = |i: usize| -> Result<u32, RpcbindError> {
-        msg.get(i * 4..i * 4 + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or(RpcbindError::Rejected("short reply"))
-    };
-    if word(0)? != xid {
+    let reply = Reply::parse(msg).map_err(|_| RpcbindError::Rejected("malformed reply"))?;
+    if reply.xid != xid {
         return Err(RpcbindError::Rejected("reply xid mismatch"));
     }
-    if word(1)? != 1 {
-        return Err(RpcbindError::Rejected("not a reply"));
-    }
-    if word(2)? != 0 {
-        return Err(RpcbindError::Rejected("call denied"));
-    }
-    // Verifier: flavor, then opaque body padded to 4 bytes.
-    let verf_len = word(4)? as usize;
-    let verf_words = verf_len.div_ceil(4);
-    if verf_len > 400 {
-        return Err(RpcbindError::Rejected("bad verifier"));
-    }
-    let at = 5 + verf_words;
-    match word(at)? {
-        0 => {}
-        1 => return Err(RpcbindError::Rejected("program unavailable")),
-        2 => return Err(RpcbindError::Rejected("program version mismatch")),
-        3 => return Err(RpcbindError::Rejected("procedure unavailable")),
-        4 => return Err(RpcbindError::Rejected("garbage arguments")),
-        _ => return Err(RpcbindError::Rejected("system error")),
-    }
-    Ok(word(at + 1)? != 0)
+    let results = match reply.body {
+        ReplyBody::Accepted {
+            stat: AcceptStat::Success,
+            results,
+            ..
+        } => results,
+        ReplyBody::Accepted {
+            stat: AcceptStat::ProgUnavail,
+            ..
+        } => return Err(RpcbindError::Rejected("program unavailable")),
+        ReplyBody::Accepted {
+            stat: AcceptStat::ProgMismatch { .. },
+            ..
+        } => return Err(RpcbindError::Rejected("program version mismatch")),
+        ReplyBody::Accepted {
+            stat: AcceptStat::ProcUnavail,
+            ..
+        } => return Err(RpcbindError::Rejected("procedure unavailable")),
+        ReplyBody::Accepted {
+            stat: AcceptStat::GarbageArgs,
+            ..
+        } => return Err(RpcbindError::Rejected("garbage arguments")),
+        ReplyBody::Accepted {
+            stat: AcceptStat::SystemErr,
+            ..
+        } => return Err(RpcbindError::Rejected("system error")),
+        ReplyBody::Denied(_) => return Err(RpcbindError::Rejected("call denied")),
+    };
+    Reader::new(results)
+        .bool()
+        .map_err(|_| RpcbindError::Rejected("short reply"))
 }
 
 #[cfg(test)]
@@ -432,7 +438,7 @@ mod tests {
             uaddr: "0.0.0.0.2.132".into(),
             port: 644,
         };
-        let msg = encode_rpcb_call(0x0102_0304, PROC_SET, MOUNT_PROGRAM, 3, &ep, "0");
+        let msg = encode_rpcb_call(0x0102_0304, PROC_SET, MOUNT_PROGRAM, 3, &ep, "0").unwrap();
         let expected: Vec<u8> = [
             &[0x01, 0x02, 0x03, 0x04][..], // xid
             &[0, 0, 0, 0],                 // CALL
@@ -457,7 +463,7 @@ mod tests {
 
     #[test]
     fn pmap_set_golden_bytes() {
-        let msg = encode_pmap_call(7, PROC_SET, MOUNT_PROGRAM, 1, IPPROTO_TCP, 644);
+        let msg = encode_pmap_call(7, PROC_SET, MOUNT_PROGRAM, 1, IPPROTO_TCP, 644).unwrap();
         let expected: Vec<u8> = [
             &[0, 0, 0, 7][..],
             &[0, 0, 0, 0],

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 pub mod record;
 pub mod resolve;
+pub mod service;
 pub mod tcp;
 pub mod udp;
 

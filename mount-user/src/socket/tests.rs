@@ -235,3 +235,117 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
     assert_eq!(get(&counters.tcp_oversize), 1);
     assert_eq!(get(&counters.tcp_replies), 7);
 }
+
+mod with_core {
+    //! The shells around the real protocol core: NULL and MNT over UDP and TCP.
+    use super::*;
+    use crate::exports::{ExportTable, SharedExports};
+    use crate::mount::{Policy, Transport};
+    use crate::mountlist::MountList;
+    use crate::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
+    use crate::socket::service::MountService;
+
+    fn call(xid: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+        let sys = AuthSys::new(1, b"test", 0, 0, &[]).unwrap();
+        let mut buf = [0u8; 512];
+        let n = encode_call(
+            &mut buf,
+            xid,
+            100_005,
+            3,
+            proc_,
+            &Credential::Sys(sys),
+            args,
+        )
+        .unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn mnt_args(path: &str) -> Vec<u8> {
+        let mut v = (path.len() as u32).to_be_bytes().to_vec();
+        v.extend(path.as_bytes());
+        v.resize(v.len().next_multiple_of(4), 0);
+        v
+    }
+
+    /// The results of an accepted, successful reply to `xid`.
+    fn results(xid: u32, reply: &[u8]) -> Vec<u8> {
+        let reply = Reply::parse(reply).unwrap();
+        assert_eq!(reply.xid, xid);
+        match reply.body {
+            ReplyBody::Accepted {
+                stat: AcceptStat::Success,
+                results,
+                ..
+            } => results.to_vec(),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    fn service(transport: Transport) -> (Arc<MountService>, Arc<MountList>) {
+        let table = ExportTable::parse_str("/srv 127.0.0.1(rw,insecure)\n", "test").unwrap();
+        let mounts = Arc::new(MountList::new());
+        let svc = MountService::new(
+            Arc::new(SharedExports::new(table)),
+            mounts.clone(),
+            Policy::default(),
+            transport,
+        );
+        (Arc::new(svc), mounts)
+    }
+
+    #[test]
+    fn null_and_mnt_over_udp() {
+        let (svc, mounts) = service(Transport::Udp);
+        let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        let server = UdpServer::start(sockets, svc, names(), Arc::default()).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let reply = udp_call(addr, &client, &call(11, 0, &[])).unwrap();
+        assert!(results(11, &reply).is_empty());
+        let reply = udp_call(addr, &client, &call(12, 1, &mnt_args("/srv"))).unwrap();
+        assert_eq!(results(12, &reply)[..4], [0, 0, 0, 0], "MNT3_OK");
+        assert!(mounts.contains("127.0.0.1", "/srv"));
+        server.stop();
+    }
+
+    #[test]
+    fn null_and_mnt_over_tcp() {
+        let (svc, mounts) = service(Transport::Tcp);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = TcpConfig {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(5),
+            max_record: 8192,
+            reply_capacity: tcp::TCP_REPLY_CAPACITY,
+        };
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut bytes = record(&[&call(21, 0, &[])]);
+            bytes.extend(record(&[&call(22, 1, &mnt_args("/srv/sub"))]));
+            s.write_all(&bytes).unwrap();
+            let null = read_record(&mut s);
+            let mnt = read_record(&mut s);
+            stop.send(true).unwrap();
+            (null, mnt)
+        });
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tcp::serve(listener, svc, names(), Arc::default(), config, stop_rx).await;
+        });
+        let (null, mnt) = client.join().unwrap();
+        assert!(results(21, &null).is_empty());
+        assert_eq!(results(22, &mnt)[..4], [0, 0, 0, 0], "MNT3_OK");
+        assert!(mounts.contains("127.0.0.1", "/srv/sub"));
+    }
+}
