@@ -237,7 +237,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(
-            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == PathBuf::from("x"))
+            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == std::path::Path::new("x"))
         );
     }
 }
