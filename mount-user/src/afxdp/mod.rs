@@ -99,11 +99,14 @@ impl Datapath {
         let mtu = read_sys(iface, "mtu")?;
         let cores = core_plan(queue_count, config.cores.as_deref())?;
 
+        // The program first: attaching is what refuses a second instance clearly. It
+        // steers nothing until every socket is registered and its worker runs.
+        let mut attachment = XdpAttachment::attach(iface, config.mode, 0)?;
         let mut sockets = Vec::with_capacity(queue_count as usize);
         for queue in 0..queue_count {
             // Zero-copy needs a driver-mode program; generic XDP always copies.
             let xsk = Xsk::open(ifindex, queue, config.mode == XdpMode::Native)
-                .with_context(|| format!("opening the AF_XDP socket of {iface} queue {queue}"))?;
+                .map_err(|e| explain_bind_error(e, iface, queue))?;
             tracing::info!(
                 iface,
                 queue,
@@ -112,9 +115,6 @@ impl Datapath {
             );
             sockets.push(xsk);
         }
-
-        // Steer nothing until every socket is registered and its worker runs.
-        let mut attachment = XdpAttachment::attach(iface, config.mode, 0)?;
         for (queue, xsk) in (0..).zip(&sockets) {
             attachment.register_socket(queue, &*xsk.fd())?;
         }
@@ -267,6 +267,17 @@ impl Drop for Datapath {
             tracing::warn!("{e:#}");
         }
     }
+}
+
+fn explain_bind_error(e: std::io::Error, iface: &str, queue: u32) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EBUSY) => {
+            " (another AF_XDP socket already owns this queue: another xdp-mountd or XDP user?)"
+        }
+        Some(libc::EINVAL) => " (no such queue? see --queues)",
+        _ => "",
+    };
+    anyhow!("opening the AF_XDP socket of {iface} queue {queue}: {e}{hint}")
 }
 
 fn if_index(iface: &str) -> anyhow::Result<u32> {
