@@ -408,3 +408,53 @@ fn reply_larger_than_mtu_arrives_whole_via_kernel() {
     assert_eq!(q["truncated"], 0, "{q}");
     assert_eq!(proc_count(&stats, "export", "afxdp"), 2);
 }
+
+/// A `*.domain` rule needs the client's name: the first call waits for the lookup
+/// thread and is answered through the kernel socket, later ones (name cached) through
+/// AF_XDP again.
+#[test]
+fn host_name_rules_resolve_off_the_hot_path() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("dns", 8, 1);
+    // `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts.
+    let etc = std::path::PathBuf::from(format!("/etc/netns/{}", bed.srv));
+    std::fs::create_dir_all(&etc).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(etc.clone());
+    std::fs::write(
+        etc.join("hosts"),
+        format!("127.0.0.1 localhost\n{} client.xaf.test\n", bed.v4[1]),
+    )
+    .unwrap();
+    let exports = bed.write("exports", "/srv/named *.xaf.test(ro,insecure)\n");
+    let daemon = bed.daemon(&["--exports", exports.to_str().unwrap(), "--iface", SRV_IF]);
+    let to = bed.srv_addr(false);
+    let (_, out_before) = bed.srv_udp_counters();
+    bed.in_client(|| {
+        let s = udp_socket(to);
+        let mnt = udp_call(&s, to, 3, 1, &xdr_string("/srv/named"));
+        assert_eq!(&mnt[..4], &[0, 0, 0, 0], "MNT3_OK by host name");
+    });
+    let (_, out_mid) = bed.srv_udp_counters();
+    assert_eq!(
+        out_mid,
+        out_before + 1,
+        "first answer through the kernel socket"
+    );
+    bed.in_client(|| {
+        let s = udp_socket(to);
+        let mnt = udp_call(&s, to, 3, 1, &xdr_string("/srv/named"));
+        assert_eq!(&mnt[..4], &[0, 0, 0, 0]);
+    });
+    assert_eq!(bed.srv_udp_counters().1, out_mid, "cached name: AF_XDP");
+    let q = &daemon.stats()["xdp"]["queues"][0];
+    assert_eq!(q["name_lookups"], 1, "{q}");
+    assert_eq!(q["tx"], 1, "{q}");
+}
