@@ -124,6 +124,15 @@ fn udp_dual_stack_sees_ipv4_clients_as_mapped() {
     let reply = udp_call(target, &client, b"peer").unwrap();
     let expected = format!("[::ffff:127.0.0.1]:{}", client.local_addr().unwrap().port());
     assert_eq!(String::from_utf8(reply).unwrap(), expected);
+    // IPv6 on the same socket (replies carry IPV6_PKTINFO; IPv4 ones IP_PKTINFO).
+    if let Ok(client6) = UdpSocket::bind("[::1]:0") {
+        client6
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let target6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let reply = udp_call(target6, &client6, b"peer").unwrap();
+        assert_eq!(reply, client6.local_addr().unwrap().to_string().as_bytes());
+    }
     server.stop();
 }
 
