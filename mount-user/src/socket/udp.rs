@@ -45,6 +45,15 @@ pub const RESOLVER_THREADS: usize = 2;
 struct NameJob {
     request: Vec<u8>,
     peer: SocketAddr,
+    /// The pktinfo to send the reply with (see [`reply_source`]).
+    source: Option<Control>,
+}
+
+/// A control-message buffer and its used length.
+#[derive(Clone, Copy)]
+struct Control {
+    words: [u64; CONTROL_WORDS],
+    len: usize,
 }
 
 /// Everything a worker or resolver thread shares.
@@ -211,7 +220,13 @@ impl Worker {
                         std::slice::from_raw_parts_mut(tx_base.add(replies * M), M),
                     )
                 };
-                let Some(len) = self.answer(request, peer, out) else {
+                // Send from the address the call came to: reuse its pktinfo.
+                let has_source = reply_source(&mut rx_hdr[i].msg_hdr);
+                let source = has_source.then(|| Control {
+                    words: control[i],
+                    len: rx_hdr[i].msg_hdr.msg_controllen as usize,
+                });
+                let Some(len) = self.answer(request, peer, source.as_ref(), out) else {
                     continue;
                 };
                 tx_iov[replies] = libc::iovec {
@@ -225,8 +240,7 @@ impl Worker {
                 tx_hdr[replies].msg_hdr.msg_namelen = rx_hdr[i].msg_hdr.msg_namelen;
                 tx_hdr[replies].msg_hdr.msg_iov = &raw mut tx_iov[replies];
                 tx_hdr[replies].msg_hdr.msg_iovlen = 1;
-                // Send from the address the call came to: reuse its pktinfo.
-                if reply_source(&mut rx_hdr[i].msg_hdr) {
+                if has_source {
                     tx_hdr[replies].msg_hdr.msg_control = rx_hdr[i].msg_hdr.msg_control;
                     tx_hdr[replies].msg_hdr.msg_controllen = rx_hdr[i].msg_hdr.msg_controllen;
                 }
@@ -238,7 +252,13 @@ impl Worker {
 
     /// Answer one call into `out`; the reply length, or None when nothing is to be sent
     /// now (dropped, or parked for a name lookup).
-    fn answer(&self, request: &[u8], peer: SocketAddr, out: &mut [u8]) -> Option<usize> {
+    fn answer(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        source: Option<&Control>,
+        out: &mut [u8],
+    ) -> Option<usize> {
         let s = &self.shared;
         match s.responder.respond(request, peer, None, out) {
             Answer::NeedName => {}
@@ -255,6 +275,7 @@ impl Worker {
         let job = NameJob {
             request: request.to_vec(),
             peer,
+            source: source.copied(),
         };
         match self.jobs.try_send(job) {
             Ok(()) => {}
@@ -365,7 +386,7 @@ fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
             .responder
             .respond(&job.request, job.peer, Some(&name), &mut out);
         if let Some(len) = finish(answer, job.peer, s) {
-            match socket.send_to(&out[..len], job.peer) {
+            match send_from(socket, &out[..len], job.peer, job.source) {
                 Ok(_) => Counters::bump(&s.counters.udp_replies),
                 Err(e) => {
                     tracing::debug!(peer = %job.peer, error = %e, "UDP send failed");
@@ -374,6 +395,38 @@ fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
             }
         }
     }
+}
+
+/// Send one datagram to `peer`, from the address in `source` when there is one.
+fn send_from(
+    socket: &UdpSocket,
+    buf: &[u8],
+    peer: SocketAddr,
+    source: Option<Control>,
+) -> io::Result<()> {
+    let Some(mut source) = source else {
+        return socket.send_to(buf, peer).map(drop);
+    };
+    let addr = socket2::SockAddr::from(peer);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = addr.as_ptr().cast_mut().cast();
+    msg.msg_namelen = addr.len();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = source.words.as_mut_ptr().cast();
+    msg.msg_controllen = source.len as _;
+    // SAFETY: msg points at live address, data and control buffers of the lengths given;
+    // the kernel only reads them.
+    let rc = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Convert a kernel-filled socket address; None for families other than IPv4/IPv6.
