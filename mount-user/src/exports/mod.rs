@@ -28,7 +28,7 @@ pub use hosts::{wildcard_match, HostSpec, Matcher, Resolver, StaticResolver, Sys
 pub use options::{
     flavor_from_name, flavor_name, Options, AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P, AUTH_NONE, AUTH_SYS,
 };
-pub use parse::{normalise_export_path, LineError, MNTPATHLEN};
+pub use parse::{normalise_export_path, LineError, MNTNAMLEN, MNTPATHLEN};
 pub use shared::SharedExports;
 pub use table::Rule;
 

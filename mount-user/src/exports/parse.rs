@@ -14,6 +14,8 @@ use super::FileHandle;
 
 /// Longest dirpath the MOUNT protocol carries (`MNTPATHLEN`).
 pub const MNTPATHLEN: usize = 1024;
+/// Longest name (client spec in the EXPORT groups) the MOUNT protocol carries (`MNTNAMLEN`).
+pub const MNTNAMLEN: usize = 255;
 
 /// One error in an exports file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +292,13 @@ fn parse_client(tok: &str, defaults: &Options) -> Result<RawClient, String> {
         None if tok.contains(')') => return Err(format!("malformed client \"{tok}\"")),
         None => (tok, None),
     };
+    // The EXPORT reply carries each client spec as a `name` (string<255>).
+    if host.len() > MNTNAMLEN {
+        return Err(format!(
+            "client spec is {} bytes long; the MOUNT protocol carries at most {MNTNAMLEN}",
+            host.len()
+        ));
+    }
     let spec = parse_host_spec(host).map_err(|m| format!("{m} in \"{tok}\""))?;
     let mut options = defaults.clone();
     if let Some(list) = list {

@@ -156,6 +156,25 @@ fn all_errors_of_a_file_are_reported() {
 fn long_path_is_refused() {
     let long = format!("/{} *\n", "a".repeat(MNTPATHLEN));
     assert!(error(&long).contains("at most 1024"));
+    let long_spec = format!("/a {}.example\n", "h".repeat(250));
+    assert!(error(&long_spec).starts_with("/etc/exports:1: client spec is 258 bytes long"));
+}
+
+#[test]
+fn many_exports_lookup_and_list() {
+    let text: String = (0..5000)
+        .map(|i| format!("/srv/d{i}/x 10.0.0.{}\n", i % 250))
+        .collect();
+    let t = table(&text);
+    assert_eq!(t.exports().len(), 5000);
+    assert_eq!(t.export_entry_ends().len(), 5000);
+    assert_eq!(
+        t.export_entry_ends().last().map(|e| e + 4),
+        Some(t.export_list_xdr().len())
+    );
+    let m = t.lookup("/srv/d4321/x/y/z").unwrap();
+    assert_eq!((m.export.path(), m.subpath), ("/srv/d4321/x", "y/z"));
+    assert!(t.lookup("/srv/d4321").is_none());
 }
 
 #[test]

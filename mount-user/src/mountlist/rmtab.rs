@@ -163,6 +163,8 @@ fn persist_loop(
     mut written: u64,
     stop: &mpsc::Receiver<()>,
 ) -> io::Result<()> {
+    // Warn once per failure streak: a missing directory must not log ten lines a second.
+    let mut failing = false;
     loop {
         let stopping = match stop.recv_timeout(TICK) {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
@@ -171,10 +173,21 @@ fn persist_loop(
         if list.generation() != written {
             let (generation, entries) = list.snapshot();
             match write_atomic(path, Rmtab::render(&entries).as_bytes()) {
-                Ok(()) => written = generation,
+                Ok(()) => {
+                    written = generation;
+                    if failing {
+                        tracing::info!("writing {} works again", path.display());
+                        failing = false;
+                    }
+                }
                 Err(e) if stopping => return Err(e),
                 // Retried on the next tick; the in-memory list stays authoritative.
-                Err(e) => tracing::warn!("writing {}: {e}", path.display()),
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!("writing {}: {e}; retrying every 100 ms", path.display());
+                        failing = true;
+                    }
+                }
             }
         }
         if stopping {
@@ -306,6 +319,30 @@ mod tests {
         l.remove("10.0.0.1", "/a");
         persister.flush_and_stop().unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "10.0.0.2:/b:0x00000001\n");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn persister_reports_a_failing_final_write() {
+        let d = tmpdir("pfail");
+        let l = Arc::new(MountList::new());
+        let persister = Rmtab::spawn(l.clone(), d.join("missing/rmtab")).unwrap();
+        l.add("h", "/a");
+        assert!(persister.flush_and_stop().is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn persister_without_changes_does_not_write() {
+        let d = tmpdir("idle");
+        let p = d.join("rmtab");
+        let persister = Rmtab::spawn(Arc::new(MountList::new()), p.clone()).unwrap();
+        thread::sleep(Duration::from_millis(250));
+        persister.flush_and_stop().unwrap();
+        assert!(
+            !p.exists(),
+            "nothing changed since load: the file is left alone"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
