@@ -1,1 +1,340 @@
-//! placeholder
+//! Real clients against the daemon: rpcinfo, showmount and nfs-ls (through a private
+//! rpcbind in the server namespace), and tshark's dissector as a wire-format judge.
+
+use e2e::*;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ok(out: &CmdOutput, what: &str) {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+fn rpcinfo_ping(pair: &NetPair, host: &str) {
+    let port = PORT.to_string();
+    for t in ["-u", "-t"] {
+        let out = pair.run_client(&["rpcinfo", "-n", &port, t, host, "100005"]);
+        ok(&out, &format!("rpcinfo -n {port} {t} {host} 100005"));
+        let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "program 100005 version 1 ready and waiting",
+                "program 100005 version 2 ready and waiting",
+                "program 100005 version 3 ready and waiting",
+            ],
+            "rpcinfo {t} {host} without a version (probes v0 → PROG_MISMATCH 1..3)"
+        );
+        for v in ["1", "2", "3"] {
+            let out = pair.run_client(&["rpcinfo", "-n", &port, t, host, "100005", v]);
+            ok(&out, &format!("rpcinfo {t} {host} 100005 {v}"));
+            assert_eq!(
+                out.stdout.trim(),
+                format!("program 100005 version {v} ready and waiting")
+            );
+        }
+        // A version we do not serve is reported as such.
+        let out = pair.run_client(&["rpcinfo", "-n", &port, t, host, "100005", "4"]);
+        assert_ne!(out.code, Some(0), "rpcinfo of version 4 must fail");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            all.contains("version mismatch") || all.contains("Program/version mismatch"),
+            "rpcinfo v4 should report a version mismatch: {all}"
+        );
+    }
+}
+
+#[test]
+fn rpcinfo_direct_port() {
+    let Some(pair) = NetPair::new("rpcinfo_direct_port") else {
+        return;
+    };
+    let _d = pair.start_standard();
+    rpcinfo_ping(&pair, &pair.srv_v4().to_string());
+    rpcinfo_ping(&pair, &pair.srv_v6().to_string());
+}
+
+/// Parses `rpcinfo -s` lines for program 100005 into (versions, netids).
+fn rpcinfo_s_mountd(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut vers = BTreeSet::new();
+    let mut nets = BTreeSet::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.first() == Some(&"100005") && f.len() >= 3 {
+            vers.extend(f[1].split(',').map(String::from));
+            nets.extend(f[2].split(',').map(String::from));
+        }
+    }
+    (vers, nets)
+}
+
+#[test]
+fn rpcbind_registration_and_unregistration() {
+    let Some(pair) = NetPair::new("rpcbind_registration") else {
+        return;
+    };
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rpcbind = true;
+    let mut d = pair.start_daemon(&opts);
+    let host = pair.srv_v4().to_string();
+    // Portmapper v2 view: udp and tcp, versions 1-3, our port.
+    let out = pair.run_client(&["rpcinfo", "-p", &host]);
+    ok(&out, "rpcinfo -p");
+    let mut got = BTreeSet::new();
+    for l in out.stdout.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.first() == Some(&"100005") {
+            got.insert((f[1].to_string(), f[2].to_string(), f[3].to_string()));
+        }
+    }
+    let mut want = BTreeSet::new();
+    for v in ["1", "2", "3"] {
+        for p in ["udp", "tcp"] {
+            want.insert((v.to_string(), p.to_string(), PORT.to_string()));
+        }
+    }
+    assert_eq!(got, want, "rpcinfo -p:\n{}", out.stdout);
+    // rpcbind v3/v4 view: also udp6/tcp6.
+    let out = pair.run_client(&["rpcinfo", "-s", &host]);
+    ok(&out, "rpcinfo -s");
+    let (vers, nets) = rpcinfo_s_mountd(&out.stdout);
+    assert_eq!(vers, ["1", "2", "3"].map(String::from).into(), "{}", out.stdout);
+    assert_eq!(
+        nets,
+        ["tcp", "tcp6", "udp", "udp6"].map(String::from).into(),
+        "{}",
+        out.stdout
+    );
+    // Through the portmapper, rpcinfo finds and pings every version.
+    for t in ["udp", "tcp"] {
+        let out = pair.run_client(&["rpcinfo", "-T", t, &host, "100005"]);
+        ok(&out, &format!("rpcinfo -T {t}"));
+        assert_eq!(out.stdout.matches("ready and waiting").count(), 3, "{}", out.stdout);
+    }
+    // SIGTERM: exit 0 and the registrations are gone (rpcbind itself still runs).
+    let st = d.stop_keep_rpcbind();
+    assert_eq!(st.code(), Some(0));
+    let out = pair.run_client(&["rpcinfo", "-s", &host]);
+    ok(&out, "rpcinfo -s after stop");
+    let (vers, nets) = rpcinfo_s_mountd(&out.stdout);
+    assert!(
+        vers.is_empty() && nets.is_empty(),
+        "mountd still registered after exit:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn showmount_and_nfs_ls() {
+    let Some(pair) = NetPair::new("showmount_and_nfs_ls") else {
+        return;
+    };
+    let n = pair.n;
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rpcbind = true;
+    let _d = pair.start_daemon(&opts);
+    let host = pair.srv_v4().to_string();
+
+    // showmount -e: every export with its groups, comma-separated.
+    let out = pair.run_client(&["showmount", "-e", &host]);
+    ok(&out, "showmount -e");
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some(format!("Export list for {host}:").as_str()));
+    let got: Vec<(String, String)> = lines
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            (
+                f.next().unwrap_or("").to_string(),
+                f.collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = e2e::fixtures::standard_export_list(n)
+        .into_iter()
+        .map(|(d, g)| (d, g.join(",")))
+        .collect();
+    let (mut g2, mut w2) = (got.clone(), want.clone());
+    g2.sort();
+    w2.sort();
+    assert_eq!(g2, w2, "showmount -e output:\n{}", out.stdout);
+
+    // showmount -a / -d after two mounts by our own client.
+    let server = pair.srv_addr(false, PORT);
+    pair.in_client(move || {
+        let mut c = RpcClient::new(Proto::Udp, server, SrcPort::Privileged).unwrap();
+        assert_eq!(c.mnt3("/srv/a").0, status::OK);
+        assert_eq!(c.mnt3("/srv/secure").0, status::OK);
+    });
+    let cli = pair.cli_v4().to_string();
+    let out = pair.run_client(&["showmount", "-a", &host]);
+    ok(&out, "showmount -a");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        vec![
+            format!("All mount points on {host}:"),
+            format!("{cli}:/srv/a"),
+            format!("{cli}:/srv/secure"),
+        ],
+        "showmount -a"
+    );
+    let out = pair.run_client(&["showmount", "-d", &host]);
+    ok(&out, "showmount -d");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        vec![format!("Directories on {host}:"), "/srv/a".into(), "/srv/secure".into()],
+    );
+
+    // nfs-ls -D: export discovery through GETPORT + MOUNT v3 EXPORT.
+    let url = format!("nfs://{host}/");
+    let out = pair.run_client(&["nfs-ls", "-D", &url]);
+    ok(&out, "nfs-ls -D");
+    let mut got: Vec<String> = out.stdout.lines().map(|l| l.trim().to_string()).collect();
+    got.sort();
+    let mut want: Vec<String> = e2e::fixtures::standard_export_list(n)
+        .into_iter()
+        .map(|(d, _)| format!("nfs://{host}{d}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "nfs-ls -D output:\n{}", out.stdout);
+}
+
+/// Runs one call of every procedure of every version over UDP and TCP (plus the error
+/// replies), returning how many calls were answered.
+fn every_procedure(server: std::net::SocketAddr) -> usize {
+    let mut answered = 0;
+    for proto in [Proto::Udp, Proto::Tcp] {
+        let mut c = RpcClient::new(proto, server, SrcPort::Privileged).unwrap();
+        for v in [1u32, 2, 3] {
+            let mut calls = vec![
+                Call::mount(v, procs::NULL),
+                Call::mount_path(v, procs::MNT, "/srv/a"),
+                Call::mount_path(v, procs::MNT, "/srv/fh"),
+                Call::mount_path(v, procs::MNT, "/srv/krb"),
+                Call::mount_path(v, procs::MNT, "/srv/nope"),
+                Call::mount_path(v, procs::MNT, "/srv/denied"),
+                Call::mount(v, procs::DUMP),
+                Call::mount(v, procs::EXPORT),
+                Call::mount_path(v, procs::UMNT, "/srv/a"),
+                Call::mount(v, procs::UMNTALL),
+            ];
+            if v < 3 {
+                calls.push(Call::mount(v, procs::EXPORTALL));
+            }
+            if v == 2 {
+                calls.push(Call::mount_path(v, procs::PATHCONF, "/srv/a"));
+            } else {
+                calls.push(Call::mount(v, procs::PATHCONF)); // PROC_UNAVAIL
+            }
+            for call in calls {
+                c.must(&call);
+                answered += 1;
+            }
+        }
+        // Error replies of the RPC layer.
+        let mut bad_vers = Call::mount(4, procs::NULL);
+        bad_vers.vers = 4;
+        let mut bad_prog = Call::mount(3, procs::NULL);
+        bad_prog.prog = 100003;
+        let mut bad_rpc = Call::mount(3, procs::NULL);
+        bad_rpc.rpcvers = 3;
+        let bad_cred = Call::mount(3, procs::NULL).with_cred(Auth::Raw {
+            flavor: 7,
+            body: vec![],
+        });
+        let garbage = Call::mount(3, procs::MNT).with_args(vec![0, 0, 0, 9]);
+        for call in [bad_vers, bad_prog, bad_rpc, bad_cred, garbage] {
+            c.must(&call);
+            answered += 1;
+        }
+    }
+    answered
+}
+
+#[test]
+fn tshark_finds_nothing_malformed() {
+    let Some(pair) = NetPair::new("tshark_finds_nothing_malformed") else {
+        return;
+    };
+    let _d = pair.start_standard();
+    let pcap = pair.dir.join("capture.pcapng");
+    let mut cap = Command::new("ip")
+        .args(["netns", "exec", &pair.srv, "tshark", "-q", "-i", "veth0", "-w"])
+        .arg(&pcap)
+        .args(["-f", &format!("port {PORT}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tshark");
+    // tshark says "Capturing on 'veth0'" once dumpcap has the interface open.
+    let err = cap.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if l.contains("Capturing on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(15)).is_err() {
+        let _ = cap.kill();
+        panic!("tshark did not start capturing within 15 s");
+    }
+    let server = pair.srv_addr(false, PORT);
+    let server6 = pair.srv_addr(true, PORT);
+    let answered = pair.in_client(move || every_procedure(server) + every_procedure(server6));
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGINT lets tshark flush and close the file.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(cap.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cap.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = cap.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = cap.wait();
+
+    let decode = format!("udp.port=={PORT},rpc");
+    let decode_t = format!("tcp.port=={PORT},rpc");
+    let read = |filter: &str, fields: &[&str]| -> String {
+        let mut cmd = Command::new("tshark");
+        cmd.arg("-r")
+            .arg(&pcap)
+            .args(["-d", &decode, "-d", &decode_t, "-Y", filter]);
+        if !fields.is_empty() {
+            cmd.args(["-T", "fields"]);
+            for f in fields {
+                cmd.args(["-e", f]);
+            }
+        }
+        let out = cmd.output().expect("tshark -r");
+        assert!(
+            out.status.success(),
+            "tshark -r failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bad = read("_ws.malformed || _ws.expert.severity >= error", &[]);
+    assert!(bad.trim().is_empty(), "tshark flags malformed/error frames:\n{bad}");
+    // It really dissected our replies as RPC (and MOUNT).
+    let replies = read("rpc.msgtyp == 1", &["rpc.xid"]);
+    let n_replies = replies.lines().flat_map(|l| l.split(',')).filter(|x| !x.is_empty()).count();
+    assert_eq!(n_replies, answered, "every answered call appears as an RPC reply");
+    let mounts = read("mount && rpc.msgtyp == 1 && rpc.replystat == 0", &["frame.number"]);
+    assert!(
+        mounts.lines().count() >= 60,
+        "expected the MOUNT replies to be dissected as MOUNT, got {}",
+        mounts.lines().count()
+    );
+}

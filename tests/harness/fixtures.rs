@@ -63,3 +63,92 @@ impl NetPair {
         self.start_daemon(&DaemonOpts::new(f))
     }
 }
+
+/// What a transport-matrix check gets: where the server is and who the client is.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// transport under test
+    pub proto: crate::Proto,
+    /// IPv6 (true) or IPv4
+    pub v6: bool,
+    /// subnet index
+    pub n: u8,
+    /// server address and MOUNT port
+    pub server: std::net::SocketAddr,
+    /// the client's address as the server sees it (mount-list key)
+    pub cli_ip: std::net::IpAddr,
+}
+
+impl Ctx {
+    /// A new client from an ephemeral (≥1024) source port.
+    pub fn client(&self) -> crate::RpcClient {
+        self.client_from(crate::SrcPort::High)
+    }
+
+    /// A new client from the given source port kind.
+    pub fn client_from(&self, src: crate::SrcPort) -> crate::RpcClient {
+        crate::RpcClient::new(self.proto, self.server, src)
+            .unwrap_or_else(|e| panic!("client {:?} to {}: {e:#}", self.proto, self.server))
+    }
+}
+
+/// Runs `check` against a fresh daemon with the standard exports (plus `opts` tweaks),
+/// inside the client namespace, over one transport/family.
+pub fn run_check(
+    test: &str,
+    proto: crate::Proto,
+    v6: bool,
+    tweak: fn(&mut DaemonOpts),
+    check: fn(&Ctx),
+) {
+    let Some(pair) = NetPair::new(test) else {
+        return;
+    };
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    tweak(&mut opts);
+    let _d = pair.start_daemon(&opts);
+    let ctx = Ctx {
+        proto,
+        v6,
+        n: pair.n,
+        server: pair.srv_addr(v6, crate::PORT),
+        cli_ip: pair.cli_ip(v6),
+    };
+    pair.in_client(move || check(&ctx));
+}
+
+/// Declares a module `$check` with tests `udp4`, `tcp4`, `udp6`, `tcp6`, each running the
+/// function `$check(&Ctx)` against its own daemon (optional `tweak: fn(&mut DaemonOpts)`).
+#[macro_export]
+macro_rules! matrix {
+    ($check:ident) => {
+        $crate::matrix!($check, |_o: &mut $crate::DaemonOpts| {});
+    };
+    ($check:ident, $tweak:expr) => {
+        mod $check {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::Proto;
+            fn go(variant: &str, proto: Proto, v6: bool) {
+                let name = format!("{}_{}", stringify!($check), variant);
+                $crate::fixtures::run_check(&name, proto, v6, $tweak, super::$check);
+            }
+            #[test]
+            fn udp4() {
+                go("udp4", Proto::Udp, false)
+            }
+            #[test]
+            fn tcp4() {
+                go("tcp4", Proto::Tcp, false)
+            }
+            #[test]
+            fn udp6() {
+                go("udp6", Proto::Udp, true)
+            }
+            #[test]
+            fn tcp6() {
+                go("tcp6", Proto::Tcp, true)
+            }
+        }
+    };
+}

@@ -28,6 +28,9 @@ pub mod procs {
     pub const PATHCONF: u32 = 7;
 }
 
+/// The dirpath bound (`string<1024>`).
+pub const XDR_MAX_PATH: usize = 1024;
+
 /// Auth flavors used by the tests.
 pub const AUTH_NONE: u32 = 0;
 /// AUTH_SYS flavor.
