@@ -105,7 +105,12 @@ fn rpcbind_registration_and_unregistration() {
     let out = pair.run_client(&["rpcinfo", "-s", &host]);
     ok(&out, "rpcinfo -s");
     let (vers, nets) = rpcinfo_s_mountd(&out.stdout);
-    assert_eq!(vers, ["1", "2", "3"].map(String::from).into(), "{}", out.stdout);
+    assert_eq!(
+        vers,
+        ["1", "2", "3"].map(String::from).into(),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         nets,
         ["tcp", "tcp6", "udp", "udp6"].map(String::from).into(),
@@ -116,7 +121,12 @@ fn rpcbind_registration_and_unregistration() {
     for t in ["udp", "tcp"] {
         let out = pair.run_client(&["rpcinfo", "-T", t, &host, "100005"]);
         ok(&out, &format!("rpcinfo -T {t}"));
-        assert_eq!(out.stdout.matches("ready and waiting").count(), 3, "{}", out.stdout);
+        assert_eq!(
+            out.stdout.matches("ready and waiting").count(),
+            3,
+            "{}",
+            out.stdout
+        );
     }
     // SIGTERM: exit 0 and the registrations are gone (rpcbind itself still runs).
     let st = d.stop_keep_rpcbind();
@@ -146,7 +156,10 @@ fn showmount_and_nfs_ls() {
     let out = pair.run_client(&["showmount", "-e", &host]);
     ok(&out, "showmount -e");
     let mut lines = out.stdout.lines();
-    assert_eq!(lines.next(), Some(format!("Export list for {host}:").as_str()));
+    assert_eq!(
+        lines.next(),
+        Some(format!("Export list for {host}:").as_str())
+    );
     let got: Vec<(String, String)> = lines
         .map(|l| {
             let mut f = l.split_whitespace();
@@ -188,7 +201,11 @@ fn showmount_and_nfs_ls() {
     ok(&out, "showmount -d");
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
-        vec![format!("Directories on {host}:"), "/srv/a".into(), "/srv/secure".into()],
+        vec![
+            format!("Directories on {host}:"),
+            "/srv/a".into(),
+            "/srv/secure".into()
+        ],
     );
 
     // nfs-ls -D: export discovery through GETPORT + MOUNT v3 EXPORT.
@@ -265,7 +282,9 @@ fn tshark_finds_nothing_malformed() {
     let _d = pair.start_standard();
     let pcap = pair.dir.join("capture.pcapng");
     let mut cap = Command::new("ip")
-        .args(["netns", "exec", &pair.srv, "tshark", "-q", "-i", "veth0", "-w"])
+        .args([
+            "netns", "exec", &pair.srv, "tshark", "-q", "-i", "veth0", "-w",
+        ])
         .arg(&pcap)
         .args(["-f", &format!("port {PORT}")])
         .stdin(Stdio::null())
@@ -326,12 +345,25 @@ fn tshark_finds_nothing_malformed() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let bad = read("_ws.malformed || _ws.expert.severity >= error", &[]);
-    assert!(bad.trim().is_empty(), "tshark flags malformed/error frames:\n{bad}");
+    assert!(
+        bad.trim().is_empty(),
+        "tshark flags malformed/error frames:\n{bad}"
+    );
     // It really dissected our replies as RPC (and MOUNT).
     let replies = read("rpc.msgtyp == 1", &["rpc.xid"]);
-    let n_replies = replies.lines().flat_map(|l| l.split(',')).filter(|x| !x.is_empty()).count();
-    assert_eq!(n_replies, answered, "every answered call appears as an RPC reply");
-    let mounts = read("mount && rpc.msgtyp == 1 && rpc.replystat == 0", &["frame.number"]);
+    let n_replies = replies
+        .lines()
+        .flat_map(|l| l.split(','))
+        .filter(|x| !x.is_empty())
+        .count();
+    assert_eq!(
+        n_replies, answered,
+        "every answered call appears as an RPC reply"
+    );
+    let mounts = read(
+        "mount && rpc.msgtyp == 1 && rpc.replystat == 0",
+        &["frame.number"],
+    );
     assert!(
         mounts.lines().count() >= 60,
         "expected the MOUNT replies to be dissected as MOUNT, got {}",

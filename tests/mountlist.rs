@@ -15,12 +15,19 @@ fn dump_umnt_umntall(c: &Ctx) {
     assert_eq!(cl.mnt12(1, "/srv/secure").0, status::OK);
     let mut got = cl.dump(3);
     got.sort();
-    let mut want = vec![(ip.clone(), "/srv/a".to_string()), (ip.clone(), "/srv/secure".into())];
+    let mut want = vec![
+        (ip.clone(), "/srv/a".to_string()),
+        (ip.clone(), "/srv/secure".into()),
+    ];
     want.sort();
     assert_eq!(got, want, "DUMP after two MNTs");
     // Mounting the same dir again does not duplicate the entry.
     assert_eq!(cl.mnt3("/srv/a").0, status::OK);
-    assert_eq!(cl.dump(1).len(), 2, "a repeated MNT must not duplicate the entry");
+    assert_eq!(
+        cl.dump(1).len(),
+        2,
+        "a repeated MNT must not duplicate the entry"
+    );
     // Failed MNTs add nothing.
     assert_eq!(cl.mnt3("/srv/denied").0, status::ACCES);
     assert_eq!(cl.mnt3("/srv/nope").0, status::NOENT);
@@ -35,19 +42,31 @@ fn dump_umnt_umntall(c: &Ctx) {
     assert_eq!(cl.mnt3("/srv/ro").0, status::OK);
     assert_eq!(cl.dump(3).len(), 2);
     cl.umntall(3);
-    assert_eq!(cl.dump(3), vec![], "UMNTALL must remove every entry of the client");
+    assert_eq!(
+        cl.dump(3),
+        vec![],
+        "UMNTALL must remove every entry of the client"
+    );
 }
 matrix!(dump_umnt_umntall);
 
 fn filtered_exports(c: &Ctx) {
     let mut cl = c.client();
     let all = e2e::fixtures::standard_export_list(c.n);
-    let want: Vec<_> = all.into_iter().filter(|(d, _)| d != "/srv/denied").collect();
+    let want: Vec<_> = all
+        .into_iter()
+        .filter(|(d, _)| d != "/srv/denied")
+        .collect();
     for v in [1, 2, 3] {
-        assert_eq!(cl.exports(v, procs::EXPORT), want, "--filter-exports EXPORT v{v}");
+        assert_eq!(
+            cl.exports(v, procs::EXPORT),
+            want,
+            "--filter-exports EXPORT v{v}"
+        );
     }
 }
-matrix!(filtered_exports, |o: &mut DaemonOpts| o.filter_exports = true);
+matrix!(filtered_exports, |o: &mut DaemonOpts| o.filter_exports =
+    true);
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -128,25 +147,45 @@ fn sighup_reload() {
         assert_eq!(cl.mnt3("/srv/new").0, status::NOENT);
     });
     // Add an export, SIGHUP: the new export becomes mountable.
-    std::fs::write(&exports, format!("{base}/srv/new *(insecure,sec=sys:krb5)\n")).unwrap();
+    std::fs::write(
+        &exports,
+        format!("{base}/srv/new *(insecure,sec=sys:krb5)\n"),
+    )
+    .unwrap();
     d.signal(libc::SIGHUP);
     pair.in_client(move || {
         let mut cl = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
-        wait_until("/srv/new mountable after SIGHUP", 5, || cl.mnt3("/srv/new").0 == 0);
+        wait_until("/srv/new mountable after SIGHUP", 5, || {
+            cl.mnt3("/srv/new").0 == 0
+        });
         let (_, ok) = cl.mnt3("/srv/new");
         assert_eq!(ok.unwrap(), (synthetic_handle("/srv/new"), vec![1, 390003]));
     });
     // A broken file: old table stays, stderr names file:line.
-    std::fs::write(&exports, format!("{base}/srv/b *(ro)\n/srv/broken *(bogus_option)\n")).unwrap();
+    std::fs::write(
+        &exports,
+        format!("{base}/srv/b *(ro)\n/srv/broken *(bogus_option)\n"),
+    )
+    .unwrap();
     let bad_line = base.lines().count() + 2;
     d.signal(libc::SIGHUP);
     let want = format!("{}:{bad_line}", exports.display());
-    wait_until(&format!("stderr naming {want}"), 5, || d.stderr().contains(&want));
+    wait_until(&format!("stderr naming {want}"), 5, || {
+        d.stderr().contains(&want)
+    });
     pair.in_client(move || {
         let mut cl = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
-        assert_eq!(cl.mnt3("/srv/new").0, status::OK, "old table kept after a bad reload");
+        assert_eq!(
+            cl.mnt3("/srv/new").0,
+            status::OK,
+            "old table kept after a bad reload"
+        );
         assert_eq!(cl.mnt3("/srv/a").0, status::OK);
-        assert_eq!(cl.mnt3("/srv/b").0, status::NOENT, "nothing of the bad file applied");
+        assert_eq!(
+            cl.mnt3("/srv/b").0,
+            status::NOENT,
+            "nothing of the bad file applied"
+        );
     });
     drop(d); // asserts exit 0 on SIGTERM
 }
@@ -191,7 +230,10 @@ fn check_command() {
         );
         assert_eq!(out.status.code(), Some(1), "check on {text:?}: {all}");
         let want = format!("{}:{line}:", bad.display());
-        assert!(all.contains(&want), "check on {text:?} must say {want:?}, said {all:?}");
+        assert!(
+            all.contains(&want),
+            "check on {text:?} must say {want:?}, said {all:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

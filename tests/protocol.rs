@@ -62,7 +62,11 @@ fn rpc_mismatch(c: &Ctx) {
         let mut call = Call::mount(3, procs::NULL);
         call.rpcvers = rv;
         let r = cl.must(&call);
-        assert_eq!(r.denied(), &Denied::RpcMismatch { low: 2, high: 2 }, "rpcvers {rv}");
+        assert_eq!(
+            r.denied(),
+            &Denied::RpcMismatch { low: 2, high: 2 },
+            "rpcvers {rv}"
+        );
         // Exact bytes: xid, REPLY, MSG_DENIED, RPC_MISMATCH, 2, 2.
         let mut w = XdrWriter::new();
         w.u32(call.xid).u32(1).u32(1).u32(0).u32(2).u32(2);
@@ -103,7 +107,10 @@ fn auth_errors(c: &Ctx) {
     assert_eq!(r.denied(), &badcred, "17 gids");
     // The maxima are fine: 255-byte name and 16 gids (a 340-byte body), on MNT too.
     let r = cl.must(&Call::mount(3, procs::NULL).with_cred(sys_cred(255, 16)));
-    assert!(r.success().is_empty(), "255-byte machinename + 16 gids must be accepted");
+    assert!(
+        r.success().is_empty(),
+        "255-byte machinename + 16 gids must be accepted"
+    );
     let r = cl.must(&Call::mount_path(3, procs::MNT, "/srv/a").with_cred(sys_cred(255, 16)));
     let (st, _) = parse_mountres3(r.success()).unwrap();
     assert_eq!(st, status::OK);
@@ -114,13 +121,21 @@ fn auth_errors(c: &Ctx) {
         flavor: e2e::rpc::AUTH_SYS,
         body: b.into_bytes(),
     }));
-    assert_eq!(r.denied(), &badcred, "AUTH_SYS body with a truncated machinename");
+    assert_eq!(
+        r.denied(),
+        &badcred,
+        "AUTH_SYS body with a truncated machinename"
+    );
     // Unknown flavor 7.
     let r = cl.must(&Call::mount(3, procs::NULL).with_cred(Auth::Raw {
         flavor: 7,
         body: vec![1, 2, 3, 4],
     }));
-    assert_eq!(r.denied(), &Denied::AuthError(auth_stat::REJECTEDCRED), "flavor 7");
+    assert_eq!(
+        r.denied(),
+        &Denied::AuthError(auth_stat::REJECTEDCRED),
+        "flavor 7"
+    );
 }
 matrix!(auth_errors);
 
@@ -132,16 +147,27 @@ fn garbage_args(c: &Ctx) {
     for v in ALL {
         for p in [procs::MNT, procs::UMNT] {
             let r = cl.must(&Call::mount_path(v, p, &long));
-            assert_eq!(r.accept_stat(), &AcceptStat::GarbageArgs, "v{v} proc {p} 1025-byte path");
+            assert_eq!(
+                r.accept_stat(),
+                &AcceptStat::GarbageArgs,
+                "v{v} proc {p} 1025-byte path"
+            );
         }
     }
     // PATHCONF v2 too.
     let r = cl.must(&Call::mount_path(2, procs::PATHCONF, &long));
-    assert_eq!(r.accept_stat(), &AcceptStat::GarbageArgs, "PATHCONF 1025-byte path");
+    assert_eq!(
+        r.accept_stat(),
+        &AcceptStat::GarbageArgs,
+        "PATHCONF 1025-byte path"
+    );
     // Exactly 1024 bytes decodes: an answer, not GARBAGE_ARGS (and not OK: not exported).
     let max = format!("/{}", "y".repeat(XDR_MAX_PATH - 1));
     let (st, ok) = cl.mnt3(&max);
-    assert!(ok.is_none() && st != status::OK, "1024-byte path status {st}");
+    assert!(
+        ok.is_none() && st != status::OK,
+        "1024-byte path status {st}"
+    );
     // Truncated arguments: length word says 10, 4 bytes follow; no arguments at all;
     // a length word cut in half.
     let mut w = XdrWriter::new();
@@ -153,7 +179,11 @@ fn garbage_args(c: &Ctx) {
     ] {
         for v in ALL {
             let r = cl.must(&Call::mount(v, procs::MNT).with_args(args.clone()));
-            assert_eq!(r.accept_stat(), &AcceptStat::GarbageArgs, "MNT v{v}: {what}");
+            assert_eq!(
+                r.accept_stat(),
+                &AcceptStat::GarbageArgs,
+                "MNT v{v}: {what}"
+            );
         }
         let r = cl.must(&Call::mount(1, procs::UMNT).with_args(args.clone()));
         assert_eq!(r.accept_stat(), &AcceptStat::GarbageArgs, "UMNT: {what}");
@@ -222,12 +252,21 @@ fn pathconf_v2(c: &Ctx) {
         assert!(i16::try_from(w).is_ok(), "pc_{f} = {w:#x} is not a short");
     }
     let vdisable = x.u32().unwrap();
-    assert!(vdisable <= 0xff, "pc_vdisable {vdisable:#x} is not a u_char");
+    assert!(
+        vdisable <= 0xff,
+        "pc_vdisable {vdisable:#x} is not a u_char"
+    );
     let xxx = x.i32().unwrap();
-    assert!(i8::try_from(xxx).is_ok() || (0..=0xff).contains(&xxx), "pc_xxx {xxx:#x}");
+    assert!(
+        i8::try_from(xxx).is_ok() || (0..=0xff).contains(&xxx),
+        "pc_xxx {xxx:#x}"
+    );
     for i in 0..2 {
         let w = x.i32().unwrap();
-        assert!(i16::try_from(w).is_ok(), "pc_mask[{i}] = {w:#x} is not a short");
+        assert!(
+            i16::try_from(w).is_ok(),
+            "pc_mask[{i}] = {w:#x} is not a short"
+        );
     }
     x.finish().unwrap();
 }
@@ -242,7 +281,10 @@ fn mnt_v3_synthetic(c: &Ctx) {
         let (st, ok) = cl.mnt3(p);
         assert_eq!(st, status::OK, "MNT3 {p}");
         let (fh, flavors) = ok.unwrap();
-        assert_eq!(fh, want, "handle of {p} must be the synthetic handle of /srv/a");
+        assert_eq!(
+            fh, want,
+            "handle of {p} must be the synthetic handle of /srv/a"
+        );
         assert_eq!(flavors, vec![1], "default flavors of {p}");
     }
     // ro export mounts too; sec= order is kept.
@@ -269,7 +311,10 @@ fn mnt_explicit_fh(c: &Ctx) {
     assert_eq!(r.success(), w.into_bytes().as_slice());
     // A subdirectory of an fh= export has no known handle: never the root's.
     let (st, ok) = cl.mnt3("/srv/fh/sub");
-    assert!(ok.is_none() && st != status::OK, "MNT3 /srv/fh/sub status {st}");
+    assert!(
+        ok.is_none() && st != status::OK,
+        "MNT3 /srv/fh/sub status {st}"
+    );
 }
 matrix!(mnt_explicit_fh);
 
@@ -278,7 +323,11 @@ fn mnt_v1_v2(c: &Ctx) {
     for v in [1, 2] {
         let r = cl.must(&Call::mount_path(v, procs::MNT, "/srv/a"));
         let res = r.success();
-        assert_eq!(res.len(), 36, "fhstatus = status + fixed 32-byte handle, no length");
+        assert_eq!(
+            res.len(),
+            36,
+            "fhstatus = status + fixed 32-byte handle, no length"
+        );
         let (st, fh) = parse_fhstatus(res).unwrap();
         assert_eq!(st, 0);
         assert_eq!(fh.unwrap(), synthetic_handle("/srv/a"), "v{v} handle");
@@ -330,7 +379,11 @@ fn mnt_access(c: &Ctx) {
     // Client not in the export's list.
     let mut cl = c.client_from(SrcPort::Privileged);
     let r = cl.must(&Call::mount_path(3, procs::MNT, "/srv/denied"));
-    assert_eq!(r.success(), &[0, 0, 0, 13], "MNT3 /srv/denied: exactly MNT3ERR_ACCES");
+    assert_eq!(
+        r.success(),
+        &[0, 0, 0, 13],
+        "MNT3 /srv/denied: exactly MNT3ERR_ACCES"
+    );
     for v in [1, 2] {
         assert_eq!(cl.mnt12(v, "/srv/denied"), (status::ACCES, None));
     }
@@ -342,7 +395,11 @@ fn mnt_access(c: &Ctx) {
     // ...an unprivileged one is refused.
     let mut hi = c.client_from(SrcPort::High);
     let (st, ok) = hi.mnt3("/srv/secure");
-    assert_eq!((st, ok), (status::ACCES, None), "secure export from a port >= 1024");
+    assert_eq!(
+        (st, ok),
+        (status::ACCES, None),
+        "secure export from a port >= 1024"
+    );
     assert_eq!(hi.mnt12(2, "/srv/secure"), (status::ACCES, None));
     // `insecure` export from a high port is fine.
     let (st, _) = hi.mnt3("/srv/a");

@@ -37,7 +37,12 @@ fn fuzz_datagram(rng: &mut Rng) -> Vec<u8> {
         }
         1 => {
             let mut w = XdrWriter::new();
-            w.u32(rng.next() as u32).u32(0).u32(2).u32(MOUNT_PROG).u32(vers).u32(proc_);
+            w.u32(rng.next() as u32)
+                .u32(0)
+                .u32(2)
+                .u32(MOUNT_PROG)
+                .u32(vers)
+                .u32(proc_);
             let full = w.into_bytes();
             let cut = rng.below(full.len() as u64 + 1) as usize;
             let mut v = full[..cut].to_vec();
@@ -121,7 +126,11 @@ fn random_datagram_burst_then_correct_mnt() {
     });
     assert!(d.alive(), "daemon died:\n{}", d.stderr());
     let st = d.stop();
-    assert_eq!(st.code(), Some(0), "exit 0 after SIGTERM following the burst");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit 0 after SIGTERM following the burst"
+    );
 }
 
 /// N from 10.77.N.1 or fd77:N::1.

@@ -167,9 +167,7 @@ fn tcp_runt_record_v4() {
 }
 
 fn many_connections(server: SocketAddr) {
-    let mut conns: Vec<RpcClient> = (0..64)
-        .map(|_| RpcClient::Tcp(connect(server)))
-        .collect();
+    let mut conns: Vec<RpcClient> = (0..64).map(|_| RpcClient::Tcp(connect(server))).collect();
     for c in conns.iter_mut() {
         let (st, _) = c.mnt3("/srv/a");
         assert_eq!(st, status::OK);

@@ -43,6 +43,8 @@ pub struct DaemonOpts {
     pub filter_exports: bool,
     /// extra arguments
     pub extra: Vec<String>,
+    /// binary override (harness self-tests use a stand-in); None: [`daemon_bin`]
+    pub bin: Option<PathBuf>,
 }
 
 impl DaemonOpts {
@@ -54,6 +56,7 @@ impl DaemonOpts {
             rpcbind: false,
             filter_exports: false,
             extra: Vec::new(),
+            bin: None,
         }
     }
 }
@@ -82,7 +85,7 @@ impl NetPair {
 
     /// Like [`NetPair::start_daemon`] but returns an error text (with stderr) instead of panicking.
     pub fn try_start_daemon(&self, opts: &DaemonOpts) -> Result<Daemon<'_>, String> {
-        let bin = daemon_bin();
+        let bin = opts.bin.clone().unwrap_or_else(daemon_bin);
         let seq = START_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stderr_path = self.dir.join(format!("daemon-{seq}.stderr"));
         let errf = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
@@ -124,7 +127,16 @@ impl NetPair {
                 v6 = self.srv_v6(),
                 pidfile = pidfile.display(),
             );
-            cmd.args(["unshare", "-m", "--propagation", "private", "sh", "-c", &script, "sh"]);
+            cmd.args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                "sh",
+            ]);
             rpcbind_pidfile = Some(pidfile);
         }
         cmd.args(&args);
@@ -164,7 +176,8 @@ impl NetPair {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(()) => return Ok(d),
-                Err(mpsc::RecvTimeoutError::Disconnected) | Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(mpsc::RecvTimeoutError::Disconnected)
+                | Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(st)) = d.child.try_wait() {
                         d.status = Some(st);
                         return Err(format!(

@@ -206,7 +206,15 @@ impl NetPair {
         let n = self.n;
         for (ns, dev, host) in [(&self.srv, "veth0", 1), (&self.cli, "veth1", 2)] {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("10.77.{n}.{host}/24"), "dev", dev])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("10.77.{n}.{host}/24"),
+                "dev",
+                dev,
+            ])?;
             // nodad: the address is usable at once, no DAD wait.
             ip(&[
                 "-n",

@@ -17,17 +17,18 @@ impl RpcClient {
                 assert_eq!(r.xid, call.xid, "reply xid");
                 r
             }
-            Err(e) => panic!(
-                "call vers {} proc {} failed: {e:#}",
-                call.vers, call.proc_
-            ),
+            Err(e) => panic!("call vers {} proc {} failed: {e:#}", call.vers, call.proc_),
         }
     }
 
     /// NULL on `vers`; asserts SUCCESS with empty results.
     pub fn null(&mut self, vers: u32) {
         let r = self.must(&Call::mount(vers, procs::NULL));
-        assert!(r.success().is_empty(), "NULL v{vers} results must be empty: {:02x?}", r.raw);
+        assert!(
+            r.success().is_empty(),
+            "NULL v{vers} results must be empty: {:02x?}",
+            r.raw
+        );
     }
 
     /// MNT v3.

@@ -354,7 +354,11 @@ impl Reply {
 pub fn parse_fhstatus(results: &[u8]) -> Result<(u32, Option<Vec<u8>>)> {
     let mut r = XdrReader::new(results);
     let status = r.u32()?;
-    let fh = if status == 0 { Some(r.fixed(32)?) } else { None };
+    let fh = if status == 0 {
+        Some(r.fixed(32)?)
+    } else {
+        None
+    };
     r.finish()?;
     Ok((status, fh))
 }

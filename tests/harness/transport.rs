@@ -173,7 +173,11 @@ impl TcpClient {
         let mut pos = 0;
         for (i, &sz) in sizes.iter().enumerate() {
             let last = i + 1 == sizes.len();
-            let end = if last { msg.len() } else { (pos + sz).min(msg.len()) };
+            let end = if last {
+                msg.len()
+            } else {
+                (pos + sz).min(msg.len())
+            };
             let mut frag = ((end - pos) as u32 | if last { 0x8000_0000 } else { 0 })
                 .to_be_bytes()
                 .to_vec();
@@ -244,13 +248,15 @@ impl TcpClient {
         let mut b = [0u8; 64];
         let r = match self.stream.read(&mut b) {
             Ok(0) => Ok(true),
-            Ok(n) => bail!("expected the connection to close, got {n} bytes {:02x?}", &b[..n]),
+            Ok(n) => bail!(
+                "expected the connection to close, got {n} bytes {:02x?}",
+                &b[..n]
+            ),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(true),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
             Err(e) => Err(e.into()),
         };
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(5)))?;
+        self.stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         r
     }
 }
