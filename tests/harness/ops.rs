@@ -2,12 +2,9 @@
 //! decode the procedure result, so tests read as protocol statements.
 
 use crate::rpc::{
-    parse_exports, parse_fhstatus, parse_mountlist, parse_mountres3, procs, Call, Reply,
+    parse_exports, parse_fhstatus, parse_mountlist, parse_mountres3, procs, Call, Mnt3, Reply,
 };
 use crate::transport::RpcClient;
-
-/// A decoded v3 MNT result: status and, when OK, (handle, flavors).
-pub type Mnt3 = (u32, Option<(Vec<u8>, Vec<u32>)>);
 
 impl RpcClient {
     /// Sends `call`, panicking with context on transport/parse failure.

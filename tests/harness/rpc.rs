@@ -363,8 +363,11 @@ pub fn parse_fhstatus(results: &[u8]) -> Result<(u32, Option<Vec<u8>>)> {
     Ok((status, fh))
 }
 
+/// A decoded v3 MNT result: status and, when MNT3_OK, (handle, flavors).
+pub type Mnt3 = (u32, Option<(Vec<u8>, Vec<u32>)>);
+
 /// v3 `mountres3`: status, and (handle, flavors) when MNT3_OK.
-pub fn parse_mountres3(results: &[u8]) -> Result<(u32, Option<(Vec<u8>, Vec<u32>)>)> {
+pub fn parse_mountres3(results: &[u8]) -> Result<Mnt3> {
     let mut r = XdrReader::new(results);
     let status = r.u32()?;
     let ok = if status == 0 {
