@@ -24,5 +24,7 @@ mod program {
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {
-    eprintln!("mount-xdp is an eBPF program: it is built for bpfel-unknown-none by mount-user's build.rs");
+    eprintln!(
+        "mount-xdp is an eBPF program: it is built for bpfel-unknown-none by mount-user's build.rs"
+    );
 }

@@ -1,29 +1,60 @@
 //! exports(5): parsing, host resolution and the compiled, immutable [`ExportTable`].
 //!
-//! INTERFACE STUB written by the integrator; the exports helper replaces the bodies.
+//! Pipeline: `parse` (syntax -> raw entries, `FILE:LINE:` errors) -> `table` (resolve host
+//! names, compile matchers, handles and the precomputed EXPORT reply list) -> [`SharedExports`]
+//! (atomic publication; readers never lock).
+//!
+//! Syntax decisions where exports(5) leaves room:
+//! - `path` alone exports to `*` with a warning (as nfs-utils does);
+//! - `client (opts)` with a blank before `(` is an error (nfs-utils would export to the world);
+//! - `@netgroup` and the obsolete `gss/krb5` client syntax are errors;
+//! - a path exported on two lines is an error;
+//! - a host name that does not resolve makes its rule inert (warning), it does not fail the load;
+//! - `sec=` lists flavors in preference order; several `sec=` in one option list accumulate,
+//!   per-flavor options (nfs-utils applies options after `sec=` to that flavor) are not
+//!   modelled: a rule's options apply to all its flavors.
 use std::net::IpAddr;
 use std::path::Path;
+
+mod handle;
+mod hosts;
+mod options;
+mod parse;
+mod shared;
+mod table;
+
+pub use handle::{HandleSource, SYNTHETIC_LEN};
+pub use hosts::{wildcard_match, HostSpec, Matcher, Resolver, StaticResolver, SystemResolver};
+pub use options::{
+    flavor_from_name, flavor_name, Options, AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P, AUTH_NONE, AUTH_SYS,
+};
+pub use parse::{normalise_export_path, LineError, MNTNAMLEN, MNTPATHLEN};
+pub use shared::SharedExports;
+pub use table::Rule;
 
 /// Maximum length of a file handle (NFSv3 `fhandle3`).
 pub const FHSIZE3: usize = 64;
 
 /// A file handle held inline (no allocation): `len` bytes of `bytes` are meaningful.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileHandle {
+    /// Number of meaningful bytes (1..=64).
     pub len: u8,
+    /// The handle, zero-padded.
     pub bytes: [u8; FHSIZE3],
 }
 
 impl FileHandle {
     /// The handle's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
+        &self.bytes[..usize::from(self.len).min(FHSIZE3)]
     }
 }
 
 /// What a matched client rule grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
+    /// `ro` (the default) or `rw`.
     pub read_only: bool,
     /// `secure`: MNT must come from a source port below 1024.
     pub secure: bool,
@@ -32,42 +63,35 @@ pub struct ClientOptions {
 }
 
 /// The result of matching a client against an export's client list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientCheck<'a> {
+    /// The first matching rule's grant.
     Allowed(&'a ClientOptions),
+    /// No rule matches.
     Denied,
     /// A `*.domain` rule could match but the caller gave no host name: resolve and ask again.
     NeedName,
 }
 
 /// One export, compiled.
-pub struct Export {}
-
-impl Export {
-    /// The exported path, normalised.
-    pub fn path(&self) -> &str {
-        unimplemented!()
-    }
-    /// Root handle of the export.
-    pub fn handle(&self) -> &FileHandle {
-        unimplemented!()
-    }
-    /// Handle for `subpath` below the export (relative, no leading '/', normalised, never
-    /// empty); None when this export cannot hand out subdirectory handles.
-    pub fn subdir_handle(&self, _subpath: &str) -> Option<FileHandle> {
-        unimplemented!()
-    }
-    /// Match a client; `name` is its reverse-resolved host name when the caller has one.
-    pub fn check_client(&self, _addr: IpAddr, _name: Option<&str>) -> ClientCheck<'_> {
-        unimplemented!()
-    }
-    /// The client specs as written in the exports file, for the EXPORT `groups` list.
-    pub fn groups(&self) -> &[String] {
-        unimplemented!()
-    }
+#[derive(Debug)]
+pub struct Export {
+    pub(crate) path: String,
+    pub(crate) line: usize,
+    pub(crate) handle: FileHandle,
+    pub(crate) source: HandleSource,
+    pub(crate) groups: Vec<String>,
+    pub(crate) rules: Vec<Rule>,
+    /// Exact addresses (single-address specs and resolved names) -> first rule index.
+    pub(crate) exact: std::collections::HashMap<IpAddr, usize>,
+    /// Rules that must be scanned in order (`*`, networks, wildcards), by index.
+    pub(crate) scan: Vec<usize>,
 }
 
 /// A longest-prefix lookup result.
+#[derive(Debug, Clone, Copy)]
 pub struct ExportMatch<'t> {
+    /// The matched export.
     pub export: &'t Export,
     /// The part of the path below the export, without leading '/'; "" for the export itself.
     pub subpath: &'t str,
@@ -76,42 +100,177 @@ pub struct ExportMatch<'t> {
 /// Errors of loading an exports file; Display names file:line.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportsError {
-    #[error("{0}")]
-    Stub(String),
+    /// Syntax or semantic errors, every one found (Display: one `FILE:LINE: message` per line).
+    #[error("{}", join_errors(.0))]
+    Parse(Vec<LineError>),
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ExportsError {
+    /// The line errors (empty for I/O errors).
+    pub fn line_errors(&self) -> &[LineError] {
+        match self {
+            ExportsError::Parse(v) => v,
+            ExportsError::Io { .. } => &[],
+        }
+    }
+}
+
+fn join_errors(errors: &[LineError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
 
 /// The compiled, immutable export table, swapped atomically on reload.
-pub struct ExportTable {}
+#[derive(Debug)]
+pub struct ExportTable {
+    pub(crate) exports: Vec<Export>,
+    /// Normalised export path -> index in `exports`.
+    pub(crate) by_path: std::collections::HashMap<Box<str>, usize>,
+    pub(crate) xdr: Vec<u8>,
+    pub(crate) ends: Vec<usize>,
+}
 
 impl ExportTable {
     /// An empty table.
     pub fn empty() -> Self {
-        unimplemented!()
+        Self {
+            exports: Vec::new(),
+            by_path: Default::default(),
+            // The empty `exports` list: just the terminating FALSE.
+            xdr: vec![0, 0, 0, 0],
+            ends: Vec::new(),
+        }
     }
     /// Read, parse, resolve host names and compile an exports file.
-    pub fn load(_path: &Path) -> Result<Self, ExportsError> {
-        unimplemented!()
+    pub fn load(path: &Path) -> Result<Self, ExportsError> {
+        Self::load_with(path, &SystemResolver)
+    }
+    /// [`ExportTable::load`] with a chosen resolver.
+    pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Self, ExportsError> {
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ExportsError::Io {
+            path: origin.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            ExportsError::Parse(vec![LineError {
+                origin: origin.clone(),
+                line,
+                message: "not valid UTF-8 (write other bytes as \\ooo octal escapes)".into(),
+            }])
+        })?;
+        Self::parse_str_with(&text, &origin, resolver)
     }
     /// Parse and compile exports text; `origin` names it in errors (file name).
-    pub fn parse_str(_text: &str, _origin: &str) -> Result<Self, ExportsError> {
-        unimplemented!()
+    pub fn parse_str(text: &str, origin: &str) -> Result<Self, ExportsError> {
+        Self::parse_str_with(text, origin, &SystemResolver)
+    }
+    /// [`ExportTable::parse_str`] with a chosen resolver.
+    pub fn parse_str_with(
+        text: &str,
+        origin: &str,
+        resolver: &dyn Resolver,
+    ) -> Result<Self, ExportsError> {
+        let (raw, mut errors) = parse::parse(text, origin);
+        match table::compile(raw, origin, resolver) {
+            Ok(t) if errors.is_empty() => Ok(t),
+            Ok(_) => Err(ExportsError::Parse(errors)),
+            Err(more) => {
+                errors.extend(more);
+                errors.sort_by_key(|e| e.line);
+                Err(ExportsError::Parse(errors))
+            }
+        }
     }
     /// Longest-prefix match of a normalised absolute path (no "//", no trailing '/', no
     /// "." or ".." components).
-    pub fn lookup<'t>(&'t self, _path: &'t str) -> Option<ExportMatch<'t>> {
-        unimplemented!()
+    pub fn lookup<'t>(&'t self, path: &'t str) -> Option<ExportMatch<'t>> {
+        table::lookup(self, path)
     }
     /// All exports in file order.
     pub fn exports(&self) -> &[Export] {
-        unimplemented!()
+        &self.exports
     }
     /// The XDR `exports` list of all exports (each entry preceded by 1, ends with 0),
     /// precomputed at compile time.
     pub fn export_list_xdr(&self) -> &[u8] {
-        unimplemented!()
+        &self.xdr
     }
     /// End offsets in `export_list_xdr()` of each entry (for truncating at an entry boundary).
     pub fn export_entry_ends(&self) -> &[usize] {
-        unimplemented!()
+        &self.ends
+    }
+    /// The XDR bytes of entry `i` alone (its leading 1 included, no list terminator), for
+    /// building a per-client filtered list.
+    pub fn export_entry_xdr(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.xdr.get(start..end)
+    }
+    /// Human-readable dump of the compiled table (`xdp-mountd check`).
+    pub fn describe(&self) -> String {
+        table::describe(self)
     }
 }
+
+impl Export {
+    /// The exported path, normalised.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// Root handle of the export.
+    pub fn handle(&self) -> &FileHandle {
+        &self.handle
+    }
+    /// Where the root handle comes from.
+    pub fn handle_source(&self) -> &HandleSource {
+        &self.source
+    }
+    /// Line of the exports file that defined this export.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+    /// Handle for `subpath` below the export (relative, no leading '/', normalised, never
+    /// empty); None when this export cannot hand out subdirectory handles.
+    pub fn subdir_handle(&self, subpath: &str) -> Option<FileHandle> {
+        let subpath = subpath.trim_start_matches('/');
+        if subpath.is_empty() {
+            return match self.source {
+                HandleSource::Explicit => Some(self.handle),
+                _ => self
+                    .source
+                    .identity(&self.path, "")
+                    .map(|id| FileHandle::synthetic(&id)),
+            };
+        }
+        self.source
+            .identity(&self.path, subpath)
+            .map(|id| FileHandle::synthetic(&id))
+    }
+    /// Match a client; `name` is its reverse-resolved host name when the caller has one.
+    pub fn check_client(&self, addr: IpAddr, name: Option<&str>) -> ClientCheck<'_> {
+        table::check_client(self, addr.to_canonical(), name)
+    }
+    /// The client specs as written in the exports file, for the EXPORT `groups` list.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+    /// The compiled client rules in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,188 @@
-//! Kernel-stack data paths: UDP and TCP.
+//! Kernel-stack data paths: UDP (batched, SO_REUSEPORT, one thread per worker) and TCP
+//! (tokio, RPC record marking), both thin shells around a [`Responder`].
+//!
+//! The shells know nothing of MOUNT: they hand each RPC message, the peer's address and,
+//! when asked for it, the peer's host name to a [`Responder`] and send back what it wrote.
+//! `service::MountService` is the responder that calls the protocol core; tests plug in
+//! fakes.
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub mod record;
+pub mod resolve;
+pub mod service;
+pub mod tcp;
+pub mod udp;
+
+/// What a [`Responder`] did with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `out[..len]` holds the reply; `truncated`: a list was cut to fit `out`.
+    Reply { len: usize, truncated: bool },
+    /// Send nothing.
+    Drop,
+    /// Resolve the peer's host name and ask again with it.
+    NeedName,
+}
+
+/// The protocol side of a shell: answers one RPC message.
+pub trait Responder: Send + Sync + 'static {
+    /// Answer `request` from `peer` into `out` (the datagram or record capacity). `name` is
+    /// the peer's host name once a previous call returned [`Answer::NeedName`].
+    fn respond(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        name: Option<&str>,
+        out: &mut [u8],
+    ) -> Answer;
+}
+
+/// Event counters of the shells, logged at exit.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// UDP replies sent.
+    pub udp_replies: AtomicU64,
+    /// UDP replies whose list was truncated to fit a datagram.
+    pub udp_truncated: AtomicU64,
+    /// UDP datagrams answered with nothing (not a call, runt, oversize, send error).
+    pub udp_dropped: AtomicU64,
+    /// Calls that waited for a host-name lookup.
+    pub name_lookups: AtomicU64,
+    /// Calls dropped because the name-lookup queue was full.
+    pub name_queue_full: AtomicU64,
+    /// TCP connections accepted and served.
+    pub tcp_connections: AtomicU64,
+    /// TCP connections closed at once because of the connection cap.
+    pub tcp_refused: AtomicU64,
+    /// TCP connections closed because a record exceeded the cap.
+    pub tcp_oversize: AtomicU64,
+    /// TCP replies sent.
+    pub tcp_replies: AtomicU64,
+}
+
+impl Counters {
+    /// Increment a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Log every counter at info level.
+    pub fn log(&self) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        tracing::info!(
+            udp_replies = get(&self.udp_replies),
+            udp_truncated = get(&self.udp_truncated),
+            udp_dropped = get(&self.udp_dropped),
+            name_lookups = get(&self.name_lookups),
+            name_queue_full = get(&self.name_queue_full),
+            tcp_connections = get(&self.tcp_connections),
+            tcp_refused = get(&self.tcp_refused),
+            tcp_oversize = get(&self.tcp_oversize),
+            tcp_replies = get(&self.tcp_replies),
+            "kernel-stack listener counters"
+        );
+    }
+}
+
+/// Lets a warning through at most once per interval, so that a flood (full queue,
+/// connection storm) cannot flood the log too; reports how many were suppressed.
+#[derive(Debug)]
+pub struct RateLimit {
+    start: Instant,
+    interval_ms: u64,
+    /// Milliseconds since `start` of the last message let through, plus one (0 = never).
+    last: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    /// At most one message per `interval`.
+    pub fn new(interval: std::time::Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            interval_ms: interval.as_millis().max(1) as u64,
+            last: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last one)` when this message may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < self.interval_ms {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // Only the thread that wins the exchange logs.
+        self.last
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// A socket for `addr`: an unspecified IPv6 address gets a dual-stack socket
+/// (IPV6_V6ONLY off) so IPv4 clients arrive as IPv4-mapped peers on the same socket.
+fn new_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if let IpAddr::V6(ip) = addr.ip() {
+        if ip.is_unspecified() {
+            sock.set_only_v6(false)?;
+        }
+    }
+    Ok(sock)
+}
+
+/// Where to bind: `addr` itself, unless it is the IPv6 wildcard on a host without IPv6
+/// (disabled in the kernel or the namespace), where we fall back to 0.0.0.0 and say so.
+pub fn effective_bind(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
+                Ok(_) => addr,
+                Err(e) => {
+                    tracing::warn!(error = %e, "IPv6 unavailable, listening on IPv4 only (0.0.0.0)");
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                }
+            }
+        }
+        _ => addr,
+    }
+}
+
+/// Bind `count` UDP sockets to the same address with SO_REUSEPORT, so the kernel spreads
+/// datagrams over the workers by flow hash. Port 0 picks a free port for the first socket
+/// and binds the others to it; the caller learns it from `local_addr()`.
+pub fn bind_udp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(count.max(1));
+    let mut target = addr;
+    for _ in 0..count.max(1) {
+        let sock = new_socket(target, Type::DGRAM, Protocol::UDP)?;
+        sock.set_reuse_port(true)?;
+        sock.bind(&target.into())?;
+        let sock: std::net::UdpSocket = sock.into();
+        target = sock.local_addr()?;
+        sockets.push(sock);
+    }
+    Ok(sockets)
+}
+
+/// Bind a TCP listener (SO_REUSEADDR, so a restart does not wait out TIME_WAIT), in
+/// non-blocking mode for tokio.
+pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let sock = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! Fuzz `mount::answer`: decode + answer arbitrary bytes as an RPC message.
+//!
+//! The first input byte picks the client (address, source port, host name), the reply
+//! buffer size and the export filter policy; the rest is the message. `answer` must never
+//! panic, and must never report a reply longer than the buffer.
+//!
+//! Build/run: `AYA_BUILD_SKIP=1 cargo +nightly fuzz run answer` in mount-user/
+//! (AYA_BUILD_SKIP skips the eBPF sub-build, which the fuzzer does not need).
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use mount_user::exports::ExportTable;
+use mount_user::mount::{answer, Client, Context, Outcome, Policy, Transport};
+use mount_user::mountlist::MountList;
+
+const EXPORTS: &str = "\
+/ 10.0.0.0/8(ro)
+/srv/a 10.0.0.0/8(rw,insecure) *(ro)
+/srv/n *.example.com(insecure,sec=krb5p:sys:none)
+/srv/fh 10.0.0.0/8(insecure,fh=0102030405)
+/srv/long 10.0.0.0/8(insecure,fh=abababababababababababababababababababababababababababababababababababababababab)
+";
+
+fn table() -> &'static ExportTable {
+    static TABLE: OnceLock<ExportTable> = OnceLock::new();
+    TABLE.get_or_init(|| ExportTable::parse_str(EXPORTS, "fuzz").expect("fuzz exports parse"))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, msg)) = data.split_first() else {
+        return;
+    };
+    let addrs = ["10.1.2.3:700", "10.1.2.3:4000", "192.0.2.1:700", "[::ffff:10.0.0.1]:700"];
+    let addr: SocketAddr = addrs[usize::from(sel & 3)].parse().expect("literal address");
+    let name = (sel & 4 != 0).then_some("h.example.com");
+    let cap = [24usize, 64, 512, 65536][usize::from(sel >> 3 & 3)];
+    let policy = Policy {
+        filter_exports_by_client: sel & 0x20 != 0,
+    };
+    let mounts = MountList::new();
+    let ctx = Context {
+        exports: table(),
+        mounts: &mounts,
+        policy: &policy,
+    };
+    let client = Client {
+        addr,
+        name,
+        transport: Transport::Udp,
+    };
+    let mut out = vec![0u8; cap];
+    if let Outcome::Reply { len, .. } = answer(msg, &client, &ctx, &mut out) {
+        assert!(len <= cap);
+    }
+});

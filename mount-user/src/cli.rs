@@ -1,0 +1,243 @@
+//! Command-line interface (clap derive).
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// xdp-mountd: an NFS MOUNT service (ONC RPC program 100005, versions 1-3).
+#[derive(Debug, Parser)]
+#[command(
+    name = "xdp-mountd",
+    version,
+    about = "NFS MOUNT service (ONC RPC program 100005, versions 1-3)",
+    long_about = "xdp-mountd answers NFS MOUNT calls (RPC program 100005, versions 1, 2 and 3: \
+                  MNT, UMNT, UMNTALL, DUMP, EXPORT, PATHCONF) for the exports described in an \
+                  exports(5) file, over UDP and TCP, IPv4 and IPv6.\n\n\
+                  Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug or \
+                  RUST_LOG=mount_user::socket=trace) to change what is logged (default: info).",
+    after_help = "Examples:\n  \
+                  xdp-mountd check --exports /etc/exports\n  \
+                  xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab\n  \
+                  RUST_LOG=debug xdp-mountd serve --exports ./exports --port 20048 --no-rpcbind"
+)]
+pub struct Cli {
+    /// Format of the log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MOUNT over UDP and TCP until SIGINT or SIGTERM.
+    #[command(
+        long_about = "Serve MOUNT over UDP and TCP until SIGINT or SIGTERM.\n\n\
+                      Loads the exports file (a malformed file is refused with FILE:LINE: \
+                      message and exit status 1), loads the mount list from --rmtab, binds \
+                      UDP and TCP on --bind:--port, registers with rpcbind, then prints one \
+                      line containing READY to stdout.\n\n\
+                      Signals: SIGHUP reloads the exports file (on error the current exports \
+                      stay in force and the error is logged); SIGINT/SIGTERM stop the \
+                      listeners, unregister from rpcbind, write the rmtab and exit 0.",
+        after_help = "Examples:\n  \
+                      xdp-mountd serve --exports /etc/exports\n  \
+                      xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab --udp-workers 4\n  \
+                      xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind"
+    )]
+    Serve(ServeArgs),
+    /// Validate an exports file and print what it compiles to.
+    #[command(
+        long_about = "Validate an exports file and print what it compiles to: each export with \
+                      its root file handle (and where the handle comes from) and each client \
+                      rule with its effective options. Exit status 0 when the file is valid; \
+                      otherwise 1, with one FILE:LINE: message per error on stderr.",
+        after_help = "Example:\n  xdp-mountd check --exports /etc/exports"
+    )]
+    Check(CheckArgs),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The exports(5) file to serve (also re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub exports: PathBuf,
+
+    /// UDP and TCP port of the MOUNT service. 0 picks a free port (logged, and printed on
+    /// the READY line).
+    #[arg(long, value_name = "PORT", default_value_t = 644)]
+    pub port: u16,
+
+    /// Keep the mount list (what DUMP reports) in this file, in the nfs-utils rmtab format:
+    /// read at start, rewritten after changes and at exit. Without it the mount list lives
+    /// in memory only and starts empty.
+    #[arg(long, value_name = "FILE")]
+    pub rmtab: Option<PathBuf>,
+
+    /// Do not register with rpcbind/portmapper (clients must then be told the port).
+    /// Without this flag, registration is attempted and skipped with a log line if rpcbind
+    /// is not running.
+    #[arg(long)]
+    pub no_rpcbind: bool,
+
+    /// UDP worker threads, each with its own SO_REUSEPORT socket [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub udp_workers: Option<u16>,
+
+    /// TCP connections served at once; further connections are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Close a TCP connection after this many seconds without traffic.
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Largest RPC call record accepted over TCP, in bytes; a bigger one closes that
+    /// connection (a maximal MOUNT call is under 2 KiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(64..=16 * 1024 * 1024))]
+    pub max_record: u32,
+
+    /// EXPORT lists only the exports the calling client may mount (default: all exports,
+    /// as nfs-utils' mountd does).
+    #[arg(long)]
+    pub filter_exports: bool,
+
+    /// Address to listen on. The default, ::, is a dual-stack socket that serves IPv4 and
+    /// IPv6 (falls back to 0.0.0.0 when IPv6 is unavailable).
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+}
+
+impl ServeArgs {
+    /// The number of UDP workers, resolving the default.
+    pub fn udp_workers(&self) -> usize {
+        self.udp_workers.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        })
+    }
+}
+
+/// Options of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The exports(5) file to validate.
+    #[arg(long, value_name = "FILE")]
+    pub exports: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let argv = ["xdp-mountd", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let a = serve(&["--exports", "/etc/exports"]);
+        assert_eq!(a.exports, PathBuf::from("/etc/exports"));
+        assert_eq!(a.port, 644);
+        assert_eq!(a.rmtab, None);
+        assert!(!a.no_rpcbind && !a.filter_exports);
+        assert_eq!(a.max_connections, 1024);
+        assert_eq!(a.idle_timeout, 120);
+        assert_eq!(a.max_record, 8192);
+        assert_eq!(a.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        assert!(a.udp_workers() >= 1);
+    }
+
+    #[test]
+    fn serve_all_flags() {
+        let a = serve(&[
+            "--exports",
+            "e",
+            "--port",
+            "0",
+            "--rmtab",
+            "r",
+            "--no-rpcbind",
+            "--udp-workers",
+            "3",
+            "--max-connections",
+            "5",
+            "--idle-timeout",
+            "7",
+            "--max-record",
+            "4096",
+            "--filter-exports",
+            "--bind",
+            "127.0.0.1",
+        ]);
+        assert_eq!(a.port, 0);
+        assert_eq!(a.rmtab, Some(PathBuf::from("r")));
+        assert!(a.no_rpcbind && a.filter_exports);
+        assert_eq!(a.udp_workers(), 3);
+        assert_eq!(
+            (a.max_connections, a.idle_timeout, a.max_record),
+            (5, 7, 4096)
+        );
+        assert_eq!(a.bind, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            &["serve"][..],
+            &["serve", "--exports", "e", "--udp-workers", "0"],
+            &["serve", "--exports", "e", "--port", "70000"],
+            &["serve", "--exports", "e", "--max-record", "10"],
+            &["serve", "--exports", "e", "--bind", "not-an-ip"],
+            &["serve", "--exports", "e", "--iface", "eth0"],
+            &["check"],
+            &["--log-format", "xml", "check", "--exports", "e"],
+        ] {
+            let argv = std::iter::once(&"xdp-mountd").chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn check_and_global_log_format() {
+        let cli = Cli::try_parse_from([
+            "xdp-mountd",
+            "check",
+            "--exports",
+            "x",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(
+            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == std::path::Path::new("x"))
+        );
+    }
+}

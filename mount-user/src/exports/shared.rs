@@ -1,0 +1,45 @@
+//! Publication of the current [`ExportTable`]: readers load a snapshot without locking,
+//! a reload swaps in a new table atomically and keeps the old one on error.
+use arc_swap::{ArcSwap, Guard};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{ExportTable, ExportsError};
+
+/// The live export table, shared by every worker.
+pub struct SharedExports {
+    current: ArcSwap<ExportTable>,
+}
+
+impl SharedExports {
+    /// Publish `table` as the first current table.
+    pub fn new(table: ExportTable) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(table),
+        }
+    }
+    /// A cheap, lock-free snapshot for one request (do not hold it for long).
+    pub fn load(&self) -> Guard<Arc<ExportTable>> {
+        self.current.load()
+    }
+    /// A snapshot that may be kept (e.g. by a long-lived connection task).
+    pub fn load_full(&self) -> Arc<ExportTable> {
+        self.current.load_full()
+    }
+    /// Swap in `table`; requests already running keep their snapshot.
+    pub fn replace(&self, table: ExportTable) {
+        self.current.store(Arc::new(table));
+    }
+    /// Load `path` and swap it in; on error the current table stays in force.
+    pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {
+        let table = ExportTable::load(path)?;
+        self.replace(table);
+        Ok(())
+    }
+}
+
+impl Default for SharedExports {
+    fn default() -> Self {
+        Self::new(ExportTable::empty())
+    }
+}

@@ -1,0 +1,270 @@
+//! Compiling raw entries into the [`ExportTable`]: name resolution, matchers, handles, the
+//! path index and the precomputed EXPORT list; plus lookup and client checks.
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::handle::HandleSource;
+use super::hosts::{wildcard_match, HostSpec, Matcher, Resolver};
+use super::options::Options;
+use super::parse::{LineError, RawExport};
+use super::{ClientCheck, ClientOptions, Export, ExportMatch, ExportTable, FileHandle};
+
+/// One compiled client rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The client spec as written.
+    pub spec: String,
+    /// How the client is matched.
+    pub matcher: Matcher,
+    /// What the rule grants (what the protocol core needs).
+    pub client: ClientOptions,
+    /// Every option, for `describe()`.
+    pub options: Options,
+}
+
+/// Compile parsed exports; host names are resolved once each through `resolver`.
+pub(crate) fn compile(
+    raw: Vec<RawExport>,
+    origin: &str,
+    resolver: &dyn Resolver,
+) -> Result<ExportTable, Vec<LineError>> {
+    let mut errors = Vec::new();
+    let mut resolved: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let mut handles: HashMap<FileHandle, (String, usize)> = HashMap::new();
+    let mut exports = Vec::with_capacity(raw.len());
+    for r in raw {
+        let source = match (&r.fh, &r.fsid) {
+            (Some(_), _) => HandleSource::Explicit,
+            (None, Some(fsid)) => HandleSource::SyntheticFsid(fsid.clone()),
+            (None, None) => HandleSource::SyntheticPath,
+        };
+        let handle = match (r.fh, source.identity(&r.path, "")) {
+            (Some(fh), _) => fh,
+            (None, Some(id)) => FileHandle::synthetic(&id),
+            // Unreachable by construction (no fh= means a synthetic source), but keep a
+            // path-derived handle rather than panic.
+            (None, None) => FileHandle::synthetic(&r.path),
+        };
+        if let Some((other, line)) = handles.get(&handle) {
+            errors.push(LineError {
+                origin: origin.to_string(),
+                line: r.line,
+                message: format!(
+                    "export {:?} has the same file handle as {other:?} (line {line}); \
+                     give each export its own fh= or fsid=",
+                    r.path
+                ),
+            });
+            continue;
+        }
+        handles.insert(handle, (r.path.clone(), r.line));
+        let mut rules = Vec::with_capacity(r.clients.len());
+        let mut exact: HashMap<IpAddr, usize> = HashMap::new();
+        let mut scan = Vec::new();
+        for (idx, c) in r.clients.iter().enumerate() {
+            let matcher = match &c.spec {
+                HostSpec::Any => Matcher::Any,
+                HostSpec::Net(net) => Matcher::Net(*net),
+                HostSpec::Wildcard(p) => Matcher::Wildcard(p.clone()),
+                HostSpec::Name(name) => {
+                    let addrs = resolved
+                        .entry(name.clone())
+                        .or_insert_with(|| match resolver.resolve(name) {
+                            Ok(a) if !a.is_empty() => a,
+                            Ok(_) => {
+                                tracing::warn!(
+                                    "{origin}:{}: host {name:?} has no address; its rule is inert",
+                                    r.line
+                                );
+                                Vec::new()
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "{origin}:{}: cannot resolve host {name:?} ({e}); its rule is inert",
+                                    r.line
+                                );
+                                Vec::new()
+                            }
+                        })
+                        .clone();
+                    Matcher::Addrs(addrs)
+                }
+            };
+            match &matcher {
+                Matcher::Net(net) if net.prefix_len() == net.max_prefix_len() => {
+                    exact.entry(net.addr()).or_insert(idx);
+                }
+                Matcher::Addrs(addrs) => {
+                    for a in addrs {
+                        exact.entry(a.to_canonical()).or_insert(idx);
+                    }
+                }
+                _ => scan.push(idx),
+            }
+            rules.push(Rule {
+                spec: c.spec_text.clone(),
+                matcher,
+                client: ClientOptions {
+                    read_only: c.options.read_only,
+                    secure: c.options.secure,
+                    flavors: c.options.effective_flavors(),
+                },
+                options: c.options.clone(),
+            });
+        }
+        exports.push(Export {
+            groups: r.clients.iter().map(|c| c.spec_text.clone()).collect(),
+            path: r.path,
+            line: r.line,
+            handle,
+            source,
+            rules,
+            exact,
+            scan,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let by_path = exports
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (Box::from(e.path.as_str()), i))
+        .collect();
+    let (xdr, ends) = encode_export_list(&exports);
+    Ok(ExportTable {
+        exports,
+        by_path,
+        xdr,
+        ends,
+    })
+}
+
+/// Longest-prefix lookup: try the path, then each ancestor ('/'-by-'/'), so the cost is
+/// O(depth) hash probes however many exports there are.
+pub(crate) fn lookup<'t>(table: &'t ExportTable, path: &'t str) -> Option<ExportMatch<'t>> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut end = path.len();
+    loop {
+        let prefix = if end == 0 { "/" } else { &path[..end] };
+        if let Some(&i) = table.by_path.get(prefix) {
+            let rest = path.get(end..).unwrap_or("");
+            let subpath = rest.strip_prefix('/').unwrap_or(rest);
+            return table
+                .exports
+                .get(i)
+                .map(|export| ExportMatch { export, subpath });
+        }
+        if end == 0 {
+            return None;
+        }
+        // Next shorter ancestor: cut at the last '/' before `end` ("/a" -> "" meaning "/").
+        end = path[..end].rfind('/')?;
+    }
+}
+
+/// First matching rule wins (exports(5)). Exact addresses are a hash probe; the other rules
+/// are scanned in file order, stopping at the exact hit's position.
+pub(crate) fn check_client<'e>(
+    export: &'e Export,
+    addr: IpAddr,
+    name: Option<&str>,
+) -> ClientCheck<'e> {
+    let exact = export.exact.get(&addr).copied();
+    for &i in &export.scan {
+        if let Some(e) = exact {
+            if e < i {
+                break;
+            }
+        }
+        let Some(rule) = export.rules.get(i) else {
+            continue;
+        };
+        let hit = match &rule.matcher {
+            Matcher::Any => true,
+            Matcher::Net(net) => net_contains(net, addr),
+            Matcher::Wildcard(p) => match name {
+                Some(n) => wildcard_match(p, n),
+                None => return ClientCheck::NeedName,
+            },
+            Matcher::Addrs(a) => a.contains(&addr),
+        };
+        if hit {
+            return ClientCheck::Allowed(&rule.client);
+        }
+    }
+    match exact.and_then(|e| export.rules.get(e)) {
+        Some(rule) => ClientCheck::Allowed(&rule.client),
+        None => ClientCheck::Denied,
+    }
+}
+
+fn net_contains(net: &IpNet, addr: IpAddr) -> bool {
+    net.contains(&addr)
+}
+
+// A tiny private XDR encoder: the EXPORT list is precomputed once per table and this keeps the
+// exports module independent of the protocol core's codec (owned by another module).
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    // Lengths are bounded by the parser (paths <= 1024 bytes, specs are short).
+    put_u32(out, u32::try_from(s.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(s.as_bytes());
+    let pad = (4 - s.len() % 4) % 4;
+    out.extend_from_slice(&[0u8; 3][..pad]);
+}
+
+/// `exports` = *exportnode: each node preceded by 1 (dirpath, groups = *groupnode, each
+/// preceded by 1 and ended by 0), the list ended by 0. Returns bytes and per-entry end offsets.
+fn encode_export_list(exports: &[Export]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    let mut ends = Vec::with_capacity(exports.len());
+    for e in exports {
+        put_u32(&mut out, 1);
+        put_string(&mut out, &e.path);
+        for g in &e.groups {
+            put_u32(&mut out, 1);
+            put_string(&mut out, g);
+        }
+        put_u32(&mut out, 0);
+        ends.push(out.len());
+    }
+    put_u32(&mut out, 0);
+    (out, ends)
+}
+
+/// The compiled table as text: each export with its handle and rules.
+pub(crate) fn describe(table: &ExportTable) -> String {
+    let mut s = String::new();
+    if table.exports.is_empty() {
+        s.push_str("(no exports)\n");
+    }
+    for e in &table.exports {
+        let _ = writeln!(s, "{}  (line {})", e.path, e.line);
+        let _ = writeln!(s, "    handle {} ({})", e.handle.to_hex(), e.source);
+        for r in &e.rules {
+            let what = match &r.matcher {
+                Matcher::Any => "everyone".to_string(),
+                Matcher::Net(n) if n.prefix_len() == n.max_prefix_len() => {
+                    format!("address {}", n.addr())
+                }
+                Matcher::Net(n) => format!("network {n}"),
+                Matcher::Addrs(a) if a.is_empty() => "unresolved host: inert".to_string(),
+                Matcher::Addrs(a) => {
+                    let list: Vec<String> = a.iter().map(ToString::to_string).collect();
+                    format!("host -> {}", list.join(", "))
+                }
+                Matcher::Wildcard(p) => format!("reverse name matches {p}"),
+            };
+            let _ = writeln!(s, "    {}({})  [{what}]", r.spec, r.options.describe());
+        }
+    }
+    s
+}

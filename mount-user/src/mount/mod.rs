@@ -1,0 +1,473 @@
+//! The MOUNT protocol core (program 100005, versions 1–3): [`answer`] turns one call into one
+//! reply, sans-IO.
+//!
+//! Dispatch order (RFC 5531 and the Linux/libtirpc servers agree): RPC header
+//! ([`rpc::Call::parse`]) → credential flavor ([`rpc::authenticate`]) → program (else
+//! PROG_UNAVAIL) → version (else PROG_MISMATCH 1..3, never PROC_UNAVAIL) → procedure of that
+//! version (else PROC_UNAVAIL) → arguments (else GARBAGE_ARGS) → the procedure.
+//!
+//! Decisions (protocol.md leaves these open; each is tested):
+//! - MNT does not depend on the call's credential flavor: like nfs-utils' mountd, flavors are
+//!   enforced by the NFS server; MNT reports the export's flavors in `mountres3`.
+//! - MNT status: NOENT when no export matches or the path is relative/not UTF-8/has a NUL;
+//!   ACCES for a refused client, a source port ≥ 1024 on a `secure` export (loopback
+//!   included), or a `..` that climbs above `/` or above the export finally matched.
+//! - A subdirectory of an export with an explicit `fh=` has no handle we could know
+//!   (`Export::subdir_handle` is None): NOENT, "no such mountable directory here".
+//! - v1/v2 handles are exactly 32 bytes: shorter ones are zero-padded; a longer one cannot be
+//!   expressed, answered EACCES as nfs-utils does when the kernel's handle does not fit.
+//! - UMNT removes `(client address, normalised path)` without checking the exports: a client
+//!   can only remove its own entries, and a stale entry must be removable after the export is
+//!   gone. UMNT and UMNTALL always answer (void).
+//! - PATHCONF (v2) has no status field: a refused client or unknown path gets all zeros, as
+//!   nfs-utils answers; an allowed one gets [`PathConf::EXPORT`].
+//! - EXPORT/EXPORTALL/DUMP lists that do not fit `out` are cut at an entry boundary and the
+//!   outcome says `truncated` (the UDP policy: a datagram is never oversized).
+//! - A reply that does not fit `out` at all is [`DropReason::NoRoom`].
+pub mod path;
+pub mod results;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, FileHandle};
+use crate::mountlist::MountList;
+use crate::rpc::{self, AcceptStat, Call, CallError, RejectStat};
+use crate::xdr::{Reader, Writer, XdrError};
+use path::{NormBuf, PathError, MNTPATHLEN};
+pub use results::PathConf;
+use results::{Filtered, FHSIZE};
+
+/// The MOUNT program number.
+pub const MOUNT_PROGRAM: u32 = 100_005;
+/// Lowest version served.
+pub const MIN_VERSION: u32 = 1;
+/// Highest version served.
+pub const MAX_VERSION: u32 = 3;
+
+/// Procedure numbers.
+pub mod procs {
+    /// Do nothing.
+    pub const NULL: u32 = 0;
+    /// Mount a directory: get its handle.
+    pub const MNT: u32 = 1;
+    /// List the mount list.
+    pub const DUMP: u32 = 2;
+    /// Remove one mount list entry.
+    pub const UMNT: u32 = 3;
+    /// Remove all of a client's entries.
+    pub const UMNTALL: u32 = 4;
+    /// List the exports.
+    pub const EXPORT: u32 = 5;
+    /// List the exports (v1/v2).
+    pub const EXPORTALL: u32 = 6;
+    /// POSIX pathconf values (v2).
+    pub const PATHCONF: u32 = 7;
+}
+
+/// MNT status values (v3 `mountstat3`; v1/v2 use the same errno numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MountStat {
+    /// Success.
+    Ok = 0,
+    /// Not owner.
+    Perm = 1,
+    /// No such file or directory.
+    NoEnt = 2,
+    /// I/O error.
+    Io = 5,
+    /// Permission denied.
+    Acces = 13,
+    /// Not a directory.
+    NotDir = 20,
+    /// Invalid argument.
+    Inval = 22,
+    /// Name too long.
+    NameTooLong = 63,
+    /// Operation not supported (v3 only).
+    NotSupp = 10004,
+    /// Server fault (v3 only).
+    ServerFault = 10006,
+}
+
+/// How the call arrived (for the shells' accounting; the answer does not depend on it,
+/// the size of `out` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A datagram.
+    Udp,
+    /// A record on a stream.
+    Tcp,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// Source address and port.
+    pub addr: SocketAddr,
+    /// Reverse-resolved host name, when the shell has one.
+    pub name: Option<&'a str>,
+    /// Transport the call came on.
+    pub transport: Transport,
+}
+
+/// Knobs of the protocol core.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// EXPORT/EXPORTALL list only the exports the calling client could mount.
+    pub filter_exports_by_client: bool,
+}
+
+/// What `answer` decides with.
+pub struct Context<'a> {
+    /// Current export table snapshot.
+    pub exports: &'a ExportTable,
+    /// The mount list.
+    pub mounts: &'a MountList,
+    /// Policy knobs.
+    pub policy: &'a Policy,
+}
+
+/// What the shell must do with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `out[..len]` holds the whole reply message (no TCP record mark). `truncated`: an
+    /// EXPORT/DUMP list was cut at an entry boundary to fit `out`.
+    Reply {
+        /// Reply length.
+        len: usize,
+        /// A list was cut.
+        truncated: bool,
+    },
+    /// No reply must be sent; the reason is for counters/logs.
+    Drop(DropReason),
+    /// A `*.domain` rule needs the client's host name: resolve `client.addr.ip()` off the hot
+    /// path and call `answer` again with `name: Some(..)`.
+    NeedName,
+}
+
+/// Why no reply is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Too short for an RPC call header.
+    Truncated,
+    /// Not an RPC CALL.
+    NotCall,
+    /// `out` cannot hold even the reply.
+    NoRoom,
+}
+
+/// Answer one RPC message: decode, decide, encode the reply into `out`.
+pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut [u8]) -> Outcome {
+    let call = match Call::parse(request) {
+        Ok(call) => call,
+        Err(err) => {
+            return match err.reply() {
+                Some((xid, stat)) => denied(out, xid, &stat),
+                None if matches!(err, CallError::NotCall { .. }) => {
+                    Outcome::Drop(DropReason::NotCall)
+                }
+                None => Outcome::Drop(DropReason::Truncated),
+            }
+        }
+    };
+    if let Err(stat) = rpc::authenticate(&call.cred) {
+        return denied(out, call.xid, &RejectStat::AuthError(stat));
+    }
+    if call.prog != MOUNT_PROGRAM {
+        return accepted(out, call.xid, &AcceptStat::ProgUnavail);
+    }
+    if !(MIN_VERSION..=MAX_VERSION).contains(&call.vers) {
+        let stat = AcceptStat::ProgMismatch {
+            low: MIN_VERSION,
+            high: MAX_VERSION,
+        };
+        return accepted(out, call.xid, &stat);
+    }
+    let served = match call.proc_ {
+        procs::NULL..=procs::EXPORT => true,
+        procs::EXPORTALL => call.vers < 3,
+        procs::PATHCONF => call.vers == 2,
+        _ => false,
+    };
+    if !served {
+        return accepted(out, call.xid, &AcceptStat::ProcUnavail);
+    }
+    let ip = client.addr.ip().to_canonical();
+    match call.proc_ {
+        procs::NULL => success(out, call.xid, |_| Ok(false)),
+        procs::MNT => mnt(&call, client, ip, ctx, out),
+        procs::DUMP => success(out, call.xid, |w| results::put_mountlist(w, ctx.mounts)),
+        procs::UMNT => {
+            let Some(raw) = dirpath(call.args) else {
+                return accepted(out, call.xid, &AcceptStat::GarbageArgs);
+            };
+            let mut buf = NormBuf::new();
+            if let Ok(norm) = path::normalise(raw, &mut buf) {
+                ctx.mounts.remove(IpText::new(ip).as_str(), norm.path);
+            }
+            success(out, call.xid, |_| Ok(false))
+        }
+        procs::UMNTALL => {
+            ctx.mounts.remove_host(IpText::new(ip).as_str());
+            success(out, call.xid, |_| Ok(false))
+        }
+        procs::EXPORT | procs::EXPORTALL => export(&call, client, ip, ctx, out),
+        _ => pathconf(&call, client, ip, ctx, out),
+    }
+}
+
+/// Decode a `dirpath` argument; None is GARBAGE_ARGS. Bytes after it are ignored, as the
+/// XDR routines of every RPC library do.
+fn dirpath(args: &[u8]) -> Option<&[u8]> {
+    Reader::new(args).string(MNTPATHLEN).ok()
+}
+
+/// The result of resolving and authorising a path for a client.
+enum Access<'t> {
+    Granted {
+        export: &'t Export,
+        subpath: &'t str,
+        options: &'t ClientOptions,
+    },
+    Refused(MountStat),
+    NeedName,
+}
+
+/// Export lookup, `..` escape check, client match, `secure` port rule.
+fn authorise<'t>(
+    norm: &path::Normalised<'t>,
+    client: &Client<'_>,
+    ip: IpAddr,
+    exports: &'t ExportTable,
+) -> Access<'t> {
+    let Some(found) = exports.lookup(norm.path) else {
+        return Access::Refused(MountStat::NoEnt);
+    };
+    if norm
+        .min_depth
+        .is_some_and(|d| d < path::depth(found.export.path()))
+    {
+        return Access::Refused(MountStat::Acces);
+    }
+    match found.export.check_client(ip, client.name) {
+        ClientCheck::Allowed(options) => {
+            if options.secure && client.addr.port() >= 1024 {
+                Access::Refused(MountStat::Acces)
+            } else {
+                Access::Granted {
+                    export: found.export,
+                    subpath: found.subpath,
+                    options,
+                }
+            }
+        }
+        ClientCheck::Denied => Access::Refused(MountStat::Acces),
+        // Asked with a name already: the table cannot decide, so the client is not allowed.
+        ClientCheck::NeedName if client.name.is_some() => Access::Refused(MountStat::Acces),
+        ClientCheck::NeedName => Access::NeedName,
+    }
+}
+
+fn path_status(err: PathError) -> MountStat {
+    match err {
+        PathError::AboveRoot => MountStat::Acces,
+        PathError::Relative | PathError::Nul | PathError::NotUtf8 => MountStat::NoEnt,
+        PathError::TooLong => MountStat::NameTooLong,
+    }
+}
+
+fn mnt(
+    call: &Call<'_>,
+    client: &Client<'_>,
+    ip: IpAddr,
+    ctx: &Context<'_>,
+    out: &mut [u8],
+) -> Outcome {
+    let Some(raw) = dirpath(call.args) else {
+        return accepted(out, call.xid, &AcceptStat::GarbageArgs);
+    };
+    let v3 = call.vers == 3;
+    let mut buf = NormBuf::new();
+    let norm = match path::normalise(raw, &mut buf) {
+        Ok(norm) => norm,
+        Err(e) => return mnt_status(out, call.xid, path_status(e)),
+    };
+    let (export, subpath, options) = match authorise(&norm, client, ip, ctx.exports) {
+        Access::Granted {
+            export,
+            subpath,
+            options,
+        } => (export, subpath, options),
+        Access::Refused(stat) => return mnt_status(out, call.xid, stat),
+        Access::NeedName => return Outcome::NeedName,
+    };
+    let sub_handle: FileHandle;
+    let handle = if subpath.is_empty() {
+        export.handle()
+    } else {
+        match export.subdir_handle(subpath) {
+            Some(h) => {
+                sub_handle = h;
+                &sub_handle
+            }
+            None => return mnt_status(out, call.xid, MountStat::NoEnt),
+        }
+    };
+    let Some(bytes) = results::handle_bytes(handle) else {
+        let stat = if v3 {
+            MountStat::ServerFault
+        } else {
+            MountStat::Io
+        };
+        return mnt_status(out, call.xid, stat);
+    };
+    if !v3 && bytes.len() > FHSIZE {
+        return mnt_status(out, call.xid, MountStat::Acces);
+    }
+    let outcome = success(out, call.xid, |w| {
+        if v3 {
+            results::put_mountres3_ok(w, bytes, &options.flavors)?;
+        } else {
+            results::put_fhstatus_ok(w, bytes)?;
+        }
+        Ok(false)
+    });
+    // Only a mount the client hears about goes on the list.
+    if matches!(outcome, Outcome::Reply { .. }) {
+        ctx.mounts.add(IpText::new(ip).as_str(), norm.path);
+    }
+    outcome
+}
+
+fn mnt_status(out: &mut [u8], xid: u32, stat: MountStat) -> Outcome {
+    success(out, xid, |w| w.put_u32(stat as u32).map(|()| false))
+}
+
+fn export(
+    call: &Call<'_>,
+    client: &Client<'_>,
+    ip: IpAddr,
+    ctx: &Context<'_>,
+    out: &mut [u8],
+) -> Outcome {
+    if !ctx.policy.filter_exports_by_client {
+        return success(out, call.xid, |w| results::put_export_list(w, ctx.exports));
+    }
+    let mut need_name = false;
+    let outcome = success(out, call.xid, |w| {
+        match results::put_filtered_exports(w, ctx.exports, ip, client.name)? {
+            Filtered::Written(truncated) => Ok(truncated),
+            Filtered::NeedName => {
+                need_name = true;
+                Ok(false)
+            }
+        }
+    });
+    if need_name {
+        Outcome::NeedName
+    } else {
+        outcome
+    }
+}
+
+fn pathconf(
+    call: &Call<'_>,
+    client: &Client<'_>,
+    ip: IpAddr,
+    ctx: &Context<'_>,
+    out: &mut [u8],
+) -> Outcome {
+    let Some(raw) = dirpath(call.args) else {
+        return accepted(out, call.xid, &AcceptStat::GarbageArgs);
+    };
+    let mut buf = NormBuf::new();
+    let values = match path::normalise(raw, &mut buf) {
+        Ok(norm) => match authorise(&norm, client, ip, ctx.exports) {
+            Access::Granted { .. } => PathConf::EXPORT,
+            Access::Refused(_) => PathConf::REFUSED,
+            Access::NeedName => return Outcome::NeedName,
+        },
+        Err(_) => PathConf::REFUSED,
+    };
+    success(out, call.xid, |w| {
+        results::put_ppathcnf(w, &values).map(|()| false)
+    })
+}
+
+/// Encode SUCCESS + results; `body` returns whether a list was truncated.
+fn success(
+    out: &mut [u8],
+    xid: u32,
+    body: impl FnOnce(&mut Writer<'_>) -> Result<bool, XdrError>,
+) -> Outcome {
+    let mut truncated = false;
+    let res = rpc::encode_success(out, xid, |w| {
+        truncated = body(w)?;
+        Ok(())
+    });
+    match res {
+        Ok(len) => Outcome::Reply { len, truncated },
+        Err(XdrError::Overflow) => Outcome::Drop(DropReason::NoRoom),
+        // Any other encoder error is a bug of ours (a value the protocol cannot carry).
+        Err(_) => accepted(out, xid, &AcceptStat::SystemErr),
+    }
+}
+
+fn accepted(out: &mut [u8], xid: u32, stat: &AcceptStat) -> Outcome {
+    match rpc::encode_accepted(out, xid, stat) {
+        Ok(len) => Outcome::Reply {
+            len,
+            truncated: false,
+        },
+        Err(_) => Outcome::Drop(DropReason::NoRoom),
+    }
+}
+
+fn denied(out: &mut [u8], xid: u32, stat: &RejectStat) -> Outcome {
+    match rpc::encode_denied(out, xid, stat) {
+        Ok(len) => Outcome::Reply {
+            len,
+            truncated: false,
+        },
+        Err(_) => Outcome::Drop(DropReason::NoRoom),
+    }
+}
+
+/// An IP address formatted on the stack (the mount list's host key), no allocation.
+pub struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    /// Format `ip` (callers pass it canonicalised).
+    pub fn new(ip: IpAddr) -> Self {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        // An IPv6 address is at most 45 characters, so this cannot fail.
+        let _ = write!(t, "{ip}");
+        t
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}

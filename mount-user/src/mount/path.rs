@@ -1,0 +1,195 @@
+//! Lexical normalisation of a MOUNT `dirpath`, into a stack buffer (no allocation).
+//!
+//! Rules (protocol.md "Semantics"):
+//! - the empty path means `/` (as nfs-utils does);
+//! - a path not starting with `/` is relative: it names no export ([`PathError::Relative`],
+//!   answered NOENT);
+//! - `//` collapses, `.` components vanish, a trailing `/` is dropped;
+//! - `..` removes the previous component, lexically (we have no file system to resolve
+//!   symlinks in); a `..` at `/` is [`PathError::AboveRoot`] (answered ACCES). The lowest
+//!   depth any `..` reached is kept in [`Normalised::min_depth`] so the caller can refuse a
+//!   path that climbed above the export it finally matches (`/srv/a/../a/x` under `/srv/a`);
+//! - a NUL byte or invalid UTF-8 cannot name an export ([`PathError::Nul`],
+//!   [`PathError::NotUtf8`], answered NOENT).
+
+/// Longest `dirpath` (MNTPATHLEN).
+pub const MNTPATHLEN: usize = 1024;
+
+/// Why a path cannot be normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Does not start with `/`.
+    Relative,
+    /// A `..` would climb above `/`.
+    AboveRoot,
+    /// Contains a NUL byte.
+    Nul,
+    /// Not UTF-8 (export paths are).
+    NotUtf8,
+    /// Longer than the buffer (cannot happen for a decoded `dirpath<1024>`).
+    TooLong,
+}
+
+/// Stack storage for a normalised path.
+pub struct NormBuf {
+    buf: [u8; MNTPATHLEN],
+}
+
+impl Default for NormBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NormBuf {
+    /// Empty storage.
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; MNTPATHLEN],
+        }
+    }
+}
+
+/// A normalised absolute path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Normalised<'b> {
+    /// The path: absolute, no `//`, no trailing `/` (except `/` itself), no `.`/`..`.
+    pub path: &'b str,
+    /// The smallest number of components left right after a `..`; None without `..`.
+    pub min_depth: Option<usize>,
+}
+
+/// Number of components of a normalised path (`/` has 0, `/srv/a` has 2).
+pub fn depth(path: &str) -> usize {
+    if path == "/" {
+        0
+    } else {
+        path.bytes().filter(|&b| b == b'/').count()
+    }
+}
+
+/// Normalise `raw` into `buf`.
+pub fn normalise<'b>(raw: &[u8], buf: &'b mut NormBuf) -> Result<Normalised<'b>, PathError> {
+    if raw.is_empty() {
+        return Ok(Normalised {
+            path: "/",
+            min_depth: None,
+        });
+    }
+    if raw[0] != b'/' {
+        return Err(PathError::Relative);
+    }
+    if raw.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| PathError::NotUtf8)?;
+    let out = &mut buf.buf;
+    let mut len = 0usize;
+    let mut depth = 0usize;
+    let mut min_depth: Option<usize> = None;
+    for comp in text.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                if depth == 0 {
+                    return Err(PathError::AboveRoot);
+                }
+                // Drop the last "/name": cut at the last '/'.
+                len = out[..len].iter().rposition(|&b| b == b'/').unwrap_or(0);
+                depth -= 1;
+                min_depth = Some(min_depth.map_or(depth, |m| m.min(depth)));
+            }
+            name => {
+                let end = len + 1 + name.len();
+                if end > out.len() {
+                    return Err(PathError::TooLong);
+                }
+                out[len] = b'/';
+                out[len + 1..end].copy_from_slice(name.as_bytes());
+                len = end;
+                depth += 1;
+            }
+        }
+    }
+    let path = if len == 0 {
+        "/"
+    } else {
+        // Whole components of a UTF-8 string split at an ASCII byte stay UTF-8.
+        std::str::from_utf8(&out[..len]).map_err(|_| PathError::NotUtf8)?
+    };
+    Ok(Normalised { path, min_depth })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn norm(raw: &str) -> Result<(String, Option<usize>), PathError> {
+        let mut buf = NormBuf::new();
+        normalise(raw.as_bytes(), &mut buf).map(|n| (n.path.to_owned(), n.min_depth))
+    }
+
+    #[test]
+    fn collapses_and_trims() {
+        assert_eq!(norm("/srv/a"), Ok(("/srv/a".into(), None)));
+        assert_eq!(norm("/srv//a/"), Ok(("/srv/a".into(), None)));
+        assert_eq!(norm("//srv///a//"), Ok(("/srv/a".into(), None)));
+        assert_eq!(
+            norm("/tmp/peer/export/"),
+            Ok(("/tmp/peer/export".into(), None))
+        );
+        assert_eq!(norm("/./srv/./a/."), Ok(("/srv/a".into(), None)));
+        assert_eq!(norm("/"), Ok(("/".into(), None)));
+        assert_eq!(norm("//"), Ok(("/".into(), None)));
+        assert_eq!(norm(""), Ok(("/".into(), None)));
+    }
+
+    #[test]
+    fn dotdot_is_lexical_and_tracks_depth() {
+        assert_eq!(norm("/srv/a/x/../y"), Ok(("/srv/a/y".into(), Some(2))));
+        assert_eq!(norm("/srv/a/../a/x"), Ok(("/srv/a/x".into(), Some(1))));
+        assert_eq!(norm("/srv/.."), Ok(("/".into(), Some(0))));
+        assert_eq!(norm("/a/b/c/../../d/../e"), Ok(("/a/e".into(), Some(1))));
+    }
+
+    #[test]
+    fn rejects() {
+        assert_eq!(norm("/.."), Err(PathError::AboveRoot));
+        assert_eq!(norm("/srv/../.."), Err(PathError::AboveRoot));
+        assert_eq!(norm("srv/a"), Err(PathError::Relative));
+        assert_eq!(norm("."), Err(PathError::Relative));
+        assert_eq!(norm("/srv\0/a"), Err(PathError::Nul));
+        let mut buf = NormBuf::new();
+        assert_eq!(normalise(b"/srv/\xff", &mut buf), Err(PathError::NotUtf8));
+    }
+
+    #[test]
+    fn max_length_fits() {
+        let raw = format!("/{}", "a".repeat(MNTPATHLEN - 1));
+        assert_eq!(norm(&raw).unwrap().0.len(), MNTPATHLEN);
+    }
+
+    #[test]
+    fn depth_counts_components() {
+        assert_eq!(depth("/"), 0);
+        assert_eq!(depth("/srv"), 1);
+        assert_eq!(depth("/srv/a/b"), 3);
+    }
+
+    proptest! {
+        #[test]
+        fn normalised_is_canonical(parts in proptest::collection::vec(
+            prop_oneof![Just("".to_string()), Just(".".to_string()), Just("..".to_string()), "[a-c]{1,3}"], 0..12)) {
+            let raw = format!("/{}", parts.join("/"));
+            if let Ok((p, _)) = norm(&raw) {
+                prop_assert!(p.starts_with('/'));
+                prop_assert!(p == "/" || !p.ends_with('/'));
+                prop_assert!(!p.contains("//"));
+                prop_assert!(!p.split('/').any(|c| c == "." || c == ".."));
+                // Idempotent.
+                prop_assert_eq!(norm(&p), Ok((p.clone(), None)));
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The hot path does not touch the heap: NULL, MNT of a known export already on the mount
+//! list, UMNT, EXPORT of the precomputed list. Counted with a per-thread counting allocator
+//! (the test binary's global allocator; it only counts while a test switches it on).
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use super::*;
+
+struct Counting;
+
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note() {
+    if ON.try_with(Cell::get).unwrap_or(false) {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+    }
+}
+
+// SAFETY: defers every operation to `System`; the bookkeeping touches only const-initialised
+// thread-locals, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    COUNT.with(|c| c.set(0));
+    ON.with(|on| on.set(true));
+    f();
+    ON.with(|on| on.set(false));
+    COUNT.with(Cell::get)
+}
+
+#[test]
+fn counter_counts() {
+    assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 10]))) >= 1);
+}
+
+#[test]
+fn hot_path_does_not_allocate() {
+    let env = Env::new("/srv/a 10.0.0.0/8(rw,insecure) *(ro)\n/srv/b *(ro,insecure)\n");
+    let policy = Policy::default();
+    let ctx = Context {
+        exports: &env.table,
+        mounts: &env.mounts,
+        policy: &policy,
+    };
+    let client = Client {
+        addr: "10.1.2.3:700".parse().unwrap(),
+        name: None,
+        transport: Transport::Udp,
+    };
+    let mapped = Client {
+        addr: "[::ffff:10.1.2.3]:700".parse().unwrap(),
+        ..client
+    };
+    let mut out = vec![0u8; 65536];
+    let null = call(1, 3, 0, &[]);
+    let mnt = call(2, 3, 1, &path_arg(b"/srv/a/"));
+    let mnt1 = call(3, 1, 1, &path_arg(b"/srv/a"));
+    let umnt = call(4, 3, 3, &path_arg(b"/srv/b"));
+    let export = call(5, 3, 5, &[]);
+    // The first MNT may allocate its mount list entry.
+    assert!(matches!(
+        answer(&mnt, &client, &ctx, &mut out),
+        Outcome::Reply { .. }
+    ));
+    for (what, req, who) in [
+        ("NULL", &null, &client),
+        ("MNT v3", &mnt, &client),
+        ("MNT v1", &mnt1, &client),
+        ("MNT mapped", &mnt, &mapped),
+        ("UMNT", &umnt, &client),
+        ("EXPORT", &export, &client),
+    ] {
+        let mut outcome = Outcome::NeedName;
+        let n = allocations(|| outcome = answer(req, who, &ctx, &mut out));
+        assert!(matches!(outcome, Outcome::Reply { .. }), "{what}");
+        assert_eq!(n, 0, "{what} allocated");
+    }
+}

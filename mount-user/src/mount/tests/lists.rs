@@ -1,0 +1,133 @@
+//! DUMP, EXPORT, EXPORTALL: contents, empty lists, truncation, filtering.
+use super::*;
+
+const EXPORTS: &str = "\
+/srv/a 10.0.0.0/8(rw,insecure) *(ro)
+/srv/b 192.168.0.0/16(insecure)
+/srv/c 10.1.2.3(insecure) host.example.com(ro)
+";
+const CLIENT: &str = "10.1.2.3:700";
+
+#[test]
+fn export_lists_every_export_with_groups() {
+    let env = Env::new(EXPORTS);
+    let want = vec![
+        (
+            "/srv/a".to_owned(),
+            vec!["10.0.0.0/8".to_owned(), "*".to_owned()],
+        ),
+        ("/srv/b".to_owned(), vec!["192.168.0.0/16".to_owned()]),
+        (
+            "/srv/c".to_owned(),
+            vec!["10.1.2.3".to_owned(), "host.example.com".to_owned()],
+        ),
+    ];
+    for (vers, proc_) in [(1, 5), (2, 5), (3, 5), (1, 6), (2, 6)] {
+        let r = env.results(&call(1, vers, proc_, &[]), CLIENT);
+        assert_eq!(r, env.table.export_list_xdr(), "v{vers} proc {proc_}");
+        assert_eq!(decode_exports(&r), want);
+    }
+}
+
+#[test]
+fn empty_lists_are_a_single_zero() {
+    let env = Env::new("");
+    for vers in 1..=3 {
+        assert_eq!(env.results(&call(2, vers, 5, &[]), CLIENT), hex("00000000"));
+        assert_eq!(env.results(&call(3, vers, 2, &[]), CLIENT), hex("00000000"));
+    }
+    let mut filtered = Env::new("");
+    filtered.policy.filter_exports_by_client = true;
+    assert_eq!(
+        filtered.results(&call(4, 3, 5, &[]), CLIENT),
+        hex("00000000")
+    );
+}
+
+#[test]
+fn export_truncates_at_entry_boundaries() {
+    let env = Env::new(EXPORTS);
+    let full = env.table.export_list_xdr().len();
+    let header = 24;
+    let mut seen_partial = false;
+    for cap in header + 4..header + full {
+        let (o, reply) = env.ask_with(&call(5, 3, 5, &[]), CLIENT, None, cap);
+        let Outcome::Reply { len, truncated } = o else {
+            panic!("cap {cap}: {o:?}")
+        };
+        assert!(truncated, "cap {cap}");
+        assert!(len <= cap);
+        let entries = decode_exports(&success_results(&reply, 5));
+        assert!(entries.len() < 3);
+        seen_partial |= !entries.is_empty();
+    }
+    assert!(seen_partial);
+    let (o, _) = env.ask_with(&call(5, 3, 5, &[]), CLIENT, None, header + full);
+    assert_eq!(
+        o,
+        Outcome::Reply {
+            len: header + full,
+            truncated: false
+        }
+    );
+    let (o, _) = env.ask_with(&call(5, 3, 5, &[]), CLIENT, None, header + 3);
+    assert_eq!(o, Outcome::Drop(DropReason::NoRoom));
+}
+
+#[test]
+fn filtered_export_shows_only_mountable_exports() {
+    let mut env = Env::new(EXPORTS);
+    env.policy.filter_exports_by_client = true;
+    let r = env.results(&call(6, 3, 5, &[]), "192.168.1.1:700");
+    let dirs: Vec<String> = decode_exports(&r).into_iter().map(|e| e.0).collect();
+    assert_eq!(dirs, vec!["/srv/a", "/srv/b"]);
+    // 10.1.2.3 matches /srv/c's first rule before the name rule is needed.
+    let r = env.results(&call(7, 2, 6, &[]), CLIENT);
+    let entries = decode_exports(&r);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].0, "/srv/c");
+    assert_eq!(entries[1].1, vec!["10.1.2.3", "host.example.com"]);
+}
+
+#[test]
+fn filtered_export_asks_for_a_name_when_a_rule_needs_it() {
+    let mut env = Env::new("/srv/n *.example.com(ro)\n/srv/a 10.0.0.0/8(ro)\n");
+    env.policy.filter_exports_by_client = true;
+    let (o, _) = env.ask(&call(8, 3, 5, &[]), "172.16.0.1:700");
+    assert_eq!(o, Outcome::NeedName);
+    let (o, reply) = env.ask_with(
+        &call(8, 3, 5, &[]),
+        "172.16.0.1:700",
+        Some("x.example.com"),
+        4096,
+    );
+    assert!(matches!(o, Outcome::Reply { .. }));
+    let dirs: Vec<String> = decode_exports(&success_results(&reply, 8))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(dirs, vec!["/srv/n"]);
+}
+
+#[test]
+fn dump_lists_mounts_and_truncates() {
+    let env = Env::new(EXPORTS);
+    let mnt = |addr: &str| env.results(&call(9, 3, 1, &path_arg(b"/srv/a")), addr);
+    for i in 0..20 {
+        mnt(&format!("10.0.0.{i}:700"));
+    }
+    let r = env.results(&call(10, 1, 2, &[]), CLIENT);
+    let list = decode_mountlist(&r);
+    assert_eq!(list, env.mount_list());
+    assert_eq!(list.len(), 20);
+    // Each entry: 4 + (4+8 or 4+12 for the host) + (4+8) bytes; a 200-byte buffer cuts.
+    let (o, reply) = env.ask_with(&call(11, 3, 2, &[]), CLIENT, None, 200);
+    let Outcome::Reply { len, truncated } = o else {
+        panic!("{o:?}")
+    };
+    assert!(truncated);
+    assert!(len <= 200);
+    let cut = decode_mountlist(&success_results(&reply, 11));
+    assert!(!cut.is_empty() && cut.len() < 20);
+    assert_eq!(cut[..], list[..cut.len()]);
+}

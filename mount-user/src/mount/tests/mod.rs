@@ -1,0 +1,192 @@
+//! Tests of `answer`: shared helpers here, hand-made vectors per protocol.md row in
+//! `vectors.rs`, real client captures in `golden.rs`, property tests in `props.rs`.
+use super::*;
+use crate::rpc::{encode_call, AuthSys, Credential, Reply, ReplyBody};
+use crate::xdr::Reader;
+
+mod alloc;
+mod dissect;
+mod golden;
+mod lists;
+mod mnt;
+mod props;
+mod vectors;
+
+/// An export table, a mount list and a policy.
+pub(super) struct Env {
+    pub table: ExportTable,
+    pub mounts: MountList,
+    pub policy: Policy,
+}
+
+impl Env {
+    pub fn new(exports: &str) -> Self {
+        Env {
+            table: ExportTable::parse_str(exports, "test").unwrap(),
+            mounts: MountList::new(),
+            policy: Policy::default(),
+        }
+    }
+
+    /// Answer `req` from `addr` (e.g. "10.1.2.3:700") into a 64 KiB buffer.
+    pub fn ask(&self, req: &[u8], addr: &str) -> (Outcome, Vec<u8>) {
+        self.ask_with(req, addr, None, 65536)
+    }
+
+    pub fn ask_with(
+        &self,
+        req: &[u8],
+        addr: &str,
+        name: Option<&str>,
+        cap: usize,
+    ) -> (Outcome, Vec<u8>) {
+        let client = Client {
+            addr: addr.parse().unwrap(),
+            name,
+            transport: Transport::Udp,
+        };
+        let ctx = Context {
+            exports: &self.table,
+            mounts: &self.mounts,
+            policy: &self.policy,
+        };
+        let mut out = vec![0u8; cap];
+        let outcome = answer(req, &client, &ctx, &mut out);
+        let len = match outcome {
+            Outcome::Reply { len, .. } => len,
+            _ => 0,
+        };
+        out.truncate(len);
+        (outcome, out)
+    }
+
+    /// Ask and expect an accepted SUCCESS reply; returns the results.
+    pub fn results(&self, req: &[u8], addr: &str) -> Vec<u8> {
+        let (outcome, reply) = self.ask(req, addr);
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Reply {
+                    truncated: false,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        success_results(&reply, xid_of(req))
+    }
+
+    /// The mount list as (host, dir) pairs.
+    pub fn mount_list(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        self.mounts.for_each(|h, d| {
+            v.push((h.to_owned(), d.to_owned()));
+            std::ops::ControlFlow::Continue(())
+        });
+        v
+    }
+}
+
+fn xid_of(req: &[u8]) -> u32 {
+    u32::from_be_bytes([req[0], req[1], req[2], req[3]])
+}
+
+/// Check an accepted SUCCESS reply with a matching xid and return its results.
+pub(super) fn success_results(reply: &[u8], xid: u32) -> Vec<u8> {
+    let r = Reply::parse(reply).unwrap();
+    assert_eq!(r.xid, xid);
+    match r.body {
+        ReplyBody::Accepted {
+            stat: AcceptStat::Success,
+            verf,
+            results,
+        } => {
+            assert_eq!(verf, crate::rpc::OpaqueAuth::NONE);
+            results.to_vec()
+        }
+        other => panic!("not SUCCESS: {other:?}"),
+    }
+}
+
+/// A call with an AUTH_SYS credential like the Linux client's.
+pub(super) fn call(xid: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    call_prog(xid, MOUNT_PROGRAM, vers, proc_, args)
+}
+
+pub(super) fn call_prog(xid: u32, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    let sys = AuthSys::new(1, b"client", 0, 0, &[0]).unwrap();
+    let mut out = vec![0u8; 2048];
+    let n = encode_call(
+        &mut out,
+        xid,
+        prog,
+        vers,
+        proc_,
+        &Credential::Sys(sys),
+        args,
+    )
+    .unwrap();
+    out.truncate(n);
+    out
+}
+
+/// XDR `dirpath` argument.
+pub(super) fn path_arg(p: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; p.len() + 8];
+    let mut w = Writer::new(&mut out);
+    w.put_opaque(p, usize::MAX).unwrap();
+    let n = w.position();
+    out.truncate(n);
+    out
+}
+
+pub(super) fn hex(s: &str) -> Vec<u8> {
+    hex::decode(s.replace([' ', '\n'], "")).unwrap()
+}
+
+/// Decode an `exports` list into (dir, groups).
+pub(super) fn decode_exports(results: &[u8]) -> Vec<(String, Vec<String>)> {
+    let mut r = Reader::new(results);
+    let mut v = Vec::new();
+    while r.bool().unwrap() {
+        let dir = String::from_utf8(r.string(1024).unwrap().to_vec()).unwrap();
+        let mut groups = Vec::new();
+        while r.bool().unwrap() {
+            groups.push(String::from_utf8(r.string(255).unwrap().to_vec()).unwrap());
+        }
+        v.push((dir, groups));
+    }
+    assert!(r.is_empty(), "trailing bytes after exports list");
+    v
+}
+
+/// Decode a `mountlist` into (host, dir).
+pub(super) fn decode_mountlist(results: &[u8]) -> Vec<(String, String)> {
+    let mut r = Reader::new(results);
+    let mut v = Vec::new();
+    while r.bool().unwrap() {
+        let host = String::from_utf8(r.string(255).unwrap().to_vec()).unwrap();
+        let dir = String::from_utf8(r.string(1024).unwrap().to_vec()).unwrap();
+        v.push((host, dir));
+    }
+    assert!(r.is_empty(), "trailing bytes after mountlist");
+    v
+}
+
+/// Decode an accepted non-SUCCESS or denied reply's status for assertions.
+pub(super) fn reply_body(reply: &[u8]) -> ReplyBody<'_> {
+    Reply::parse(reply).unwrap().body
+}
+
+#[test]
+fn ip_text_formats_v4_and_v6() {
+    let v4: IpAddr = "10.1.2.3".parse().unwrap();
+    assert_eq!(IpText::new(v4).as_str(), "10.1.2.3");
+    let v6: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+    assert_eq!(
+        IpText::new(v6).as_str(),
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    );
+    let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+    assert_eq!(IpText::new(mapped.to_canonical()).as_str(), "10.1.2.3");
+}

@@ -1,0 +1,193 @@
+//! The mount list (MNT adds, UMNT/UMNTALL remove, DUMP lists) and its rmtab persistence.
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod rmtab;
+
+pub use rmtab::{Rmtab, RmtabPersister};
+
+/// The in-memory mount list; thread-safe, no I/O.
+///
+/// Keyed host -> set of dirs so that a repeated MNT (the common case in a mount storm)
+/// is answered under the read lock with borrowed `&str` keys: no allocation, no writer
+/// contention.
+#[derive(Default)]
+pub struct MountList {
+    entries: RwLock<BTreeMap<String, BTreeSet<String>>>,
+    /// Bumped (under the write lock) on every change; the rmtab persister compares it.
+    generation: AtomicU64,
+}
+
+impl MountList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Add `(host, dir)`; returns true when it was not there.
+    pub fn add(&self, host: &str, dir: &str) -> bool {
+        if self.contains(host, dir) {
+            return false;
+        }
+        let mut map = self.entries.write();
+        let inserted = match map.get_mut(host) {
+            Some(dirs) => dirs.insert(dir.to_owned()),
+            None => {
+                map.insert(host.to_owned(), BTreeSet::from([dir.to_owned()]));
+                true
+            }
+        };
+        if inserted {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        inserted
+    }
+    /// Remove `(host, dir)`; returns true when it was there.
+    pub fn remove(&self, host: &str, dir: &str) -> bool {
+        if !self.contains(host, dir) {
+            return false;
+        }
+        let mut map = self.entries.write();
+        let Some(dirs) = map.get_mut(host) else {
+            return false;
+        };
+        let removed = dirs.remove(dir);
+        if dirs.is_empty() {
+            map.remove(host);
+        }
+        if removed {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        removed
+    }
+    /// Remove every entry of `host`; returns how many.
+    pub fn remove_host(&self, host: &str) -> usize {
+        if !self.entries.read().contains_key(host) {
+            return 0;
+        }
+        let removed = self.entries.write().remove(host).map_or(0, |d| d.len());
+        if removed > 0 {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        removed
+    }
+    /// Visit entries in a stable order (host, then dir) until `f` breaks.
+    ///
+    /// `f` runs under the read lock: it must not call back into this list's mutators.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &str) -> ControlFlow<()>) {
+        let map = self.entries.read();
+        for (host, dirs) in map.iter() {
+            for dir in dirs {
+                if f(host, dir).is_break() {
+                    return;
+                }
+            }
+        }
+    }
+    /// Whether `(host, dir)` is in the list.
+    pub fn contains(&self, host: &str, dir: &str) -> bool {
+        self.entries
+            .read()
+            .get(host)
+            .is_some_and(|dirs| dirs.contains(dir))
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.read().values().map(BTreeSet::len).sum()
+    }
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().is_empty()
+    }
+    /// Changes so far (monotonic); equal generations mean equal contents.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+    /// A copy of the entries in order, with the generation they correspond to.
+    pub fn snapshot(&self) -> (u64, Vec<(String, String)>) {
+        let map = self.entries.read();
+        // Read under the lock: writers bump it while holding the write lock.
+        let generation = self.generation.load(Ordering::Acquire);
+        let entries = map
+            .iter()
+            .flat_map(|(h, dirs)| dirs.iter().map(move |d| (h.clone(), d.clone())))
+            .collect();
+        (generation, entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(list: &MountList) -> Vec<(String, String)> {
+        list.snapshot().1
+    }
+
+    #[test]
+    fn add_remove_and_generation() {
+        let l = MountList::new();
+        assert!(l.is_empty());
+        assert!(l.add("10.0.0.2", "/srv/b"));
+        assert!(l.add("10.0.0.1", "/srv/a"));
+        assert!(l.add("10.0.0.1", "/srv/b"));
+        let g = l.generation();
+        assert!(!l.add("10.0.0.1", "/srv/a"), "duplicate add");
+        assert_eq!(l.generation(), g, "a duplicate add is not a change");
+        assert_eq!(l.len(), 3);
+        assert_eq!(
+            dump(&l),
+            vec![
+                ("10.0.0.1".into(), "/srv/a".into()),
+                ("10.0.0.1".into(), "/srv/b".into()),
+                ("10.0.0.2".into(), "/srv/b".into()),
+            ]
+        );
+        assert!(l.remove("10.0.0.1", "/srv/a"));
+        assert!(!l.remove("10.0.0.1", "/srv/a"));
+        assert!(l.generation() > g);
+        assert_eq!(l.remove_host("10.0.0.1"), 1);
+        assert_eq!(l.remove_host("10.0.0.1"), 0);
+        assert_eq!(dump(&l), vec![("10.0.0.2".into(), "/srv/b".into())]);
+    }
+
+    #[test]
+    fn for_each_stops_on_break() {
+        let l = MountList::new();
+        for i in 0..5 {
+            l.add(&format!("h{i}"), "/x");
+        }
+        let mut seen = Vec::new();
+        l.for_each(|h, _| {
+            seen.push(h.to_string());
+            if seen.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, vec!["h0", "h1"]);
+    }
+
+    #[test]
+    fn concurrent_adds_are_all_kept() {
+        let l = std::sync::Arc::new(MountList::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        l.add(&format!("10.0.{t}.{i}"), "/srv");
+                        l.add(&format!("10.0.{t}.{i}"), "/srv");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(l.len(), 400);
+        assert_eq!(l.generation(), 400);
+    }
+}

@@ -1,0 +1,216 @@
+//! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mount_user::exports::{ExportTable, SharedExports};
+use mount_user::mount::{Policy, Transport};
+use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
+use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
+use mount_user::socket::resolve::NameCache;
+use mount_user::socket::service::MountService;
+use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
+use mount_user::socket::udp::UdpServer;
+use mount_user::socket::{self, Counters};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::ServeArgs;
+
+/// TCP listen backlog: room for a mount storm's connection burst.
+const TCP_BACKLOG: i32 = 1024;
+
+/// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
+/// returned; the exports error's Display is `FILE:LINE: message` per line.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let table = ExportTable::load(&args.exports)?;
+    tracing::info!(file = %args.exports.display(), exports = table.exports().len(), "exports loaded");
+    let exports = Arc::new(SharedExports::new(table));
+
+    let (mounts, persister) = open_mount_list(&args)?;
+
+    let bind = socket::effective_bind(args.bind);
+    let workers = args.udp_workers();
+    let udp_sockets = socket::bind_udp_group(SocketAddr::new(bind, args.port), workers)
+        .with_context(|| format!("binding UDP {}", SocketAddr::new(bind, args.port)))?;
+    let local = udp_sockets
+        .first()
+        .context("no UDP socket")?
+        .local_addr()
+        .context("UDP local address")?;
+    // The same port for TCP (matters with --port 0).
+    let tcp_listener =
+        socket::bind_tcp(local, TCP_BACKLOG).with_context(|| format!("binding TCP {local}"))?;
+
+    let policy = Policy {
+        filter_exports_by_client: args.filter_exports,
+    };
+    let names = Arc::new(NameCache::new());
+    let counters = Arc::new(Counters::default());
+    let service = |transport| {
+        Arc::new(MountService::new(
+            exports.clone(),
+            mounts.clone(),
+            policy.clone(),
+            transport,
+        ))
+    };
+    let udp = UdpServer::start(
+        udp_sockets,
+        service(Transport::Udp),
+        names.clone(),
+        counters.clone(),
+    )
+    .context("starting UDP workers")?;
+    tracing::info!(%local, workers, "UDP listening");
+
+    // A small runtime: TCP is the slow path here (UDP workers are their own threads).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tcp")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let tcp_config = TcpConfig {
+        max_connections: args.max_connections as usize,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_record: args.max_record as usize,
+        reply_capacity: TCP_REPLY_CAPACITY,
+    };
+    let registered = runtime.block_on(async {
+        // Handlers first, so a signal arriving right after READY is not fatal.
+        let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+
+        let listener = tokio::net::TcpListener::from_std(tcp_listener).context("TCP listener")?;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let tcp_task = tokio::spawn(tcp::serve(
+            listener,
+            service(Transport::Tcp),
+            names,
+            counters.clone(),
+            tcp_config,
+            stop_rx,
+        ));
+        tracing::info!(%local, max_connections = args.max_connections, "TCP listening");
+
+        let registered = if args.no_rpcbind {
+            tracing::info!("--no-rpcbind: not registering with rpcbind");
+            false
+        } else {
+            let ip = local.ip();
+            tokio::task::spawn_blocking(move || register(ip, local.port()))
+                .await
+                .unwrap_or(false)
+        };
+
+        println!("READY udp={local} tcp={local}");
+        std::io::stdout()
+            .flush()
+            .context("writing READY to stdout")?;
+
+        loop {
+            tokio::select! {
+                _ = hup.recv() => reload(&exports, &args).await,
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            }
+        }
+        let _ = stop.send(true);
+        if tcp_task.await.is_err() {
+            tracing::error!("TCP listener task panicked");
+        }
+        anyhow::Ok(registered)
+    });
+    udp.stop();
+    let registered = registered?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    if registered {
+        unregister();
+    }
+    if let Some(persister) = persister {
+        persister
+            .flush_and_stop()
+            .context("writing the rmtab at exit")?;
+    }
+    counters.log();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The mount list: from `--rmtab` (with a persister writing changes back) or in memory.
+fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<RmtabPersister>)> {
+    let Some(path) = &args.rmtab else {
+        tracing::info!("no --rmtab: the mount list is kept in memory only");
+        return Ok((Arc::new(MountList::new()), None));
+    };
+    let list =
+        Arc::new(Rmtab::load(path).with_context(|| format!("reading rmtab {}", path.display()))?);
+    tracing::info!(file = %path.display(), entries = list.len(), "mount list loaded");
+    let persister = Rmtab::spawn(list.clone(), path.clone())
+        .with_context(|| format!("starting the rmtab writer for {}", path.display()))?;
+    Ok((list, Some(persister)))
+}
+
+/// SIGHUP: load the exports file again; keep the current table on error.
+async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs) {
+    let path = args.exports.clone();
+    // Loading resolves host names: keep it off the runtime's worker threads.
+    match tokio::task::spawn_blocking(move || ExportTable::load(&path)).await {
+        Ok(Ok(table)) => {
+            let count = table.exports().len();
+            exports.replace(table);
+            tracing::info!(file = %args.exports.display(), exports = count, "SIGHUP: exports reloaded");
+        }
+        Ok(Err(e)) => {
+            for line in e.to_string().lines() {
+                tracing::error!("SIGHUP: reload failed, keeping the current exports: {line}");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+    }
+}
+
+/// Register with rpcbind; true when rpcbind was reached (so we unregister at exit).
+fn register(ip: IpAddr, port: u16) -> bool {
+    let endpoints = rpcbind::endpoints(ip, port);
+    let mut rpcb = match Rpcbind::connect_default() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
+            return false;
+        }
+    };
+    match rpcb.register(MOUNT_PROGRAM, &MOUNT_VERSIONS, &endpoints) {
+        Ok(n) => {
+            tracing::info!(
+                port,
+                registrations = n,
+                via = rpcb.transport_name(),
+                "registered with rpcbind"
+            );
+            true
+        }
+        Err(RpcbindError::Unreachable(e)) => {
+            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rpcbind registration failed; serving without it");
+            true
+        }
+    }
+}
+
+/// Remove our registrations at exit.
+fn unregister() {
+    let result =
+        Rpcbind::connect_default().and_then(|mut r| r.unregister(MOUNT_PROGRAM, &MOUNT_VERSIONS));
+    match result {
+        Ok(()) => tracing::info!("unregistered from rpcbind"),
+        Err(e) => tracing::warn!(error = %e, "unregistering from rpcbind failed"),
+    }
+}

@@ -1,0 +1,221 @@
+//! The TCP path: a tokio accept loop and one task per connection, reassembling RPC records
+//! ([`super::record`]), answering pipelined calls in order, each reply sent as one record
+//! of a single last fragment.
+//!
+//! Limits: at most `max_connections` connections (more are accepted and closed at once,
+//! so clients fail fast instead of hanging in the backlog), `max_record` bytes per call
+//! record (more closes that connection only), `idle_timeout` without a complete read or
+//! write closes. The reply buffer (1 MiB by default) is allocated once per connection and
+//! is large enough that EXPORT/DUMP lists are not truncated over TCP.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use super::record::{single_fragment_header, RecordReader, HEADER_LEN};
+use super::resolve::NameCache;
+use super::{Answer, Counters, RateLimit, Responder};
+
+/// Default reply capacity of a TCP connection.
+pub const TCP_REPLY_CAPACITY: usize = 1 << 20;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long shutdown waits for connections to finish what they are doing.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP limits.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest call record accepted, in bytes.
+    pub max_record: usize,
+    /// Reply buffer per connection, in bytes.
+    pub reply_capacity: usize,
+}
+
+/// What every connection task shares.
+struct Shared {
+    responder: Arc<dyn Responder>,
+    names: Arc<NameCache>,
+    counters: Arc<Counters>,
+    config: TcpConfig,
+}
+
+/// Accept and serve connections until `shutdown` turns true, then close them all.
+pub async fn serve(
+    listener: TcpListener,
+    responder: Arc<dyn Responder>,
+    names: Arc<NameCache>,
+    counters: Arc<Counters>,
+    config: TcpConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let shared = Arc::new(Shared {
+        responder,
+        names,
+        counters,
+        config,
+    });
+    let refused_log = RateLimit::new(Duration::from_secs(10));
+    let error_log = RateLimit::new(Duration::from_secs(10));
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        // Reap finished connection tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                if let Some(suppressed) = error_log.allow() {
+                    tracing::warn!(error = %e, suppressed, "TCP accept failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            Counters::bump(&shared.counters.tcp_refused);
+            if let Some(suppressed) = refused_log.allow() {
+                tracing::warn!(%peer, max = shared.config.max_connections, suppressed,
+                    "too many TCP connections, closing new one");
+            }
+            drop(stream);
+            continue;
+        };
+        Counters::bump(&shared.counters.tcp_connections);
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            connection(stream, peer, &shared, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Connections watch the same flag; give them a moment to finish a reply in flight.
+    if tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Idle,
+    Shutdown,
+    Oversize(super::record::RecordError),
+    Io(std::io::Error),
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // One reply per write: Nagle would hold back the replies to pipelined calls.
+    let _ = stream.set_nodelay(true);
+    let close = serve_connection(&mut stream, peer, shared, &mut shutdown).await;
+    match close {
+        Close::Oversize(e) => {
+            Counters::bump(&shared.counters.tcp_oversize);
+            tracing::warn!(%peer, error = %e, "closing TCP connection: oversized record");
+        }
+        Close::Io(e) => tracing::debug!(%peer, error = %e, "TCP connection failed"),
+        other => tracing::debug!(%peer, reason = ?other, "TCP connection closed"),
+    }
+}
+
+async fn serve_connection(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Close {
+    let idle = shared.config.idle_timeout;
+    let mut reader = RecordReader::new(shared.config.max_record);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut out = vec![0u8; HEADER_LEN + shared.config.reply_capacity];
+    loop {
+        loop {
+            let record = match reader.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(e) => return Close::Oversize(e),
+            };
+            let Some(len) = answer(record, peer, shared, &mut out[HEADER_LEN..]).await else {
+                continue;
+            };
+            let header = match single_fragment_header(len) {
+                Ok(h) => h,
+                Err(e) => return Close::Io(std::io::Error::other(e)),
+            };
+            out[..HEADER_LEN].copy_from_slice(&header);
+            match tokio::time::timeout(idle, stream.write_all(&out[..HEADER_LEN + len])).await {
+                Ok(Ok(())) => Counters::bump(&shared.counters.tcp_replies),
+                Ok(Err(e)) => return Close::Io(e),
+                Err(_) => return Close::Idle,
+            }
+        }
+        let n = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Close::Shutdown,
+            read = tokio::time::timeout(idle, stream.read(&mut chunk)) => match read {
+                Err(_) => return Close::Idle,
+                Ok(Err(e)) => return Close::Io(e),
+                Ok(Ok(0)) => return Close::Eof,
+                Ok(Ok(n)) => n,
+            },
+        };
+        reader.push(&chunk[..n]);
+    }
+}
+
+/// Answer one record; resolves the peer's name off the runtime when the core asks for it.
+async fn answer(
+    request: &[u8],
+    peer: SocketAddr,
+    shared: &Shared,
+    out: &mut [u8],
+) -> Option<usize> {
+    let mut answer = shared.responder.respond(request, peer, None, out);
+    if answer == Answer::NeedName {
+        Counters::bump(&shared.counters.name_lookups);
+        let name = match shared.names.cached(peer.ip()) {
+            Some(name) => name,
+            None => {
+                let names = shared.names.clone();
+                let ip = peer.ip();
+                match tokio::task::spawn_blocking(move || names.resolve(ip)).await {
+                    Ok(name) => name,
+                    Err(_) => return None,
+                }
+            }
+        };
+        answer = shared.responder.respond(request, peer, Some(&name), out);
+    }
+    match answer {
+        Answer::Reply { len, truncated } => {
+            if truncated {
+                tracing::debug!(%peer, len, "list truncated even over TCP");
+            }
+            Some(len)
+        }
+        Answer::Drop | Answer::NeedName => None,
+    }
+}

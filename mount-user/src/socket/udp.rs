@@ -1,0 +1,346 @@
+//! The kernel-stack UDP path: N worker threads, each with its own socket bound to the
+//! same port (SO_REUSEPORT spreads flows over them), receiving and sending in batches.
+//!
+//! Batching uses recvmmsg/sendmmsg directly through libc because neither std, socket2
+//! nor tokio offers them; one system call per 32 datagrams instead of one per datagram
+//! is most of the cost difference on a small-request service like MOUNT.
+//!
+//! Replies are capped at [`UDP_MAX_MESSAGE`] bytes, the UDPMSGSIZE of the classic Sun RPC
+//! implementation that nfs-utils' mountd uses: clients are built to accept that much in a
+//! datagram, and it stays well below the 65507-byte UDP limit so no reply relies on large
+//! IP fragment trains. The core truncates EXPORT/DUMP lists at an entry boundary to fit;
+//! TCP carries the full lists.
+//!
+//! Calls that need the client's host name (a `*.domain` rule) go to a small pool of
+//! resolver threads over a bounded queue, so a slow DNS server never stalls a worker.
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::resolve::NameCache;
+use super::{Answer, Counters, RateLimit, Responder};
+
+/// Largest UDP reply (and request) we handle, in bytes (Sun RPC's UDPMSGSIZE).
+pub const UDP_MAX_MESSAGE: usize = 8800;
+/// Datagrams per recvmmsg/sendmmsg call.
+pub const BATCH: usize = 32;
+/// How often a blocked worker wakes up to look at the stop flag.
+pub const RECV_TIMEOUT: Duration = Duration::from_millis(200);
+/// Calls waiting for a host-name lookup, at most; more are dropped (clients retry).
+pub const NAME_QUEUE: usize = 256;
+/// Threads doing host-name lookups for the UDP path.
+pub const RESOLVER_THREADS: usize = 2;
+
+/// A call parked until the peer's host name is known.
+struct NameJob {
+    request: Vec<u8>,
+    peer: SocketAddr,
+}
+
+/// Everything a worker or resolver thread shares.
+#[derive(Clone)]
+struct Shared {
+    responder: Arc<dyn Responder>,
+    names: Arc<NameCache>,
+    counters: Arc<Counters>,
+    queue_full_log: Arc<RateLimit>,
+}
+
+/// Running UDP workers; [`stop`](Self::stop) ends them.
+pub struct UdpServer {
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpServer {
+    /// Start one worker thread per socket (sockets from [`super::bind_udp_group`]).
+    pub fn start(
+        sockets: Vec<UdpSocket>,
+        responder: Arc<dyn Responder>,
+        names: Arc<NameCache>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
+        let shared = Shared {
+            responder,
+            names,
+            counters,
+            queue_full_log: Arc::new(RateLimit::new(Duration::from_secs(10))),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let first = sockets
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no UDP socket"))?;
+        // Any socket of the group can send the late replies: they share the local address.
+        let reply_socket = Arc::new(first.try_clone()?);
+        let (jobs, queue) = crossbeam_channel::bounded(NAME_QUEUE);
+        for i in 0..RESOLVER_THREADS {
+            let (queue, socket, shared) = (queue.clone(), reply_socket.clone(), shared.clone());
+            // Not joined at stop: a thread may sit in a DNS timeout; each exits once the
+            // workers (the senders) are gone and the queue is drained.
+            std::thread::Builder::new()
+                .name(format!("udp-resolve-{i}"))
+                .spawn(move || resolver(queue, &socket, &shared))?;
+        }
+        let mut workers = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.into_iter().enumerate() {
+            socket.set_read_timeout(Some(RECV_TIMEOUT))?;
+            let worker = Worker {
+                socket,
+                shared: shared.clone(),
+                jobs: jobs.clone(),
+                stop: stop.clone(),
+            };
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("udp-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(Self { workers, stop })
+    }
+
+    /// Ask the workers to stop and wait for them (at most about [`RECV_TIMEOUT`]).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            if w.join().is_err() {
+                tracing::error!("a UDP worker panicked");
+            }
+        }
+    }
+}
+
+struct Worker {
+    socket: UdpSocket,
+    shared: Shared,
+    jobs: Sender<NameJob>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self) {
+        const M: usize = UDP_MAX_MESSAGE;
+        let fd = self.socket.as_raw_fd();
+        let mut rx = vec![0u8; BATCH * M];
+        let mut tx = vec![0u8; BATCH * M];
+        // The kernel and we both reach the buffers through these pointers only, taken once,
+        // so no later `&mut` borrow of the vectors invalidates pointers handed out before.
+        let rx_base = rx.as_mut_ptr();
+        let tx_base = tx.as_mut_ptr();
+        // SAFETY (all zeroed() below): plain C structs for which all-zero is a valid value.
+        let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        let mut rx_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut rx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let mut tx_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut tx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let error_log = RateLimit::new(Duration::from_secs(10));
+
+        while !self.stop.load(Ordering::Relaxed) {
+            for i in 0..BATCH {
+                rx_iov[i] = libc::iovec {
+                    // SAFETY: slot i lies inside `rx` (BATCH * M bytes).
+                    iov_base: unsafe { rx_base.add(i * M) }.cast(),
+                    iov_len: M,
+                };
+                // SAFETY: all-zero is a valid msghdr.
+                rx_hdr[i].msg_hdr = unsafe { zeroed() };
+                rx_hdr[i].msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+                rx_hdr[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                rx_hdr[i].msg_hdr.msg_iov = &raw mut rx_iov[i];
+                rx_hdr[i].msg_hdr.msg_iovlen = 1;
+                rx_hdr[i].msg_len = 0;
+            }
+            // MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram, then take
+            // whatever else is already queued without waiting.
+            // SAFETY: every header points at live buffers of the sizes given above.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    rx_hdr.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    _ => {
+                        if let Some(suppressed) = error_log.allow() {
+                            tracing::warn!(error = %e, suppressed, "UDP receive failed");
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                continue;
+            }
+            let mut replies = 0;
+            for i in 0..n as usize {
+                let hdr = &rx_hdr[i];
+                let len = hdr.msg_len as usize;
+                let peer = sockaddr_to_std(&addrs[i]);
+                let (Some(peer), false) = (peer, hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0)
+                else {
+                    // Unknown address family, or a datagram larger than any MOUNT call.
+                    Counters::bump(&self.shared.counters.udp_dropped);
+                    continue;
+                };
+                // SAFETY: slots i and `replies` lie inside `rx` and `tx`; the kernel wrote
+                // `len` <= M bytes into slot i; nothing else references these slots now.
+                let (request, out) = unsafe {
+                    (
+                        std::slice::from_raw_parts(rx_base.add(i * M), len),
+                        std::slice::from_raw_parts_mut(tx_base.add(replies * M), M),
+                    )
+                };
+                let Some(len) = self.answer(request, peer, out) else {
+                    continue;
+                };
+                tx_iov[replies] = libc::iovec {
+                    iov_base: out.as_mut_ptr().cast(),
+                    iov_len: len,
+                };
+                // SAFETY: all-zero is a valid msghdr.
+                tx_hdr[replies].msg_hdr = unsafe { zeroed() };
+                // The reply goes back to the address the call came from, as received.
+                tx_hdr[replies].msg_hdr.msg_name = (&raw mut addrs[i]).cast();
+                tx_hdr[replies].msg_hdr.msg_namelen = rx_hdr[i].msg_hdr.msg_namelen;
+                tx_hdr[replies].msg_hdr.msg_iov = &raw mut tx_iov[replies];
+                tx_hdr[replies].msg_hdr.msg_iovlen = 1;
+                replies += 1;
+            }
+            send_batch(fd, &mut tx_hdr[..replies], &self.shared.counters);
+        }
+    }
+
+    /// Answer one call into `out`; the reply length, or None when nothing is to be sent
+    /// now (dropped, or parked for a name lookup).
+    fn answer(&self, request: &[u8], peer: SocketAddr, out: &mut [u8]) -> Option<usize> {
+        let s = &self.shared;
+        match s.responder.respond(request, peer, None, out) {
+            Answer::NeedName => {}
+            other => return finish(other, peer, s),
+        }
+        Counters::bump(&s.counters.name_lookups);
+        if let Some(name) = s.names.cached(peer.ip()) {
+            return finish(
+                s.responder.respond(request, peer, Some(&name), out),
+                peer,
+                s,
+            );
+        }
+        let job = NameJob {
+            request: request.to_vec(),
+            peer,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                Counters::bump(&s.counters.name_queue_full);
+                if let Some(suppressed) = s.queue_full_log.allow() {
+                    tracing::warn!(%peer, suppressed, "host-name lookup queue full, dropping UDP call");
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The reply length of a final answer (one given with a name, or needing none).
+fn finish(answer: Answer, peer: SocketAddr, s: &Shared) -> Option<usize> {
+    match answer {
+        Answer::Reply { len, truncated } => {
+            if truncated {
+                Counters::bump(&s.counters.udp_truncated);
+                tracing::debug!(%peer, len, "list truncated to fit a UDP datagram");
+            }
+            Some(len)
+        }
+        Answer::Drop | Answer::NeedName => {
+            Counters::bump(&s.counters.udp_dropped);
+            None
+        }
+    }
+}
+
+/// Send every prepared reply; a datagram the kernel refuses is counted and skipped.
+fn send_batch(fd: libc::c_int, hdrs: &mut [libc::mmsghdr], counters: &Counters) {
+    let mut sent = 0;
+    while sent < hdrs.len() {
+        let rest = &mut hdrs[sent..];
+        // SAFETY: the headers point at live reply buffers and peer addresses.
+        let rc = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as u32, 0) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // sendmmsg fails only when the first message fails: skip that one.
+            tracing::debug!(error = %e, "UDP send failed");
+            Counters::bump(&counters.udp_dropped);
+            sent += 1;
+        } else {
+            counters.udp_replies.fetch_add(rc as u64, Ordering::Relaxed);
+            sent += rc as usize;
+        }
+    }
+}
+
+/// Resolver thread: look the name up, answer again, send from the shared socket.
+fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
+    let mut out = vec![0u8; UDP_MAX_MESSAGE];
+    while let Ok(job) = queue.recv() {
+        let name = s.names.resolve(job.peer.ip());
+        let answer = s
+            .responder
+            .respond(&job.request, job.peer, Some(&name), &mut out);
+        if let Some(len) = finish(answer, job.peer, s) {
+            match socket.send_to(&out[..len], job.peer) {
+                Ok(_) => Counters::bump(&s.counters.udp_replies),
+                Err(e) => {
+                    tracing::debug!(peer = %job.peer, error = %e, "UDP send failed");
+                    Counters::bump(&s.counters.udp_dropped);
+                }
+            }
+        }
+    }
+}
+
+/// Convert a kernel-filled socket address; None for families other than IPv4/IPv6.
+fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage,
+            // which is large and aligned enough for any socket address.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6 (family AF_INET6).
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
