@@ -27,8 +27,8 @@ pub mod status {
 pub fn standard_exports(n: u8) -> String {
     format!(
         "# e2e standard exports\n\
-         /srv/a 10.77.{n}.0/24(rw,insecure) fd77:{n}::/64(rw,insecure)\n\
-         /srv/secure 10.77.{n}.0/24(rw) fd77:{n}::/64(rw)\n\
+         /srv/a 10.77.{n}.0/24(rw,insecure) fd77:{n:x}::/64(rw,insecure)\n\
+         /srv/secure 10.77.{n}.0/24(rw) fd77:{n:x}::/64(rw)\n\
          \n\
          /srv/ro *(ro,insecure)\n\
          /srv/fh *(insecure,fh={FH_HEX})\n\
@@ -40,7 +40,7 @@ pub fn standard_exports(n: u8) -> String {
 /// The (dir, groups) list EXPORT must return for [`standard_exports`], in file order.
 pub fn standard_export_list(n: u8) -> Vec<(String, Vec<String>)> {
     let s = |x: &str| x.to_string();
-    let subnets = vec![format!("10.77.{n}.0/24"), format!("fd77:{n}::/64")];
+    let subnets = vec![format!("10.77.{n}.0/24"), format!("fd77:{n:x}::/64")];
     vec![
         (s("/srv/a"), subnets.clone()),
         (s("/srv/secure"), subnets),

@@ -163,7 +163,7 @@ pub struct NetPair {
     pub srv: String,
     /// Client namespace name.
     pub cli: String,
-    /// Subnet index N: server 10.77.N.1 / fd77:N::1, client 10.77.N.2 / fd77:N::2.
+    /// Subnet index N: server 10.77.N.1 / fd77:N::1, client 10.77.N.2 / fd77:N::2 (N in hex there).
     pub n: u8,
     /// Scratch directory for exports files, rmtab, logs and captures.
     pub dir: PathBuf,
@@ -221,7 +221,7 @@ impl NetPair {
                 ns,
                 "addr",
                 "add",
-                &format!("fd77:{n}::{host}/64"),
+                &format!("fd77:{n:x}::{host}/64"),
                 "dev",
                 dev,
                 "nodad",
