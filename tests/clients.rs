@@ -51,12 +51,16 @@ fn rpcinfo_ping(pair: &NetPair, host: &str) {
     }
 }
 
+/// `rpcinfo -n PORT` (Debian 12's libtirpc rpcinfo) still asks the server's rpcbind for the
+/// program's address (GETADDR) and only then swaps in PORT, so it needs the registration.
 #[test]
 fn rpcinfo_direct_port() {
     let Some(pair) = NetPair::new("rpcinfo_direct_port") else {
         return;
     };
-    let _d = pair.start_standard();
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rpcbind = true;
+    let _d = pair.start_daemon(&opts);
     rpcinfo_ping(&pair, &pair.srv_v4().to_string());
     rpcinfo_ping(&pair, &pair.srv_v6().to_string());
 }
@@ -208,8 +212,9 @@ fn showmount_and_nfs_ls() {
         ],
     );
 
-    // nfs-ls -D: export discovery through GETPORT + MOUNT v3 EXPORT.
-    let url = format!("nfs://{host}/");
+    // nfs-ls -D: export discovery through GETPORT + MOUNT v3 EXPORT. (With a trailing `/`
+    // the URL has a path and nfs-ls tries to mount `/` instead.)
+    let url = format!("nfs://{host}");
     let out = pair.run_client(&["nfs-ls", "-D", &url]);
     ok(&out, "nfs-ls -D");
     let mut got: Vec<String> = out.stdout.lines().map(|l| l.trim().to_string()).collect();
@@ -220,12 +225,35 @@ fn showmount_and_nfs_ls() {
         .collect();
     want.sort();
     assert_eq!(got, want, "nfs-ls -D output:\n{}", out.stdout);
+
+    // nfs-ls of an export: MOUNT v3 MNT succeeds (there is no NFS server behind it, so
+    // libnfs fails afterwards, on the NFS program), and the mount shows up in DUMP.
+    let out = pair.run_client(&["nfs-ls", &format!("nfs://{host}/srv/ro?version=3")]);
+    assert!(
+        out.stderr.contains("Program is not available") && !out.stderr.contains("MNT3ERR"),
+        "nfs-ls /srv/ro should get past MOUNT: {}",
+        out.stderr
+    );
+    let out = pair.run_client(&["nfs-ls", &format!("nfs://{host}/srv/nope?version=3")]);
+    assert!(
+        out.stderr.contains("MNT3ERR_NOENT"),
+        "nfs-ls /srv/nope: {}",
+        out.stderr
+    );
+    let out = pair.run_client(&["showmount", "-a", &host]);
+    ok(&out, "showmount -a after nfs-ls");
+    assert!(
+        out.stdout.lines().any(|l| l == format!("{cli}:/srv/ro")),
+        "nfs-ls's MNT is listed: {}",
+        out.stdout
+    );
 }
 
 /// Runs one call of every procedure of every version over UDP and TCP (plus the error
-/// replies), returning how many calls were answered.
-fn every_procedure(server: std::net::SocketAddr) -> usize {
-    let mut answered = 0;
+/// replies), returning the xids of the answered calls that tshark can pair with their call
+/// (not the rpcvers=3 one: tshark does not take a non-v2 call for RPC).
+fn every_procedure(server: std::net::SocketAddr) -> Vec<u32> {
+    let mut answered = Vec::new();
     for proto in [Proto::Udp, Proto::Tcp] {
         let mut c = RpcClient::new(proto, server, SrcPort::Privileged).unwrap();
         for v in [1u32, 2, 3] {
@@ -251,7 +279,7 @@ fn every_procedure(server: std::net::SocketAddr) -> usize {
             }
             for call in calls {
                 c.must(&call);
-                answered += 1;
+                answered.push(call.xid);
             }
         }
         // Error replies of the RPC layer.
@@ -266,9 +294,10 @@ fn every_procedure(server: std::net::SocketAddr) -> usize {
             body: vec![],
         });
         let garbage = Call::mount(3, procs::MNT).with_args(vec![0, 0, 0, 9]);
-        for call in [bad_vers, bad_prog, bad_rpc, bad_cred, garbage] {
+        c.must(&bad_rpc);
+        for call in [bad_vers, bad_prog, bad_cred, garbage] {
             c.must(&call);
-            answered += 1;
+            answered.push(call.xid);
         }
     }
     answered
@@ -292,12 +321,13 @@ fn tshark_finds_nothing_malformed() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tshark");
-    // tshark says "Capturing on 'veth0'" once dumpcap has the interface open.
+    // tshark logs "Capture started" once dumpcap has the interface open ("Capturing on"
+    // comes earlier, before packets are really captured).
     let err = cap.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(err).lines().map_while(Result::ok) {
-            if l.contains("Capturing on") {
+            if l.contains("Capture started") {
                 let _ = tx.send(());
             }
         }
@@ -306,9 +336,14 @@ fn tshark_finds_nothing_malformed() {
         let _ = cap.kill();
         panic!("tshark did not start capturing within 15 s");
     }
+    std::thread::sleep(Duration::from_millis(300));
     let server = pair.srv_addr(false, PORT);
     let server6 = pair.srv_addr(true, PORT);
-    let answered = pair.in_client(move || every_procedure(server) + every_procedure(server6));
+    let answered = pair.in_client(move || {
+        let mut x = every_procedure(server);
+        x.extend(every_procedure(server6));
+        x
+    });
     std::thread::sleep(Duration::from_millis(500));
     // SIGINT lets tshark flush and close the file.
     // SAFETY: kill(2) on our own child.
@@ -344,22 +379,38 @@ fn tshark_finds_nothing_malformed() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let bad = read("_ws.malformed || _ws.expert.severity >= error", &[]);
+    // Only the server's frames are judged: our deliberate GARBAGE_ARGS call is malformed.
+    let bad = read(
+        &format!(
+            "(_ws.malformed || _ws.expert.severity >= error) \
+             && (udp.srcport == {PORT} || tcp.srcport == {PORT})"
+        ),
+        &[],
+    );
     assert!(
         bad.trim().is_empty(),
-        "tshark flags malformed/error frames:\n{bad}"
+        "tshark flags malformed/error replies:\n{bad}"
+    );
+    // The filter does catch malformed frames: our garbage MNT calls (one per transport
+    // and family) are flagged.
+    let ours = read("_ws.malformed", &["frame.number"]);
+    assert_eq!(
+        ours.lines().count(),
+        4,
+        "expected our 4 garbage calls flagged:\n{ours}"
     );
     // It really dissected our replies as RPC (and MOUNT).
     let replies = read("rpc.msgtyp == 1", &["rpc.xid"]);
-    let n_replies = replies
+    let mut got: Vec<u32> = replies
         .lines()
         .flat_map(|l| l.split(','))
         .filter(|x| !x.is_empty())
-        .count();
-    assert_eq!(
-        n_replies, answered,
-        "every answered call appears as an RPC reply"
-    );
+        .map(|x| u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    got.sort();
+    let mut want = answered.clone();
+    want.sort();
+    assert_eq!(got, want, "every answered call appears as an RPC reply");
     let mounts = read(
         "mount && rpc.msgtyp == 1 && rpc.replystat == 0",
         &["frame.number"],
