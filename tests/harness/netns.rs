@@ -85,6 +85,7 @@ fn sweep_stale() {
         if pid != std::process::id() as i32 && !Path::new(&format!("/proc/{pid}")).exists() {
             kill_ns_pids(&name);
             let _ = ip(&["netns", "del", &name]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
         }
     }
 }
@@ -260,6 +261,44 @@ impl NetPair {
         }
     }
 
+    /// Adds another address (CIDR, e.g. "10.77.N.10/24") to the server's veth.
+    pub fn add_srv_addr(&self, cidr: &str) {
+        ip(&[
+            "-n", &self.srv, "addr", "add", cidr, "dev", "veth0", "nodad",
+        ])
+        .unwrap();
+    }
+
+    /// Adds another address (CIDR) to the client's veth.
+    pub fn add_cli_addr(&self, cidr: &str) {
+        ip(&[
+            "-n", &self.cli, "addr", "add", cidr, "dev", "veth1", "nodad",
+        ])
+        .unwrap();
+    }
+
+    /// Sets the MTU of the client's veth (to force IP fragmentation of its datagrams).
+    pub fn set_cli_mtu(&self, mtu: u32) {
+        ip(&[
+            "-n",
+            &self.cli,
+            "link",
+            "set",
+            "veth1",
+            "mtu",
+            &mtu.to_string(),
+        ])
+        .unwrap();
+    }
+
+    /// Gives processes started with `ip netns exec SRV` (the daemon) their own /etc/hosts:
+    /// `ip netns exec` bind-mounts /etc/netns/SRV/* over /etc/*. Removed on drop.
+    pub fn set_srv_hosts(&self, text: &str) {
+        let d = Path::new("/etc/netns").join(&self.srv);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("hosts"), text).unwrap();
+    }
+
     /// Writes a file in the scratch directory and returns its path.
     pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.join(name);
@@ -322,6 +361,7 @@ impl Drop for NetPair {
         std::thread::sleep(Duration::from_millis(10));
         let _ = ip(&["netns", "del", &self.srv]);
         let _ = ip(&["netns", "del", &self.cli]);
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.srv));
         if std::thread::panicking() {
             eprintln!(
                 "[{}] keeping scratch dir {} for inspection",

@@ -79,6 +79,23 @@ impl UdpClient {
         Ok(Self { sock, server })
     }
 
+    /// Binds exactly `local` (address and port; port 0 = ephemeral).
+    pub fn bind_to(server: SocketAddr, local: SocketAddr) -> Result<Self> {
+        let sock = UdpSocket::bind(local).with_context(|| format!("bind {local}"))?;
+        Ok(Self { sock, server })
+    }
+
+    /// Receives one datagram from anyone within `timeout`, with its source address.
+    pub fn recv_any(&self, timeout: Duration) -> Result<Option<(Vec<u8>, SocketAddr)>> {
+        let mut buf = vec![0u8; 70_000];
+        self.sock.set_read_timeout(Some(timeout))?;
+        match self.sock.recv_from(&mut buf) {
+            Ok((n, from)) => Ok(Some((buf[..n].to_vec(), from))),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The local (source) port.
     pub fn local_port(&self) -> u16 {
         self.sock.local_addr().map(|a| a.port()).unwrap_or(0)
