@@ -1,9 +1,7 @@
-//! Mount list (DUMP/UMNT/UMNTALL), persistence across restarts, reload, `check`, signals,
-//! and --filter-exports.
+//! Mount list (DUMP/UMNT/UMNTALL), persistence across restarts (rmtab), SIGINT, and
+//! --filter-exports.
 
 use e2e::*;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn dump_umnt_umntall(c: &Ctx) {
     let ip = c.cli_ip.to_string();
@@ -69,17 +67,6 @@ fn filtered_exports(c: &Ctx) {
 matrix!(filtered_exports, |o: &mut DaemonOpts| o.filter_exports =
     true);
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
-}
-
 #[test]
 fn restart_keeps_mount_list() {
     let Some(pair) = NetPair::new("restart_keeps_mount_list") else {
@@ -133,110 +120,4 @@ fn restart_keeps_mount_list() {
         "UMNT must be persisted to rmtab: {text:?}"
     );
     assert!(text.contains(&format!("{c6_rmtab}:/srv/ro:0x00000001")));
-}
-
-#[test]
-fn sighup_reload() {
-    let Some(pair) = NetPair::new("sighup_reload") else {
-        return;
-    };
-    let n = pair.n;
-    let base = e2e::fixtures::standard_exports(n);
-    let exports = pair.write_file("exports", &base);
-    let d = pair.start_daemon(&DaemonOpts::new(exports.clone()));
-    let server = pair.srv_addr(false, PORT);
-    pair.in_client(move || {
-        let mut cl = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
-        assert_eq!(cl.mnt3("/srv/new").0, status::NOENT);
-    });
-    // Add an export, SIGHUP: the new export becomes mountable.
-    std::fs::write(
-        &exports,
-        format!("{base}/srv/new *(insecure,sec=sys:krb5)\n"),
-    )
-    .unwrap();
-    d.signal(libc::SIGHUP);
-    pair.in_client(move || {
-        let mut cl = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
-        wait_until("/srv/new mountable after SIGHUP", 5, || {
-            cl.mnt3("/srv/new").0 == 0
-        });
-        let (_, ok) = cl.mnt3("/srv/new");
-        assert_eq!(ok.unwrap(), (synthetic_handle("/srv/new"), vec![1, 390003]));
-    });
-    // A broken file: old table stays, stderr names file:line.
-    std::fs::write(
-        &exports,
-        format!("{base}/srv/b *(ro)\n/srv/broken *(bogus_option)\n"),
-    )
-    .unwrap();
-    let bad_line = base.lines().count() + 2;
-    d.signal(libc::SIGHUP);
-    let want = format!("{}:{bad_line}", exports.display());
-    wait_until(&format!("stderr naming {want}"), 5, || {
-        d.stderr().contains(&want)
-    });
-    pair.in_client(move || {
-        let mut cl = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
-        assert_eq!(
-            cl.mnt3("/srv/new").0,
-            status::OK,
-            "old table kept after a bad reload"
-        );
-        assert_eq!(cl.mnt3("/srv/a").0, status::OK);
-        assert_eq!(
-            cl.mnt3("/srv/b").0,
-            status::NOENT,
-            "nothing of the bad file applied"
-        );
-    });
-    drop(d); // asserts exit 0 on SIGTERM
-}
-
-#[test]
-fn check_command() {
-    // No namespaces needed: `check` only reads the file.
-    let bin = daemon_bin();
-    let dir = std::env::temp_dir().join(format!("xmd-e2e-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let good = dir.join("good");
-    std::fs::write(&good, e2e::fixtures::standard_exports(9)).unwrap();
-    let out = Command::new(&bin)
-        .args(["check", "--exports"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "check on a good file: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (text, line) in [
-        ("/srv/a *(rw)\n\n/srv/b *(ro,nosuchoption)\n", 3),
-        ("# c\n/srv/a 10.0.0.0/33(rw)\n", 2),
-        ("/srv/a *(fh=zz)\n", 1),
-        ("/srv/a *(rw\n", 1),
-        ("relative *(rw)\n", 1),
-    ] {
-        let bad = dir.join("bad");
-        std::fs::write(&bad, text).unwrap();
-        let out = Command::new(&bin)
-            .args(["check", "--exports"])
-            .arg(&bad)
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(1), "check on {text:?}: {all}");
-        let want = format!("{}:{line}:", bad.display());
-        assert!(
-            all.contains(&want),
-            "check on {text:?} must say {want:?}, said {all:?}"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }

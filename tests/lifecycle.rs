@@ -1,0 +1,225 @@
+//! Daemon lifecycle: SIGHUP reload (good and broken files), `check`, start-up failures
+//! (bad exports file, port in use), a damaged rmtab.
+
+use e2e::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+#[test]
+fn sighup_reload() {
+    let Some(pair) = NetPair::new("sighup_reload") else {
+        return;
+    };
+    let n = pair.n;
+    let base = e2e::fixtures::standard_exports(n);
+    let exports = pair.write_file("exports", &base);
+    let d = pair.start_daemon(&DaemonOpts::new(exports.clone()));
+    let server = pair.srv_addr(false, PORT);
+    // A TCP connection opened before the reload (sockets keep the namespace they were
+    // made in, so it can be used from any thread afterwards).
+    let mut old_conn = pair.in_client(move || {
+        let mut cl = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        assert_eq!(cl.mnt3("/srv/new").0, status::NOENT);
+        cl
+    });
+    // Add an export, SIGHUP: the new export becomes mountable.
+    std::fs::write(
+        &exports,
+        format!("{base}/srv/new *(insecure,sec=sys:krb5)\n"),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    pair.in_client(move || {
+        let mut cl = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
+        wait_until("/srv/new mountable after SIGHUP", 5, || {
+            cl.mnt3("/srv/new").0 == 0
+        });
+        let (_, ok) = cl.mnt3("/srv/new");
+        assert_eq!(
+            cl.exports(3, procs::EXPORT).last().map(|e| e.0.clone()),
+            Some("/srv/new".to_string()),
+            "EXPORT reflects the reload"
+        );
+        assert_eq!(ok.unwrap(), (synthetic_handle("/srv/new"), vec![1, 390003]));
+    });
+    let (st, ok) = old_conn.mnt3("/srv/new");
+    assert_eq!(
+        st,
+        status::OK,
+        "a connection from before the reload sees the new table"
+    );
+    assert_eq!(ok.unwrap().0, synthetic_handle("/srv/new"));
+    // A broken file: old table stays, stderr names file:line.
+    std::fs::write(
+        &exports,
+        format!("{base}/srv/b *(ro)\n/srv/broken *(bogus_option)\n"),
+    )
+    .unwrap();
+    let bad_line = base.lines().count() + 2;
+    d.signal(libc::SIGHUP);
+    let want = format!("{}:{bad_line}", exports.display());
+    wait_until(&format!("stderr naming {want}"), 5, || {
+        d.stderr().contains(&want)
+    });
+    pair.in_client(move || {
+        let mut cl = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        assert_eq!(
+            cl.mnt3("/srv/new").0,
+            status::OK,
+            "old table kept after a bad reload"
+        );
+        assert_eq!(cl.mnt3("/srv/a").0, status::OK);
+        assert_eq!(
+            cl.mnt3("/srv/b").0,
+            status::NOENT,
+            "nothing of the bad file applied"
+        );
+    });
+    drop(d); // asserts exit 0 on SIGTERM
+}
+
+#[test]
+fn check_command() {
+    // No namespaces needed: `check` only reads the file.
+    let bin = daemon_bin();
+    let dir = std::env::temp_dir().join(format!("xmd-e2e-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    std::fs::write(&good, e2e::fixtures::standard_exports(9)).unwrap();
+    let out = Command::new(&bin)
+        .args(["check", "--exports"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check on a good file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (text, line) in [
+        ("/srv/a *(rw)\n\n/srv/b *(ro,nosuchoption)\n", 3),
+        ("# c\n/srv/a 10.0.0.0/33(rw)\n", 2),
+        ("/srv/a *(fh=zz)\n", 1),
+        ("/srv/a *(rw\n", 1),
+        ("relative *(rw)\n", 1),
+    ] {
+        let bad = dir.join("bad");
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(&bin)
+            .args(["check", "--exports"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "check on {text:?}: {all}");
+        let want = format!("{}:{line}:", bad.display());
+        assert!(
+            all.contains(&want),
+            "check on {text:?} must say {want:?}, said {all:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_with_a_bad_exports_file_fails_fast() {
+    let Some(pair) = NetPair::new("serve_bad_exports") else {
+        return;
+    };
+    let bad = pair.write_file("exports", "/srv/a *(rw)\n/srv/b *(nonsense)\n");
+    let err = match pair.try_start_daemon(&DaemonOpts::new(bad.clone())) {
+        Ok(_) => panic!("serve must refuse a broken exports file"),
+        Err(e) => e,
+    };
+    assert!(err.contains("exited"), "must exit, not hang: {err}");
+    assert!(
+        err.contains(&format!("{}:2", bad.display())),
+        "names file:line: {err}"
+    );
+    let missing = pair.dir.join("no-such-file");
+    let err = match pair.try_start_daemon(&DaemonOpts::new(missing.clone())) {
+        Ok(_) => panic!("serve must refuse a missing exports file"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains(&missing.display().to_string()),
+        "names the file: {err}"
+    );
+}
+
+/// A second daemon on the same port must fail, not silently share it (SO_REUSEPORT would
+/// let it steal part of the traffic).
+#[test]
+fn second_daemon_on_the_same_port_fails() {
+    let Some(pair) = NetPair::new("second_daemon_same_port") else {
+        return;
+    };
+    let first = pair.start_standard();
+    let other = pair.write_file("exports2", "/srv/other *(insecure)\n");
+    if let Ok(mut second) = pair.try_start_daemon(&DaemonOpts::new(other)) {
+        // Show the damage: some calls to the port now reach the wrong daemon.
+        let server = pair.srv_addr(false, PORT);
+        let wrong = pair.in_client(move || {
+            let mut wrong = 0;
+            for _ in 0..32 {
+                let mut c = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
+                if c.mnt3("/srv/a").0 != status::OK {
+                    wrong += 1;
+                }
+            }
+            wrong
+        });
+        second.stop();
+        panic!("a second daemon reported READY on port {PORT}; {wrong}/32 MNTs hit it");
+    }
+    drop(first);
+}
+
+#[test]
+fn damaged_rmtab_lines_are_skipped() {
+    let Some(pair) = NetPair::new("damaged_rmtab") else {
+        return;
+    };
+    let n = pair.n;
+    let rmtab = pair.write_file(
+        "rmtab",
+        &format!(
+            "10.77.{n}.2:/srv/a:0x00000001\n\
+             garbage-without-colons\n\
+             \n\
+             10.77.{n}.9:/srv/ro:0x00000001\n"
+        ),
+    );
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rmtab = Some(rmtab);
+    let _d = pair.start_daemon(&opts);
+    let server = pair.srv_addr(false, PORT);
+    pair.in_client(move || {
+        let mut c = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
+        let mut got = c.dump(3);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (format!("10.77.{n}.2"), "/srv/a".to_string()),
+                (format!("10.77.{n}.9"), "/srv/ro".to_string()),
+            ]
+        );
+    });
+}
