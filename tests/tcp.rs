@@ -15,6 +15,18 @@ fn with_server(test: &str, v6: bool, f: fn(SocketAddr)) {
     pair.in_client(move || f(server));
 }
 
+/// Like [`with_server`] with extra daemon arguments.
+fn with_server_args(test: &str, args: &[&str], f: fn(SocketAddr)) {
+    let Some(pair) = NetPair::new(test) else {
+        return;
+    };
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.extra.extend(args.iter().map(|a| a.to_string()));
+    let _d = pair.start_daemon(&opts);
+    let server = pair.srv_addr(false, PORT);
+    pair.in_client(move || f(server));
+}
+
 fn connect(server: SocketAddr) -> TcpClient {
     TcpClient::connect(server, SrcPort::High).unwrap()
 }
@@ -182,4 +194,51 @@ fn many_connections(server: SocketAddr) {
 #[test]
 fn tcp_many_connections_v4() {
     with_server("tcp_many_connections_v4", false, many_connections);
+}
+
+#[test]
+fn tcp_idle_connections_are_closed() {
+    with_server_args("tcp_idle_timeout", &["--idle-timeout", "1"], |server| {
+        let mut idle = connect(server);
+        let mut busy = RpcClient::Tcp(connect(server));
+        // `busy` keeps talking every 300 ms for 2.4 s; `idle` says nothing.
+        for _ in 0..8 {
+            busy.null(3);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            idle.closed_within(Duration::from_secs(2)).unwrap(),
+            "an idle connection must be closed after --idle-timeout 1"
+        );
+        busy.null(3);
+    });
+}
+
+#[test]
+fn tcp_connection_limit() {
+    with_server_args(
+        "tcp_connection_limit",
+        &["--max-connections", "4"],
+        |server| {
+            let mut four: Vec<RpcClient> =
+                (0..4).map(|_| RpcClient::Tcp(connect(server))).collect();
+            for c in four.iter_mut() {
+                c.null(3);
+            }
+            // The fifth is accepted and closed at once.
+            let mut fifth = connect(server);
+            assert!(
+                fifth.closed_within(Duration::from_secs(2)).unwrap(),
+                "a connection over --max-connections must be closed"
+            );
+            for c in four.iter_mut() {
+                c.null(1);
+            }
+            // Closing one makes room.
+            four.pop();
+            std::thread::sleep(Duration::from_millis(300));
+            let mut again = RpcClient::Tcp(connect(server));
+            again.null(2);
+        },
+    );
 }

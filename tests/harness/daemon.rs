@@ -48,14 +48,19 @@ pub struct DaemonOpts {
 }
 
 impl DaemonOpts {
-    /// Defaults: no rpcbind (--no-rpcbind), no rmtab.
+    /// Defaults: no rpcbind (--no-rpcbind), no rmtab. Extra arguments for every daemon of
+    /// the run come from env XMD_E2E_DAEMON_ARGS (whitespace-separated), e.g. to run the
+    /// whole suite against another data path (the server's veth is always `veth0`).
     pub fn new(exports: PathBuf) -> Self {
+        let extra = std::env::var("XMD_E2E_DAEMON_ARGS")
+            .map(|v| v.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
         DaemonOpts {
             exports,
             rmtab: None,
             rpcbind: false,
             filter_exports: false,
-            extra: Vec::new(),
+            extra,
             bin: None,
         }
     }
