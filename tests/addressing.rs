@@ -208,3 +208,42 @@ fn fragmented_udp_calls_are_answered() {
         });
     }
 }
+
+/// --filter-exports with host-name rules: EXPORT needs the caller's name too.
+#[test]
+fn filtered_export_list_with_hostname_rules() {
+    let Some(pair) = NetPair::new("filtered_exports_hostnames") else {
+        return;
+    };
+    let n = pair.n;
+    pair.add_cli_addr(&format!("10.77.{n}.3/24"));
+    pair.set_srv_hosts(&format!(
+        "127.0.0.1 localhost\n10.77.{n}.2 c2.e2e.test\n10.77.{n}.3 c3.example.org\n"
+    ));
+    let exports = pair.write_file(
+        "exports",
+        "/srv/wild *.e2e.test(insecure)\n\
+         /srv/c3 c3.example.org(insecure)\n\
+         /srv/all *(insecure)\n\
+         /srv/none 192.0.2.1(insecure)\n",
+    );
+    let mut opts = DaemonOpts::new(exports);
+    opts.filter_exports = true;
+    let _d = pair.start_daemon(&opts);
+    let srv = pair.srv_addr(false, PORT);
+    pair.in_client(move || {
+        let dirs = |c: &mut RpcClient| -> Vec<String> {
+            c.exports(3, procs::EXPORT)
+                .into_iter()
+                .map(|e| e.0)
+                .collect()
+        };
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let mut c2 = RpcClient::new(proto, srv, SrcPort::High).unwrap();
+            assert_eq!(dirs(&mut c2), vec!["/srv/wild", "/srv/all"], "{proto:?} c2");
+        }
+        let local: SocketAddr = format!("10.77.{n}.3:0").parse().unwrap();
+        let mut c3 = RpcClient::Udp(UdpClient::bind_to(srv, local).unwrap());
+        assert_eq!(dirs(&mut c3), vec!["/srv/c3", "/srv/all"], "c3");
+    });
+}

@@ -121,3 +121,69 @@ fn restart_keeps_mount_list() {
     );
     assert!(text.contains(&format!("{c6_rmtab}:/srv/ro:0x00000001")));
 }
+
+/// The mount list survives a crash: rmtab is rewritten after changes, not only at exit.
+#[test]
+fn mount_list_survives_sigkill() {
+    let Some(pair) = NetPair::new("mount_list_survives_sigkill") else {
+        return;
+    };
+    let rmtab = pair.dir.join("rmtab");
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rmtab = Some(rmtab.clone());
+    let server = pair.srv_addr(false, PORT);
+    let host = pair.cli_v4().to_string();
+    {
+        let mut d = pair.start_daemon(&opts);
+        pair.in_client(move || {
+            let mut c = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
+            assert_eq!(c.mnt3("/srv/a").0, status::OK);
+            assert_eq!(c.mnt3("/srv/ro").0, status::OK);
+            c.umnt(3, "/srv/ro");
+        });
+        let want = format!("{host}:/srv/a:0x00000001\n");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(&rmtab).unwrap_or_default() != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rmtab not rewritten within 5 s of the changes: {:?}",
+                std::fs::read_to_string(&rmtab)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let st = d.stop_with(libc::SIGKILL);
+        assert_eq!(st.code(), None, "killed by a signal");
+    }
+    let _d = pair.start_daemon(&opts);
+    let host2 = host.clone();
+    pair.in_client(move || {
+        let mut c = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        assert_eq!(c.dump(3), vec![(host2, "/srv/a".to_string())]);
+    });
+}
+
+/// MNT and UMNT agree on the normalised path: an entry mounted under one spelling is
+/// listed normalised and removed under another spelling.
+fn mount_list_uses_normalised_paths(c: &Ctx) {
+    let ip = c.cli_ip.to_string();
+    let mut cl = c.client();
+    assert_eq!(cl.mnt3("//srv//a/").0, status::OK);
+    assert_eq!(cl.mnt12(2, "/srv/a/./sub/").0, status::OK);
+    let mut got = cl.dump(3);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (ip.clone(), "/srv/a".to_string()),
+            (ip.clone(), "/srv/a/sub".to_string())
+        ]
+    );
+    cl.umnt(3, "/srv/a/");
+    cl.umnt(1, "/srv//a/sub");
+    assert_eq!(
+        cl.dump(3),
+        vec![],
+        "UMNT under another spelling removes the entry"
+    );
+}
+matrix!(mount_list_uses_normalised_paths);
