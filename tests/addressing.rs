@@ -247,3 +247,44 @@ fn filtered_export_list_with_hostname_rules() {
         assert_eq!(dirs(&mut c3), vec!["/srv/c3", "/srv/all"], "c3");
     });
 }
+
+/// Loopback is not trusted by itself: a `secure` export refuses 127.0.0.1 / ::1 from a
+/// port ≥ 1024 too. DUMP keys loopback callers by their address like anyone else.
+#[test]
+fn loopback_is_not_trusted_by_itself() {
+    let Some(pair) = NetPair::new("loopback_not_trusted") else {
+        return;
+    };
+    let exports = pair.write_file("exports", "/srv/lo 127.0.0.1(rw) ::1(rw)\n");
+    let _d = pair.start_daemon(&DaemonOpts::new(exports));
+    pair.in_server(|| {
+        for lo in ["127.0.0.1", "::1"] {
+            let server = SocketAddr::new(lo.parse().unwrap(), PORT);
+            for proto in [Proto::Udp, Proto::Tcp] {
+                let mut hi = RpcClient::new(proto, server, SrcPort::High).unwrap();
+                assert_eq!(
+                    hi.mnt3("/srv/lo").0,
+                    status::ACCES,
+                    "{proto:?} {lo} high port"
+                );
+                let mut lo_port = RpcClient::new(proto, server, SrcPort::Privileged).unwrap();
+                assert_eq!(
+                    lo_port.mnt3("/srv/lo").0,
+                    status::OK,
+                    "{proto:?} {lo} port<1024"
+                );
+            }
+        }
+        let server = SocketAddr::new("127.0.0.1".parse().unwrap(), PORT);
+        let mut c = RpcClient::new(Proto::Udp, server, SrcPort::Privileged).unwrap();
+        let mut got = c.dump(3);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("127.0.0.1".to_string(), "/srv/lo".to_string()),
+                ("::1".to_string(), "/srv/lo".to_string())
+            ]
+        );
+    });
+}

@@ -223,3 +223,26 @@ fn damaged_rmtab_lines_are_skipped() {
         );
     });
 }
+
+/// Log lines written to a file or pipe (journald, log collectors) carry no terminal colour
+/// escapes.
+#[test]
+fn logs_to_a_non_terminal_have_no_ansi_escapes() {
+    let Some(pair) = NetPair::new("logs_no_ansi") else {
+        return;
+    };
+    let mut d = pair.start_standard();
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop().code(), Some(0));
+    let err = d.stderr();
+    assert!(
+        !err.trim().is_empty(),
+        "the daemon logs something at start/stop"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "stderr is a file, yet the log has ANSI escapes:\n{}",
+        err.lines().take(3).collect::<Vec<_>>().join("\n")
+    );
+}
