@@ -21,7 +21,12 @@ pub enum XdrError {
     Short,
     /// A variable-length item declared more than its maximum.
     #[error("XDR item of {len} bytes exceeds its maximum of {max}")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// The declared or given length.
+        len: usize,
+        /// The maximum allowed.
+        max: usize,
+    },
     /// An enum or bool had a value outside its range.
     #[error("XDR value {0} out of range")]
     BadValue(u32),

@@ -19,8 +19,11 @@
 //! - UMNT removes `(client address, normalised path)` without checking the exports: a client
 //!   can only remove its own entries, and a stale entry must be removable after the export is
 //!   gone. UMNT and UMNTALL always answer (void).
-//! - PATHCONF (v2) has no status field: a refused client or unknown path gets all zeros, as
-//!   nfs-utils answers; an allowed one gets [`PathConf::EXPORT`].
+//! - PATHCONF (v2) has no status field: it goes through the same checks as MNT (export,
+//!   `..`, client, `secure` port, as nfs-utils' `auth_authenticate` does); a refused client or
+//!   unknown path gets all zeros, as nfs-utils answers; an allowed one gets
+//!   [`PathConf::EXPORT`].
+//! - DUMP, EXPORT, EXPORTALL, UMNT, UMNTALL have no port rule (nfs-utils neither).
 //! - EXPORT/EXPORTALL/DUMP lists that do not fit `out` are cut at an entry boundary and the
 //!   outcome says `truncated` (the UDP policy: a datagram is never oversized).
 //! - A reply that does not fit `out` at all is [`DropReason::NoRoom`].
@@ -159,6 +162,17 @@ pub enum DropReason {
     NotCall,
     /// `out` cannot hold even the reply.
     NoRoom,
+}
+
+impl DropReason {
+    /// A short stable name, for counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::NotCall => "not_call",
+            DropReason::NoRoom => "no_room",
+        }
+    }
 }
 
 /// Answer one RPC message: decode, decide, encode the reply into `out`.

@@ -282,8 +282,12 @@ mod with_core {
         }
     }
 
+    /// `/srv` for 127.0.0.1 by address; `/w` only for hosts named `*.example` (the fake
+    /// name cache calls every peer client.example).
+    const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/w *.example(ro,insecure)\n";
+
     fn service(transport: Transport) -> (Arc<MountService>, Arc<MountList>) {
-        let table = ExportTable::parse_str("/srv 127.0.0.1(rw,insecure)\n", "test").unwrap();
+        let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
         let mounts = Arc::new(MountList::new());
         let svc = MountService::new(
             Arc::new(SharedExports::new(table)),
@@ -309,6 +313,10 @@ mod with_core {
         let reply = udp_call(addr, &client, &call(12, 1, &mnt_args("/srv"))).unwrap();
         assert_eq!(results(12, &reply)[..4], [0, 0, 0, 0], "MNT3_OK");
         assert!(mounts.contains("127.0.0.1", "/srv"));
+        // Needs the host name: answered by a resolver thread.
+        let reply = udp_call(addr, &client, &call(13, 1, &mnt_args("/w"))).unwrap();
+        assert_eq!(results(13, &reply)[..4], [0, 0, 0, 0], "MNT3_OK");
+        assert!(mounts.contains("127.0.0.1", "/w"));
         server.stop();
     }
 
@@ -333,19 +341,112 @@ mod with_core {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut bytes = record(&[&call(21, 0, &[])]);
             bytes.extend(record(&[&call(22, 1, &mnt_args("/srv/sub"))]));
+            bytes.extend(record(&[&call(23, 1, &mnt_args("/w"))]));
             s.write_all(&bytes).unwrap();
             let null = read_record(&mut s);
             let mnt = read_record(&mut s);
+            let named = read_record(&mut s);
             stop.send(true).unwrap();
-            (null, mnt)
+            (null, mnt, named)
         });
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             tcp::serve(listener, svc, names(), Arc::default(), config, stop_rx).await;
         });
-        let (null, mnt) = client.join().unwrap();
+        let (null, mnt, named) = client.join().unwrap();
         assert!(results(21, &null).is_empty());
         assert_eq!(results(22, &mnt)[..4], [0, 0, 0, 0], "MNT3_OK");
         assert!(mounts.contains("127.0.0.1", "/srv/sub"));
+        assert_eq!(results(23, &named)[..4], [0, 0, 0, 0], "MNT3_OK");
+    }
+}
+
+mod truncation {
+    //! Long EXPORT lists: cut to a datagram over UDP (and counted), whole over TCP.
+    use super::*;
+    use crate::exports::{ExportTable, SharedExports};
+    use crate::mount::{Policy, Transport};
+    use crate::mountlist::MountList;
+    use crate::rpc::{encode_call, Credential};
+    use crate::socket::service::MountService;
+    use crate::socket::udp::UDP_MAX_MESSAGE;
+    use std::sync::atomic::Ordering;
+
+    fn service(transport: Transport) -> Arc<MountService> {
+        let text: String = (0..400)
+            .map(|i| format!("/export/a/rather/long/path/number/{i:04} *(ro)\n"))
+            .collect();
+        let table = ExportTable::parse_str(&text, "test").unwrap();
+        assert!(table.export_list_xdr().len() > 2 * UDP_MAX_MESSAGE);
+        Arc::new(MountService::new(
+            Arc::new(SharedExports::new(table)),
+            Arc::new(MountList::new()),
+            Policy::default(),
+            transport,
+        ))
+    }
+
+    fn export_call(xid: u32) -> Vec<u8> {
+        let mut buf = [0u8; 128];
+        let n = encode_call(&mut buf, xid, 100_005, 3, 5, &Credential::None, &[]).unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn export_list_is_cut_over_udp_and_whole_over_tcp() {
+        let counters = Arc::new(Counters::default());
+        let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = sockets[0].local_addr().unwrap();
+        let server =
+            UdpServer::start(sockets, service(Transport::Udp), names(), counters.clone()).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let udp_reply = udp_call(addr, &client, &export_call(1)).unwrap();
+        server.stop();
+        assert!(udp_reply.len() <= UDP_MAX_MESSAGE && udp_reply.len() > UDP_MAX_MESSAGE / 2);
+        assert_eq!(counters.udp_truncated.load(Ordering::Relaxed), 1);
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = TcpConfig {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(5),
+            max_record: 8192,
+            reply_capacity: tcp::TCP_REPLY_CAPACITY,
+        };
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(&record(&[&export_call(2)])).unwrap();
+            let reply = read_record(&mut s);
+            stop.send(true).unwrap();
+            reply
+        });
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tcp::serve(
+                listener,
+                service(Transport::Tcp),
+                names(),
+                Arc::default(),
+                config,
+                stop_rx,
+            )
+            .await;
+        });
+        let tcp_reply = client.join().unwrap();
+        assert!(tcp_reply.len() > 2 * UDP_MAX_MESSAGE);
+        // The UDP list is a prefix of the TCP one (same header, entries cut at a boundary).
+        assert_eq!(
+            udp_reply[4..udp_reply.len() - 4],
+            tcp_reply[4..udp_reply.len() - 4]
+        );
     }
 }
