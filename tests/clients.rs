@@ -182,6 +182,22 @@ fn showmount_and_nfs_ls() {
     w2.sort();
     assert_eq!(g2, w2, "showmount -e output:\n{}", out.stdout);
 
+    // The same over IPv6 (rpcbind's udp6/tcp6 registrations).
+    let host6 = pair.srv_v6().to_string();
+    let out = pair.run_client(&["showmount", "-e", &host6]);
+    ok(&out, "showmount -e over IPv6");
+    let mut lines6 = out.stdout.lines();
+    assert_eq!(
+        lines6.next(),
+        Some(format!("Export list for {host6}:").as_str())
+    );
+    assert_eq!(
+        lines6.count(),
+        want.len(),
+        "showmount -e v6:\n{}",
+        out.stdout
+    );
+
     // showmount -a / -d after two mounts by our own client.
     let server = pair.srv_addr(false, PORT);
     pair.in_client(move || {

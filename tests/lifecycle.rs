@@ -246,3 +246,64 @@ fn logs_to_a_non_terminal_have_no_ansi_escapes() {
         err.lines().take(3).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Without rpcbind (and without --no-rpcbind) the daemon still starts promptly and serves.
+#[test]
+fn serve_without_rpcbind_running() {
+    let Some(pair) = NetPair::new("serve_without_rpcbind_running") else {
+        return;
+    };
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.rpcbind_absent = true;
+    let t0 = Instant::now();
+    let mut d = pair.start_daemon(&opts);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "READY took {:?}",
+        t0.elapsed()
+    );
+    let server = pair.srv_addr(false, PORT);
+    pair.in_client(move || {
+        let mut c = RpcClient::new(Proto::Udp, server, SrcPort::High).unwrap();
+        assert_eq!(c.mnt3("/srv/a").0, status::OK);
+    });
+    let t0 = Instant::now();
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// SIGTERM with open, idle and half-sent TCP connections and UDP traffic: exit 0 promptly
+/// (connections must not hold shutdown up to the idle timeout).
+#[test]
+fn sigterm_with_open_connections_exits_promptly() {
+    let Some(pair) = NetPair::new("sigterm_open_connections") else {
+        return;
+    };
+    let mut d = pair.start_standard();
+    let server = pair.srv_addr(false, PORT);
+    let conns = pair.in_client(move || {
+        let mut v = Vec::new();
+        for i in 0..10 {
+            let mut t = TcpClient::connect(server, SrcPort::High).unwrap();
+            if i % 2 == 0 {
+                use std::io::Write;
+                t.stream.write_all(&[0x80, 0, 0, 40, 1, 2]).unwrap(); // half a record
+            }
+            v.push(t);
+        }
+        v
+    });
+    let t0 = Instant::now();
+    let st = d.stop();
+    assert_eq!(st.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "SIGTERM took {:?}",
+        t0.elapsed()
+    );
+    drop(conns);
+}

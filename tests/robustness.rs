@@ -170,3 +170,38 @@ fn slow_and_idle_tcp_clients_do_not_block_others() {
         drop(stalled);
     });
 }
+
+/// Maximal datagrams (64 KiB of junk after a valid header, and after a valid MNT) are
+/// handled without harm.
+#[test]
+fn maximal_datagrams() {
+    let Some(pair) = NetPair::new("maximal_datagrams") else {
+        return;
+    };
+    let mut d = pair.start_standard();
+    let v4 = pair.srv_addr(false, PORT);
+    let v6 = pair.srv_addr(true, PORT);
+    pair.in_client(move || {
+        for server in [v4, v6] {
+            let u = UdpClient::new(server, SrcPort::High).unwrap();
+            let max = if server.is_ipv4() { 65_507 } else { 65_487 };
+            let mut rng = Rng(42);
+            for base in [
+                Call::mount(3, procs::NULL).encode(),
+                Call::mount_path(3, procs::MNT, "/srv/a").encode(),
+                Call::mount(3, procs::EXPORT).encode(),
+            ] {
+                let mut dg = base.clone();
+                dg.extend(rng.bytes(max - base.len()));
+                u.send(&dg).unwrap();
+                // Whatever the verdict (an answer or silence), it must be well-formed.
+                if let Some(r) = u.recv(Duration::from_millis(500)).unwrap() {
+                    Reply::parse(&r).unwrap();
+                }
+            }
+            let mut c = RpcClient::Udp(u);
+            assert_eq!(c.mnt3("/srv/a").0, status::OK);
+        }
+    });
+    assert!(d.alive());
+}

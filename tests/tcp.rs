@@ -242,3 +242,18 @@ fn tcp_connection_limit() {
         },
     );
 }
+
+/// A client that sends its call and then shuts down its write side still gets the reply.
+fn half_close(server: SocketAddr) {
+    let mut t = connect(server);
+    let call = Call::mount_path(3, procs::MNT, "/srv/a");
+    t.send_record(&call.encode()).unwrap();
+    t.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    check_mnt_reply(&t.recv_reply().unwrap(), call.xid);
+    assert!(t.recv_record().unwrap().is_none(), "then the server closes");
+}
+
+#[test]
+fn tcp_half_close_still_gets_the_reply_v4() {
+    with_server("tcp_half_close_v4", false, half_close);
+}

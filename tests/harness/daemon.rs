@@ -39,6 +39,9 @@ pub struct DaemonOpts {
     pub rmtab: Option<PathBuf>,
     /// start a private rpcbind and let the daemon register with it
     pub rpcbind: bool,
+    /// with `rpcbind` false: do not pass --no-rpcbind either, so the daemon tries to
+    /// register and finds no rpcbind (a private, empty /run keeps it off the host's)
+    pub rpcbind_absent: bool,
     /// pass --filter-exports
     pub filter_exports: bool,
     /// extra arguments
@@ -59,6 +62,7 @@ impl DaemonOpts {
             exports,
             rmtab: None,
             rpcbind: false,
+            rpcbind_absent: false,
             filter_exports: false,
             extra,
             bin: None,
@@ -106,7 +110,7 @@ impl NetPair {
             args.push("--rmtab".into());
             args.push(r.display().to_string());
         }
-        if !opts.rpcbind {
+        if !opts.rpcbind && !opts.rpcbind_absent {
             args.push("--no-rpcbind".into());
         }
         if opts.filter_exports {
@@ -143,6 +147,18 @@ impl NetPair {
                 "sh",
             ]);
             rpcbind_pidfile = Some(pidfile);
+        } else if opts.rpcbind_absent {
+            // An empty private /run: no rpcbind socket, and the host's is out of reach.
+            cmd.args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "set -e; mount -t tmpfs tmpfs /run; exec \"$@\"",
+                "sh",
+            ]);
         }
         cmd.args(&args);
         cmd.stdin(Stdio::null())
