@@ -341,8 +341,11 @@ fn tshark_finds_nothing_malformed() {
     // comes earlier, before packets are really captured).
     let err = cap.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
     std::thread::spawn(move || {
         for l in BufReader::new(err).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push_str(&format!("{l}\n"));
             if l.contains("Capture started") {
                 let _ = tx.send(());
             }
@@ -350,7 +353,10 @@ fn tshark_finds_nothing_malformed() {
     });
     if rx.recv_timeout(Duration::from_secs(15)).is_err() {
         let _ = cap.kill();
-        panic!("tshark did not start capturing within 15 s");
+        panic!(
+            "tshark did not start capturing within 15 s:\n{}",
+            log.lock().unwrap()
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     let server = pair.srv_addr(false, PORT);
