@@ -430,3 +430,41 @@ fn mnt_dotdot(c: &Ctx) {
     }
 }
 matrix!(mnt_dotdot);
+
+fn mnt_handle_sizes_and_flavors(c: &Ctx) {
+    let mut cl = c.client();
+    // fhandle3 at its maximum, 64 bytes, exactly.
+    let (st, ok) = cl.mnt3("/srv/fh64");
+    assert_eq!(st, status::OK);
+    let (fh, _) = ok.unwrap();
+    assert_eq!(fh.len(), 64);
+    assert_eq!(fh, unhex(FH64_HEX));
+    // v1/v2 cannot carry 64 bytes: never OK with a cut handle.
+    for v in [1, 2] {
+        let (st, fh) = cl.mnt12(v, "/srv/fh64");
+        assert!(
+            st != status::OK && fh.is_none(),
+            "v{v} MNT of a 64-byte handle: {st}"
+        );
+    }
+    // A 32-byte fh= is what v1/v2 return verbatim, and v3 too.
+    for v in [1, 2] {
+        assert_eq!(
+            cl.mnt12(v, "/srv/fh32"),
+            (status::OK, Some(unhex(FH32_HEX)))
+        );
+    }
+    assert_eq!(cl.mnt3("/srv/fh32").1.unwrap().0, unhex(FH32_HEX));
+    // sec=none:sys: both flavors, AUTH_NONE not first (protocol.md).
+    let (st, ok) = cl.mnt3("/srv/none");
+    assert_eq!(st, status::OK);
+    let flavors = ok.unwrap().1;
+    let mut sorted = flavors.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![0, 1], "sec=none:sys flavors {flavors:?}");
+    assert_ne!(
+        flavors[0], 0,
+        "AUTH_NONE must not be listed first: {flavors:?}"
+    );
+}
+matrix!(mnt_handle_sizes_and_flavors);

@@ -7,6 +7,12 @@ use std::path::PathBuf;
 /// The explicit handle of `/srv/fh` (20 bytes: not 32, to catch code assuming 32).
 pub const FH_HEX: &str = "0102030405060708090a0b0c0d0e0f1011121314";
 
+/// A maximal 64-byte handle (`/srv/fh64`).
+pub const FH64_HEX: &str = "f0e1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff\
+                            0f1e2d3c4b5a69788796a5b4c3d2e1f0ffeeddccbbaa99887766554433221100";
+/// An exactly 32-byte handle (`/srv/fh32`), usable by v1/v2 as is.
+pub const FH32_HEX: &str = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0";
+
 /// Error/status numbers shared by v1/v2 errno and v3 mountstat3.
 pub mod status {
     /// OK
@@ -24,6 +30,8 @@ pub mod status {
 /// - `/srv/fh`: anyone, insecure, explicit 20-byte handle.
 /// - `/srv/krb`: anyone, insecure, sec=krb5p:sys.
 /// - `/srv/denied`: only 192.0.2.0/24 (TEST-NET-1), which the client is not in.
+/// - `/srv/fh64`, `/srv/fh32`: explicit 64- and 32-byte handles.
+/// - `/srv/none`: sec=none:sys (AUTH_NONE must not be listed first).
 pub fn standard_exports(n: u8) -> String {
     format!(
         "# e2e standard exports\n\
@@ -33,7 +41,10 @@ pub fn standard_exports(n: u8) -> String {
          /srv/ro *(ro,insecure)\n\
          /srv/fh *(insecure,fh={FH_HEX})\n\
          /srv/krb *(insecure,sec=krb5p:sys)\n\
-         /srv/denied 192.0.2.0/24(rw,insecure)\n"
+         /srv/denied 192.0.2.0/24(rw,insecure)\n\
+         /srv/fh64 *(insecure,fh={FH64_HEX})\n\
+         /srv/fh32 *(insecure,fh={FH32_HEX})\n\
+         /srv/none *(insecure,sec=none:sys)\n"
     )
 }
 
@@ -48,6 +59,9 @@ pub fn standard_export_list(n: u8) -> Vec<(String, Vec<String>)> {
         (s("/srv/fh"), vec![s("*")]),
         (s("/srv/krb"), vec![s("*")]),
         (s("/srv/denied"), vec![s("192.0.2.0/24")]),
+        (s("/srv/fh64"), vec![s("*")]),
+        (s("/srv/fh32"), vec![s("*")]),
+        (s("/srv/none"), vec![s("*")]),
     ]
 }
 

@@ -21,7 +21,7 @@ pub mod transport;
 pub mod xdr;
 
 pub use daemon::{daemon_bin, Daemon, DaemonOpts, PORT};
-pub use fixtures::{status, Ctx, FH_HEX};
+pub use fixtures::{status, Ctx, FH32_HEX, FH64_HEX, FH_HEX};
 pub use netns::{CmdOutput, NetPair};
 pub use rpc::{
     auth_stat, parse_exports, parse_fhstatus, parse_mountlist, parse_mountres3, procs,
