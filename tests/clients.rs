@@ -121,6 +121,26 @@ fn rpcbind_registration_and_unregistration() {
         "{}",
         out.stdout
     );
+    // rpcbind v3/v4 dump: every (version, netid) with the universal address of our port
+    // (wildcard address, as the daemon listens on [::]).
+    let out = pair.run_client(&["rpcinfo", &host]);
+    ok(&out, "rpcinfo (v3/v4 dump)");
+    let suffix = format!(".{}.{}", PORT >> 8, PORT & 0xff);
+    let mut seen = BTreeSet::new();
+    for l in out.stdout.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.first() == Some(&"100005") && f.len() >= 4 {
+            assert!(
+                f[3].ends_with(&suffix),
+                "universal address {} for port {PORT}: {l}",
+                f[3]
+            );
+            let want_host = if f[2].ends_with('6') { "::" } else { "0.0.0.0" };
+            assert_eq!(&f[3][..f[3].len() - suffix.len()], want_host, "{l}");
+            seen.insert((f[1].to_string(), f[2].to_string()));
+        }
+    }
+    assert_eq!(seen.len(), 12, "3 versions x 4 netids:\n{}", out.stdout);
     // Through the portmapper, rpcinfo finds and pings every version.
     for t in ["udp", "tcp"] {
         let out = pair.run_client(&["rpcinfo", "-T", t, &host, "100005"]);
