@@ -3,9 +3,7 @@
 
 use e2e::*;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ok(out: &CmdOutput, what: &str) {
     assert_eq!(
@@ -345,40 +343,12 @@ fn tshark_finds_nothing_malformed() {
         return;
     };
     let _d = pair.start_standard();
-    let pcap = pair.dir.join("capture.pcapng");
-    let mut cap = Command::new("ip")
-        .args([
-            "netns", "exec", &pair.srv, "tshark", "-q", "-i", "veth0", "-w",
-        ])
-        .arg(&pcap)
-        .args(["-f", &format!("port {PORT}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tshark");
-    // tshark logs "Capture started" once dumpcap has the interface open ("Capturing on"
-    // comes earlier, before packets are really captured).
-    let err = cap.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push_str(&format!("{l}\n"));
-            if l.contains("Capture started") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(15)).is_err() {
-        let _ = cap.kill();
-        panic!(
-            "tshark did not start capturing within 15 s:\n{}",
-            log.lock().unwrap()
-        );
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let cap = pair.capture(
+        &pair.srv,
+        "veth0",
+        &format!("port {PORT}"),
+        "capture.pcapng",
+    );
     let server = pair.srv_addr(false, PORT);
     let server6 = pair.srv_addr(true, PORT);
     let answered = pair.in_client(move || {
@@ -387,39 +357,9 @@ fn tshark_finds_nothing_malformed() {
         x
     });
     std::thread::sleep(Duration::from_millis(500));
-    // SIGINT lets tshark flush and close the file.
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(cap.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cap.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = cap.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = cap.wait();
-
-    let decode = format!("udp.port=={PORT},rpc");
-    let decode_t = format!("tcp.port=={PORT},rpc");
+    let pcap = cap.stop();
     let read = |filter: &str, fields: &[&str]| -> String {
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-r")
-            .arg(&pcap)
-            .args(["-d", &decode, "-d", &decode_t, "-Y", filter]);
-        if !fields.is_empty() {
-            cmd.args(["-T", "fields"]);
-            for f in fields {
-                cmd.args(["-e", f]);
-            }
-        }
-        let out = cmd.output().expect("tshark -r");
-        assert!(
-            out.status.success(),
-            "tshark -r failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        e2e::capture::tshark_read(&pcap, PORT, &[], filter, fields)
     };
     // Only the server's frames are judged: our deliberate GARBAGE_ARGS call is malformed.
     let bad = read(

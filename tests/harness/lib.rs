@@ -12,6 +12,7 @@
 //! Client sockets are created on a thread that `setns`-es into the client namespace
 //! ([`NetPair::in_client`]); real client tools run under `ip netns exec CLI timeout 20`.
 
+pub mod capture;
 pub mod daemon;
 pub mod fixtures;
 pub mod netns;
