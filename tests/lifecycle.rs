@@ -3,6 +3,8 @@
 
 use e2e::*;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -306,4 +308,63 @@ fn sigterm_with_open_connections_exits_promptly() {
         t0.elapsed()
     );
     drop(conns);
+}
+
+/// Reloads under load are atomic: an export present in both the old and the new file never
+/// disappears, not even for one call, while SIGHUPs swap the table back and forth.
+#[test]
+fn reload_under_load_is_atomic() {
+    let Some(pair) = NetPair::new("reload_under_load") else {
+        return;
+    };
+    let base = e2e::fixtures::standard_exports(pair.n);
+    let exports = pair.write_file("exports", &base);
+    let d = pair.start_daemon(&DaemonOpts::new(exports.clone()));
+    let srv4 = pair.srv_addr(false, PORT);
+    let srv6 = pair.srv_addr(true, PORT);
+    // Sockets made in the client namespace keep it on any thread.
+    let clients: Vec<RpcClient> = pair.in_client(move || {
+        [
+            (Proto::Udp, srv4),
+            (Proto::Tcp, srv4),
+            (Proto::Udp, srv6),
+            (Proto::Tcp, srv6),
+        ]
+        .into_iter()
+        .map(|(p, a)| RpcClient::new(p, a, SrcPort::High).unwrap())
+        .collect()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut calls = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let (st, ok) = c.mnt3("/srv/a");
+                    assert_eq!(st, status::OK, "MNT /srv/a during reloads (call {calls})");
+                    assert_eq!(ok.unwrap().0, synthetic_handle("/srv/a"));
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let extra = if i % 2 == 0 {
+            "/srv/x *(insecure)\n"
+        } else {
+            "/srv/y *(insecure)\n"
+        };
+        std::fs::write(&exports, format!("{base}{extra}")).unwrap();
+        d.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = 0;
+    for h in load {
+        calls += h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    }
+    assert!(calls > 100, "only {calls} calls ran during the reloads");
 }
