@@ -13,6 +13,9 @@ use std::time::Instant;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub mod record;
+
+/// Receive buffer requested for each UDP socket.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
 pub mod resolve;
 pub mod service;
 pub mod tcp;
@@ -165,6 +168,11 @@ pub fn bind_udp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net
     for _ in 0..count.max(1) {
         let sock = new_socket(target, Type::DGRAM, Protocol::UDP)?;
         sock.set_reuse_port(true)?;
+        // A mount storm arrives as a burst: a deeper queue than the default (~200 KiB)
+        // rides it out instead of dropping. Best effort (capped by net.core.rmem_max).
+        if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+            tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
+        }
         if addr.ip().is_unspecified() {
             enable_pktinfo(&sock, addr.ip())?;
         }
