@@ -34,16 +34,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let bind = socket::effective_bind(args.bind);
     let workers = args.udp_workers();
-    let udp_sockets = socket::bind_udp_group(SocketAddr::new(bind, args.port), workers)
-        .with_context(|| format!("binding UDP {}", SocketAddr::new(bind, args.port)))?;
-    let local = udp_sockets
-        .first()
-        .context("no UDP socket")?
-        .local_addr()
-        .context("UDP local address")?;
-    // The same port for TCP (matters with --port 0).
-    let tcp_listener =
-        socket::bind_tcp(local, TCP_BACKLOG).with_context(|| format!("binding TCP {local}"))?;
+    let (udp_sockets, tcp_listener, local) =
+        bind_listeners(SocketAddr::new(bind, args.port), workers)?;
 
     let policy = Policy {
         filter_exports_by_client: args.filter_exports,
@@ -170,6 +162,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     counters.log();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bind the UDP group and the TCP listener on the same port. With port 0 the kernel picks
+/// the UDP port; should TCP find it taken, try again with another.
+fn bind_listeners(
+    addr: SocketAddr,
+    workers: usize,
+) -> anyhow::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener, SocketAddr)> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let udp =
+            socket::bind_udp_group(addr, workers).with_context(|| format!("binding UDP {addr}"))?;
+        let local = udp
+            .first()
+            .context("no UDP socket")?
+            .local_addr()
+            .context("UDP local address")?;
+        match socket::bind_tcp(local, TCP_BACKLOG) {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(e)
+                if addr.port() == 0
+                    && attempts < 10
+                    && e.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                tracing::debug!(%local, "TCP port taken, picking another");
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding TCP {local}")),
+        }
+    }
 }
 
 /// The mount list: from `--rmtab` (with a persister writing changes back) or in memory.

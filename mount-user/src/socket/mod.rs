@@ -13,6 +13,9 @@ use std::time::Instant;
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub mod record;
+
+/// Receive buffer requested for each UDP socket.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
 pub mod resolve;
 pub mod service;
 pub mod tcp;
@@ -165,12 +168,52 @@ pub fn bind_udp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net
     for _ in 0..count.max(1) {
         let sock = new_socket(target, Type::DGRAM, Protocol::UDP)?;
         sock.set_reuse_port(true)?;
+        // A mount storm arrives as a burst: a deeper queue than the default (~200 KiB)
+        // rides it out instead of dropping. Best effort (capped by net.core.rmem_max).
+        if let Err(e) = sock.set_recv_buffer_size(UDP_RECV_BUFFER) {
+            tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
+        }
+        if addr.ip().is_unspecified() {
+            enable_pktinfo(&sock, addr.ip())?;
+        }
         sock.bind(&target.into())?;
         let sock: std::net::UdpSocket = sock.into();
         target = sock.local_addr()?;
         sockets.push(sock);
     }
     Ok(sockets)
+}
+
+/// Ask for each datagram's destination address (IP_PKTINFO / IPV6_PKTINFO control
+/// messages) so that replies leave from the address the client called, not whatever
+/// address routing would pick on a multi-homed host (clients drop replies from another
+/// address). Only needed on wildcard sockets; a dual-stack socket needs both options.
+fn enable_pktinfo(sock: &Socket, ip: IpAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let set = |level: libc::c_int, name: libc::c_int| -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and a c_int option value of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // IPv4 packets on a dual-stack socket report IP_PKTINFO, IPv6 ones IPV6_PKTINFO.
+    set(libc::IPPROTO_IP, libc::IP_PKTINFO)?;
+    if ip.is_ipv6() {
+        set(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
+    }
+    Ok(())
 }
 
 /// Bind a TCP listener (SO_REUSEADDR, so a restart does not wait out TIME_WAIT), in

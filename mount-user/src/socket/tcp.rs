@@ -46,6 +46,8 @@ struct Shared {
     names: Arc<NameCache>,
     counters: Arc<Counters>,
     config: TcpConfig,
+    /// Oversized records may come in floods too.
+    oversize_log: RateLimit,
 }
 
 /// Accept and serve connections until `shutdown` turns true, then close them all.
@@ -63,6 +65,7 @@ pub async fn serve(
         names,
         counters,
         config,
+        oversize_log: RateLimit::new(Duration::from_secs(10)),
     });
     let refused_log = RateLimit::new(Duration::from_secs(10));
     let error_log = RateLimit::new(Duration::from_secs(10));
@@ -135,7 +138,9 @@ async fn connection(
     match close {
         Close::Oversize(e) => {
             Counters::bump(&shared.counters.tcp_oversize);
-            tracing::warn!(%peer, error = %e, "closing TCP connection: oversized record");
+            if let Some(suppressed) = shared.oversize_log.allow() {
+                tracing::warn!(%peer, error = %e, suppressed, "closing TCP connection: oversized record");
+            }
         }
         Close::Io(e) => tracing::debug!(%peer, error = %e, "TCP connection failed"),
         other => tracing::debug!(%peer, reason = ?other, "TCP connection closed"),

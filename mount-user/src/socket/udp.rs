@@ -35,6 +35,9 @@ pub const BATCH: usize = 32;
 pub const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 /// Calls waiting for a host-name lookup, at most; more are dropped (clients retry).
 pub const NAME_QUEUE: usize = 256;
+/// Control buffer per datagram, in u64 words: an IPv4 datagram on a dual-stack socket
+/// brings both IPV6_PKTINFO (mapped) and IP_PKTINFO (64 bytes together).
+const CONTROL_WORDS: usize = 16;
 /// Threads doing host-name lookups for the UDP path.
 pub const RESOLVER_THREADS: usize = 2;
 
@@ -42,6 +45,15 @@ pub const RESOLVER_THREADS: usize = 2;
 struct NameJob {
     request: Vec<u8>,
     peer: SocketAddr,
+    /// The pktinfo to send the reply with (see [`reply_source`]).
+    source: Option<Control>,
+}
+
+/// A control-message buffer and its used length.
+#[derive(Clone, Copy)]
+struct Control {
+    words: [u64; CONTROL_WORDS],
+    len: usize,
 }
 
 /// Everything a worker or resolver thread shares.
@@ -140,6 +152,9 @@ impl Worker {
         let mut rx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         let mut tx_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut tx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        // Control messages (destination address of each datagram, see `enable_pktinfo`);
+        // u64 elements for cmsghdr alignment.
+        let mut control: [[u64; CONTROL_WORDS]; BATCH] = [[0; CONTROL_WORDS]; BATCH];
         let error_log = RateLimit::new(Duration::from_secs(10));
 
         while !self.stop.load(Ordering::Relaxed) {
@@ -155,6 +170,8 @@ impl Worker {
                 rx_hdr[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
                 rx_hdr[i].msg_hdr.msg_iov = &raw mut rx_iov[i];
                 rx_hdr[i].msg_hdr.msg_iovlen = 1;
+                rx_hdr[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+                rx_hdr[i].msg_hdr.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
                 rx_hdr[i].msg_len = 0;
             }
             // MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram, then take
@@ -203,7 +220,13 @@ impl Worker {
                         std::slice::from_raw_parts_mut(tx_base.add(replies * M), M),
                     )
                 };
-                let Some(len) = self.answer(request, peer, out) else {
+                // Send from the address the call came to: reuse its pktinfo.
+                let has_source = reply_source(&mut rx_hdr[i].msg_hdr);
+                let source = has_source.then(|| Control {
+                    words: control[i],
+                    len: rx_hdr[i].msg_hdr.msg_controllen as usize,
+                });
+                let Some(len) = self.answer(request, peer, source.as_ref(), out) else {
                     continue;
                 };
                 tx_iov[replies] = libc::iovec {
@@ -217,6 +240,10 @@ impl Worker {
                 tx_hdr[replies].msg_hdr.msg_namelen = rx_hdr[i].msg_hdr.msg_namelen;
                 tx_hdr[replies].msg_hdr.msg_iov = &raw mut tx_iov[replies];
                 tx_hdr[replies].msg_hdr.msg_iovlen = 1;
+                if has_source {
+                    tx_hdr[replies].msg_hdr.msg_control = rx_hdr[i].msg_hdr.msg_control;
+                    tx_hdr[replies].msg_hdr.msg_controllen = rx_hdr[i].msg_hdr.msg_controllen;
+                }
                 replies += 1;
             }
             send_batch(fd, &mut tx_hdr[..replies], &self.shared.counters);
@@ -225,7 +252,13 @@ impl Worker {
 
     /// Answer one call into `out`; the reply length, or None when nothing is to be sent
     /// now (dropped, or parked for a name lookup).
-    fn answer(&self, request: &[u8], peer: SocketAddr, out: &mut [u8]) -> Option<usize> {
+    fn answer(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        source: Option<&Control>,
+        out: &mut [u8],
+    ) -> Option<usize> {
         let s = &self.shared;
         match s.responder.respond(request, peer, None, out) {
             Answer::NeedName => {}
@@ -242,6 +275,7 @@ impl Worker {
         let job = NameJob {
             request: request.to_vec(),
             peer,
+            source: source.copied(),
         };
         match self.jobs.try_send(job) {
             Ok(()) => {}
@@ -296,6 +330,53 @@ fn send_batch(fd: libc::c_int, hdrs: &mut [libc::mmsghdr], counters: &Counters) 
     }
 }
 
+/// Turn the received pktinfo control message of `hdr` into the one to send the reply
+/// with, as libtirpc's svc_dg does: keep the destination address as source, clear the
+/// interface index so routing picks the way out. False when there is none to use.
+fn reply_source(hdr: &mut libc::msghdr) -> bool {
+    if hdr.msg_controllen == 0 || hdr.msg_flags & libc::MSG_CTRUNC != 0 {
+        return false;
+    }
+    let mut found = false;
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of well-formed
+    // control messages; the CMSG_* helpers stay within them.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info = data.cast::<libc::in_pktinfo>();
+                    let mut v = info.read_unaligned();
+                    v.ipi_ifindex = 0;
+                    v.ipi_spec_dst = v.ipi_addr;
+                    info.write_unaligned(v);
+                    found = true;
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info = data.cast::<libc::in6_pktinfo>();
+                    let mut v = info.read_unaligned();
+                    // Keep the interface of a link-local destination: without it the
+                    // source address is ambiguous.
+                    if !is_link_local(&v.ipi6_addr.s6_addr) {
+                        v.ipi6_ifindex = 0;
+                    }
+                    info.write_unaligned(v);
+                    found = true;
+                }
+                // Nothing else was asked for; never echo anything unknown back.
+                _ => return false,
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    found
+}
+
+fn is_link_local(addr: &[u8; 16]) -> bool {
+    addr[0] == 0xfe && addr[1] & 0xc0 == 0x80
+}
+
 /// Resolver thread: look the name up, answer again, send from the shared socket.
 fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
     let mut out = vec![0u8; UDP_MAX_MESSAGE];
@@ -305,7 +386,7 @@ fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
             .responder
             .respond(&job.request, job.peer, Some(&name), &mut out);
         if let Some(len) = finish(answer, job.peer, s) {
-            match socket.send_to(&out[..len], job.peer) {
+            match send_from(socket, &out[..len], job.peer, job.source) {
                 Ok(_) => Counters::bump(&s.counters.udp_replies),
                 Err(e) => {
                     tracing::debug!(peer = %job.peer, error = %e, "UDP send failed");
@@ -314,6 +395,38 @@ fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
             }
         }
     }
+}
+
+/// Send one datagram to `peer`, from the address in `source` when there is one.
+fn send_from(
+    socket: &UdpSocket,
+    buf: &[u8],
+    peer: SocketAddr,
+    source: Option<Control>,
+) -> io::Result<()> {
+    let Some(mut source) = source else {
+        return socket.send_to(buf, peer).map(drop);
+    };
+    let addr = socket2::SockAddr::from(peer);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = addr.as_ptr().cast_mut().cast();
+    msg.msg_namelen = addr.len();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = source.words.as_mut_ptr().cast();
+    msg.msg_controllen = source.len as _;
+    // SAFETY: msg points at live address, data and control buffers of the lengths given;
+    // the kernel only reads them.
+    let rc = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Convert a kernel-filled socket address; None for families other than IPv4/IPv6.
