@@ -95,6 +95,10 @@ fn run_mode(test: &str, mode: &str) {
     // Client MTU 1280: a maximal MNT call leaves it in IP fragments.
     pair.set_cli_mtu(1280);
     let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    // This test chooses the data path itself, whatever XMD_E2E_DAEMON_ARGS says.
+    opts.extra.clear();
+    // The IP-fragmented call below goes to the kernel socket by design.
+    opts.kernel_udp_ok = true;
     if xdp {
         opts.extra
             .extend(["--iface", "veth0", "--xdp", mode].map(String::from));
