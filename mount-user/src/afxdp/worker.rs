@@ -37,7 +37,8 @@ pub struct QueueCounters {
     pub tx: AtomicU64,
     /// Frames answered with nothing.
     pub dropped: AtomicU64,
-    /// Replies sent through the kernel UDP socket (larger than the MTU).
+    /// Replies sent through the kernel UDP socket (larger than the MTU, or calls to a
+    /// broadcast/multicast address).
     pub via_kernel: AtomicU64,
     /// Calls deferred to the name-lookup thread.
     pub name_lookups: AtomicU64,
@@ -282,7 +283,13 @@ fn handle(
     }
     let reply = &scratch[..reply_len];
     let offset = packet::reply_payload_offset(&parsed.addressing.ips);
-    if let Some(area) = frame.get_mut(offset..offset + reply_len) {
+    // A call sent to a broadcast or multicast address must not be answered from that
+    // address: the kernel socket picks a proper source.
+    let unicast = !parsed.addressing.dst_mac.is_group() && is_unicast(parsed.addressing.ips.dst());
+    let area = frame
+        .get_mut(offset..offset + reply_len)
+        .filter(|_| unicast);
+    if let Some(area) = area {
         area.copy_from_slice(reply);
         if let Ok(frame_len) =
             packet::finish_reply(frame, &parsed.addressing, reply_len, shared.mtu)
@@ -302,6 +309,16 @@ fn handle(
         }
     }
     None
+}
+
+/// Whether `ip` can be the source of our reply.
+fn is_unicast(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified())
+        }
+        std::net::IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
 }
 
 /// Parks a call for the name-lookup thread (which answers through the kernel socket).
@@ -478,6 +495,30 @@ mod tests {
         assert_eq!(from, s.kernel.local_addr().unwrap());
         assert_eq!(c.via_kernel.load(Ordering::Relaxed), 1);
         assert_eq!(c.tx.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn calls_to_a_broadcast_address_are_answered_by_the_kernel_socket() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = client.local_addr().unwrap().port();
+        let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let c = QueueCounters::default();
+        let mut frame = request(Ipv4Addr::LOCALHOST, port, b"hello");
+        frame[..6].fill(0xff); // to the broadcast MAC
+        let len = frame.len();
+        frame.resize(FRAME_SIZE, 0);
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"Rhello");
+        assert_eq!(c.via_kernel.load(Ordering::Relaxed), 1);
+        assert!(!is_unicast("255.255.255.255".parse().unwrap()));
+        assert!(!is_unicast("ff02::1".parse().unwrap()));
+        assert!(is_unicast("10.1.2.3".parse().unwrap()));
     }
 
     #[test]
