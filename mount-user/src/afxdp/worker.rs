@@ -240,9 +240,11 @@ impl Worker {
 /// Completions taken per look (the whole ring if that many are ready).
 const RING_BATCH: u32 = super::xsk::RING_SIZE;
 
-/// Answers the request in `frame[..len]`; returns the reply frame's length when the reply
-/// was written into `frame` for the TX ring, None when the frame is free again.
-fn handle(
+/// Answers the request in `frame[..len]` (a UMEM chunk from the request's address to the
+/// chunk's end); returns the reply frame's length when the reply was written into `frame`
+/// for the TX ring, None when the frame is free again. `scratch` holds the reply payload
+/// first (it may overlap the request in the frame). Public for the allocation test.
+pub fn handle(
     shared: &Shared,
     counters: &QueueCounters,
     frame: &mut [u8],
