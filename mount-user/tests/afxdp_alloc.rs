@@ -139,6 +139,7 @@ fn rx_to_tx_does_not_allocate() {
         lookups,
         kernel: Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap()),
         mtu: 1500,
+        local: "::".parse().unwrap(),
         stop: Arc::new(AtomicBool::new(false)),
         errors: RateLimit::new(Duration::from_secs(10)),
     };
