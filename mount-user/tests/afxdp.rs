@@ -473,12 +473,12 @@ fn sigterm_under_load_loses_no_call() {
     let to = bed.srv_addr(false);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (sent_tx, sent_rx) = std::sync::mpsc::channel::<(Instant, bool)>();
+    let mut early = Vec::new();
     let signalled = thread::scope(|s| {
         s.spawn(|| {
             bed.in_client(|| {
                 let sock = udp_socket(to);
-                sock.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut xid = 0u32;
                 let mut buf = [0u8; 256];
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -496,8 +496,14 @@ fn sigterm_under_load_loses_no_call() {
                 }
             })
         });
-        // Let calls flow through AF_XDP, then signal in the middle of the stream.
-        thread::sleep(Duration::from_millis(300));
+        // Let calls flow through AF_XDP (20 answered), then signal mid-stream.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while early.iter().filter(|(_, ok)| *ok).count() < 20 {
+            assert!(Instant::now() < deadline, "calls not flowing: {early:?}");
+            if let Ok(c) = sent_rx.recv_timeout(Duration::from_secs(1)) {
+                early.push(c);
+            }
+        }
         let signalled = Instant::now();
         daemon.signal(libc::SIGTERM);
         assert_eq!(
@@ -510,7 +516,7 @@ fn sigterm_under_load_loses_no_call() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         signalled
     });
-    let calls: Vec<(Instant, bool)> = sent_rx.try_iter().collect();
+    let calls: Vec<(Instant, bool)> = early.into_iter().chain(sent_rx.try_iter()).collect();
     let before: Vec<_> = calls.iter().filter(|(at, _)| *at < signalled).collect();
     assert!(
         before.len() > 10,
