@@ -41,6 +41,8 @@ use xsk::{BindMode, Xsk};
 
 /// Calls waiting for a host-name lookup, at most (more are dropped; clients retry).
 const LOOKUP_QUEUE: usize = 256;
+/// How long a worker may take to start (pin, fill its ring).
+const WORKER_START: Duration = Duration::from_secs(10);
 /// Time for frames already redirected when steering stops to reach the workers.
 const STEER_OFF_GRACE: Duration = Duration::from_millis(50);
 
@@ -145,6 +147,7 @@ impl Datapath {
             stop: stop.clone(),
             errors: RateLimit::new(Duration::from_secs(10)),
         });
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         let mut queues = Vec::with_capacity(sockets.len());
         let mut workers = Vec::with_capacity(sockets.len());
         for ((queue, xsk), core) in (0..).zip(sockets).zip(cores) {
@@ -162,6 +165,7 @@ impl Datapath {
                 core,
                 counters,
                 shared: shared.clone(),
+                ready: ready_tx.clone(),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("xsk-{queue}"))
@@ -172,6 +176,14 @@ impl Datapath {
                     stop.store(true, Ordering::Relaxed);
                     return Err(anyhow!(e).context("starting an AF_XDP worker"));
                 }
+            }
+        }
+        // Steer only once every worker has frames in its fill ring: a call redirected to
+        // a socket with an empty fill ring is dropped by the kernel.
+        for _ in 0..queue_count {
+            if ready.recv_timeout(WORKER_START).is_err() {
+                stop.store(true, Ordering::Relaxed);
+                bail!("an AF_XDP worker did not start within {WORKER_START:?}");
             }
         }
         if let Err(e) = attachment.set_port(config.port) {

@@ -95,6 +95,8 @@ pub struct Worker {
     pub counters: Arc<QueueCounters>,
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// Told once the fill ring holds frames: steering before that would drop calls.
+    pub ready: std::sync::mpsc::Sender<u32>,
 }
 
 impl Worker {
@@ -115,6 +117,8 @@ impl Worker {
             .collect();
         let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
         let mut stopping: Option<Instant> = None;
+        self.refill(&mut free);
+        let _ = self.ready.send(self.queue);
         loop {
             self.reclaim(&mut free);
             self.refill(&mut free);
