@@ -18,6 +18,9 @@ pub type ReportFn = dyn Fn() -> Report + Send + Sync;
 /// The running stats socket; [`stop`](Self::stop) removes it.
 pub struct StatsServer {
     path: PathBuf,
+    /// The socket file's inode: only that file is removed at stop (another daemon may
+    /// have replaced it in the meantime).
+    inode: Option<u64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -41,6 +44,10 @@ impl StatsServer {
         }
         let listener =
             UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        listener
+            .set_nonblocking(true)
+            .context("stats socket non-blocking")?;
+        let inode = inode(path);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -52,6 +59,7 @@ impl StatsServer {
         tracing::info!(socket = %path.display(), "stats socket listening");
         Ok(StatsServer {
             path: path.to_owned(),
+            inode,
             stop,
             thread: Some(thread),
         })
@@ -72,12 +80,12 @@ impl StatsServer {
             return;
         };
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the blocking accept.
-        let _ = UnixStream::connect(&self.path);
         if thread.join().is_err() {
             tracing::error!("the stats thread panicked");
         }
-        let _ = std::fs::remove_file(&self.path);
+        if self.inode.is_some() && inode(&self.path) == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -87,19 +95,37 @@ impl Drop for StatsServer {
     }
 }
 
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// How often the stats thread looks at the stop flag while nobody connects.
+const STOP_POLL_MS: i32 = 100;
+
 fn serve(listener: &UnixListener, stop: &AtomicBool, report: &ReportFn) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            return;
+    use std::os::fd::AsRawFd as _;
+    // Polled rather than woken by a connection to our own path: the file may have been
+    // replaced or removed by then.
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, STOP_POLL_MS) } <= 0 {
+            continue;
         }
-        let mut conn = match conn {
-            Ok(c) => c,
+        let mut conn = match listener.accept() {
+            Ok((c, _)) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "stats accept failed");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
+        let _ = conn.set_nonblocking(false);
         let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
         let body = match serde_json::to_vec(&report()) {
             Ok(b) => b,
@@ -166,7 +192,11 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let server = StatsServer::start(&path, Arc::new(Report::default)).unwrap();
         assert_eq!(fetch(&path).unwrap().port, 0);
+        // A file that replaced ours is not ours to remove.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"someone else's").unwrap();
         drop(server);
+        assert!(path.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
