@@ -85,6 +85,9 @@ pub struct Daemon<'p> {
     status: Option<ExitStatus>,
     /// With the AF_XDP path on: the stats socket, and whether kernel UDP calls are fine.
     xdp_stats: Option<(PathBuf, bool)>,
+    /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
+    /// teardown in parallel tests can hold for seconds, so exits get more time.
+    xdp: bool,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -204,6 +207,7 @@ impl NetPair {
             stdout,
             rpcbind_pidfile,
             status: None,
+            xdp: xdp_stats.is_some(),
             xdp_stats,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -269,14 +273,16 @@ impl Daemon<'_> {
         }
     }
 
-    /// Sends `sig` and waits up to 5 s for exit; SIGKILL after that (then panics).
+    /// Sends `sig` and waits up to 5 s (15 s with XDP) for exit; SIGKILL after that (then
+    /// panics).
     pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
         if let Some(st) = self.status {
             return st;
         }
         self.check_afxdp();
         self.signal(sig);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let grace = Duration::from_secs(if self.xdp { 15 } else { 5 });
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
                 self.status = Some(st);
@@ -290,7 +296,7 @@ impl Daemon<'_> {
         self.status = Some(st);
         self.kill_rpcbind();
         panic!(
-            "[{}] xdp-mountd did not exit within 5 s of signal {sig}; killed\nstderr:\n{}",
+            "[{}] xdp-mountd did not exit within {grace:?} of signal {sig}; killed\nstderr:\n{}",
             self.pair.test,
             self.stderr()
         );
