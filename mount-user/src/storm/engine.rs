@@ -29,6 +29,10 @@ pub trait Transport {
     ) -> anyhow::Result<()>;
     /// Calls that could not be sent (they end up lost).
     fn send_errors(&self) -> u64;
+    /// Transport details for the report, read once at the end of the run.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Closed loop (a window of outstanding calls) or open loop (a fixed rate).
@@ -89,8 +93,8 @@ pub struct EntryStats {
     pub wrong: u64,
 }
 
-/// Why sending stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Why sending stopped (ordered: a later variant is the stronger reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum StopReason {
     /// `--count` calls were sent.
     #[default]
@@ -187,9 +191,8 @@ impl Stats {
         let _ = self.latency_ns.add(&other.latency_ns);
         self.measured = self.measured.max(other.measured);
         self.drained = self.drained.max(other.drained);
-        if other.stopped_by == StopReason::Signal || self.sent == other.sent {
-            self.stopped_by = other.stopped_by;
-        }
+        // The strongest reason wins: a signal over the clock over the count.
+        self.stopped_by = self.stopped_by.max(other.stopped_by);
     }
 
     /// Calls neither answered nor answered wrongly: `sent - answered - wrong`.
