@@ -58,6 +58,8 @@ struct Frame {
 struct Queue {
     xsk: Xsk,
     free: Vec<u64>,
+    /// Frames received on this queue.
+    rx: u64,
 }
 
 /// The AF_XDP transport (see the module docs).
@@ -71,7 +73,9 @@ pub struct AfxdpIo {
     /// Destination port → client, `u32::MAX` for ports that are not ours.
     port_to_client: Vec<u32>,
     target: SocketAddr,
-    pending: Vec<(u32, u16, u32)>,
+    /// Per queue, calls waiting for its TX ring: client `c` sends on queue
+    /// `c % queues`, so a multi-queue server sees its load on every queue.
+    pending: Vec<Vec<(u32, u16, u32)>>,
     send_errors: u64,
     foreign: u64,
     info: serde_json::Value,
@@ -318,6 +322,7 @@ impl AfxdpIo {
                 free: (0..u64::from(FRAMES))
                     .map(|i| i * FRAME_SIZE as u64)
                     .collect(),
+                rx: 0,
             };
             // Half the frames wait for replies, half carry calls.
             refill(&mut queue, RING_SIZE);
@@ -359,7 +364,7 @@ impl AfxdpIo {
             clients,
             port_to_client,
             target: cfg.target,
-            pending: Vec::with_capacity(FRAMES as usize),
+            pending: vec![Vec::with_capacity(FRAMES as usize); queue_count as usize],
             send_errors: 0,
             foreign: 0,
             info,
@@ -417,67 +422,84 @@ fn kick(q: &mut Queue) -> io::Result<()> {
     r
 }
 
+/// Puts queue `q`'s pending calls on its TX ring (as far as frames and ring room go)
+/// and gets them out.
+fn flush_queue(
+    q: &mut Queue,
+    pending: &mut Vec<(u32, u16, u32)>,
+    clients: &[(usize, u16)],
+    frames: &[Vec<Frame>],
+    send_errors: &mut u64,
+) {
+    reclaim(q);
+    let room = q.xsk.tx.free(pending.len() as u32);
+    let n = (pending.len() as u32).min(room).min(q.free.len() as u32) as usize;
+    for &(client, template, xid) in &pending[..n] {
+        let Some(addr) = q.free.pop() else { break };
+        let (src, port) = clients[client as usize];
+        let f = &frames[src][usize::from(template)];
+        let Some(chunk) = q.xsk.frame_mut(addr) else {
+            *send_errors += 1;
+            continue;
+        };
+        let len = f.bytes.len();
+        let out = &mut chunk[..len];
+        out.copy_from_slice(&f.bytes);
+        out[f.udp..f.udp + 2].copy_from_slice(&port.to_be_bytes());
+        out[f.payload..f.payload + 4].copy_from_slice(&xid.to_be_bytes());
+        let acc = f.partial + u64::from(port) + u64::from(xid >> 16) + u64::from(xid & 0xffff);
+        let mut sum = !checksum::fold(acc);
+        if sum == 0 {
+            sum = 0xffff;
+        }
+        out[f.udp + 6..f.udp + 8].copy_from_slice(&sum.to_be_bytes());
+        q.xsk.tx.push(libc::xdp_desc {
+            addr,
+            len: len as u32,
+            options: 0,
+        });
+    }
+    if n > 0 {
+        q.xsk.tx.commit();
+        pending.drain(..n);
+    }
+    match q.xsk.mode() {
+        BindMode::Copy => {
+            // Copy mode sends at most 32 descriptors per kick.
+            for _ in 0..(RING_SIZE / 32 + 2) {
+                if q.xsk.tx.pending() == 0 {
+                    break;
+                }
+                if kick(q).is_err() {
+                    *send_errors += 1;
+                    break;
+                }
+            }
+        }
+        BindMode::ZeroCopy => {
+            if q.xsk.tx.pending() > 0 && q.xsk.tx.needs_wakeup() {
+                let _ = kick(q);
+            }
+        }
+    }
+}
+
 impl Transport for AfxdpIo {
     fn queue(&mut self, client: u32, template: u16, xid: u32) {
-        self.pending.push((client, template, xid));
+        let n = self.pending.len();
+        self.pending[client as usize % n].push((client, template, xid));
     }
 
     fn flush(&mut self) {
-        let q = &mut self.queues[0];
-        reclaim(q);
-        // Keep half the frames for the fill ring's sake only when RX is starving; TX
-        // takes what is free, bounded by the ring.
-        let room = q.xsk.tx.free(self.pending.len() as u32);
-        let n = (self.pending.len() as u32)
-            .min(room)
-            .min(q.free.len() as u32) as usize;
-        for &(client, template, xid) in &self.pending[..n] {
-            let Some(addr) = q.free.pop() else { break };
-            let (src, port) = self.clients[client as usize];
-            let f = &self.frames[src][usize::from(template)];
-            let Some(chunk) = q.xsk.frame_mut(addr) else {
-                self.send_errors += 1;
-                continue;
-            };
-            let len = f.bytes.len();
-            let out = &mut chunk[..len];
-            out.copy_from_slice(&f.bytes);
-            out[f.udp..f.udp + 2].copy_from_slice(&port.to_be_bytes());
-            out[f.payload..f.payload + 4].copy_from_slice(&xid.to_be_bytes());
-            let acc = f.partial + u64::from(port) + u64::from(xid >> 16) + u64::from(xid & 0xffff);
-            let mut sum = !checksum::fold(acc);
-            if sum == 0 {
-                sum = 0xffff;
-            }
-            out[f.udp + 6..f.udp + 8].copy_from_slice(&sum.to_be_bytes());
-            q.xsk.tx.push(libc::xdp_desc {
-                addr,
-                len: len as u32,
-                options: 0,
-            });
-        }
-        if n > 0 {
-            q.xsk.tx.commit();
-            self.pending.drain(..n);
-        }
-        match q.xsk.mode() {
-            BindMode::Copy => {
-                // Copy mode sends at most 32 descriptors per kick.
-                for _ in 0..(RING_SIZE / 32 + 2) {
-                    if q.xsk.tx.pending() == 0 {
-                        break;
-                    }
-                    if kick(q).is_err() {
-                        self.send_errors += 1;
-                        break;
-                    }
-                }
-            }
-            BindMode::ZeroCopy => {
-                if q.xsk.tx.pending() > 0 && q.xsk.tx.needs_wakeup() {
-                    let _ = kick(q);
-                }
-            }
+        for (qi, q) in self.queues.iter_mut().enumerate() {
+            let pending = &mut self.pending[qi];
+            flush_queue(
+                q,
+                pending,
+                &self.clients,
+                &self.frames,
+                &mut self.send_errors,
+            );
         }
     }
 
@@ -513,6 +535,7 @@ impl Transport for AfxdpIo {
                 if ready > 0 {
                     q.xsk.rx.release();
                     got += ready;
+                    q.rx += u64::from(ready);
                 }
                 refill(q, RING_SIZE);
             }
@@ -534,6 +557,7 @@ impl Transport for AfxdpIo {
     fn report(&self) -> Option<serde_json::Value> {
         let mut info = self.info.clone();
         info["foreign_frames"] = self.foreign.into();
+        info["rx_per_queue"] = self.queues.iter().map(|q| q.rx).collect();
         info["xsk"] = self
             .queues
             .iter()
