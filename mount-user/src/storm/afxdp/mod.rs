@@ -16,16 +16,22 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 
 use super::engine::Transport;
 use super::socket::{ppoll, source_for};
 use crate::afxdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
 use crate::ebpf::{XdpAttachment, XdpMode};
-use crate::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
+use crate::packet;
+
+mod frame;
+mod setup;
+
+use frame::{build_frame, Frame};
+use setup::{format_mac, if_index, neighbour_mac, prime, read_sys, run_ip};
+pub use setup::{parse_mac, parse_neigh, parse_route};
 
 /// What to open.
 #[derive(Debug, Clone)]
@@ -42,16 +48,6 @@ pub struct AfxdpConfig {
     pub sources: Vec<IpAddr>,
     /// RPC call templates (xid 0).
     pub messages: Vec<Vec<u8>>,
-}
-
-/// A precomputed call frame.
-struct Frame {
-    bytes: Vec<u8>,
-    /// One's-complement sum of the UDP pseudo-header and segment with source port, xid
-    /// and checksum zero: adding port and xid and folding gives the checksum.
-    partial: u64,
-    udp: usize,
-    payload: usize,
 }
 
 /// One AF_XDP socket and its frame bookkeeping.
@@ -85,176 +81,6 @@ pub struct AfxdpIo {
     _reserved: Vec<UdpSocket>,
 }
 
-// SAFETY-free: every field is Send (Xsk declares it; the attachment owns fds and maps).
-
-fn run_ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The word after `key` in `text` (`ip` output is `key value` pairs).
-fn word_after<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    let mut words = text.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == key {
-            return words.next();
-        }
-    }
-    None
-}
-
-/// `ip route get TARGET` → (device, preferred source, gateway).
-pub fn parse_route(text: &str) -> (Option<String>, Option<IpAddr>, Option<IpAddr>) {
-    (
-        word_after(text, "dev").map(str::to_owned),
-        word_after(text, "src").and_then(|s| s.parse().ok()),
-        word_after(text, "via").and_then(|s| s.parse().ok()),
-    )
-}
-
-/// `aa:bb:cc:dd:ee:ff` → MAC.
-pub fn parse_mac(text: &str) -> Option<MacAddr> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(MacAddr(mac))
-}
-
-/// The `lladdr` of a usable `ip neigh show` line.
-pub fn parse_neigh(text: &str) -> Option<MacAddr> {
-    text.lines()
-        .filter(|l| !l.contains("FAILED") && !l.contains("INCOMPLETE"))
-        .find_map(|l| word_after(l, "lladdr").and_then(parse_mac))
-}
-
-fn if_index(iface: &str) -> anyhow::Result<u32> {
-    let name =
-        std::ffi::CString::new(iface).map_err(|_| anyhow!("bad interface name {iface:?}"))?;
-    // SAFETY: a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        bail!("no interface named {iface}");
-    }
-    Ok(index)
-}
-
-fn read_sys(iface: &str, file: &str) -> anyhow::Result<String> {
-    let path = format!("/sys/class/net/{iface}/{file}");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {path}"))?
-        .trim()
-        .to_owned())
-}
-
-/// Sends a NULL call through the kernel (so it resolves the next hop) and waits briefly
-/// for the reply.
-fn prime(sock: &UdpSocket, target: SocketAddr) -> bool {
-    let mut call = [0u8; 64];
-    let Ok(n) = crate::rpc::encode_call(
-        &mut call,
-        0x5354_4f52,
-        crate::mount::MOUNT_PROGRAM,
-        3,
-        0,
-        &crate::rpc::Credential::None,
-        &[],
-    ) else {
-        return false;
-    };
-    if sock
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 512];
-    for _ in 0..3 {
-        if sock.send_to(&call[..n], target).is_err() {
-            continue;
-        }
-        if let Ok((_, from)) = sock.recv_from(&mut buf) {
-            if from == target {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// The next hop's MAC from the neighbour table, waiting up to a second for resolution.
-fn neighbour_mac(hop: IpAddr, iface: &str) -> anyhow::Result<MacAddr> {
-    let hop_text = hop.to_string();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        let out = run_ip(&["neigh", "show", "to", &hop_text, "dev", iface])?;
-        if let Some(mac) = parse_neigh(&out) {
-            return Ok(mac);
-        }
-        if Instant::now() > deadline {
-            bail!("no neighbour entry for {hop} on {iface} (is the target reachable there?)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Builds the frame of `message` from `src` (port 0, xid 0) to `target` via `dst_mac`.
-fn build_frame(
-    message: &[u8],
-    src: IpAddr,
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    target: SocketAddr,
-    mtu: usize,
-) -> anyhow::Result<Frame> {
-    let ips = match (target.ip(), src) {
-        // `finish_reply` addresses the frame back to the "request's" sender: describe
-        // the target as that sender.
-        (IpAddr::V4(t), IpAddr::V4(s)) => IpPair::V4 { src: t, dst: s },
-        (IpAddr::V6(t), IpAddr::V6(s)) => IpPair::V6 { src: t, dst: s },
-        _ => bail!("source {src} and target {target} are not of the same family"),
-    };
-    let from_target = Addressing {
-        src_mac: dst_mac,
-        dst_mac: src_mac,
-        ips,
-        src_port: target.port(),
-        dst_port: 0,
-    };
-    let payload = packet::reply_payload_offset(&ips);
-    let mut bytes = vec![0u8; payload + message.len()];
-    bytes[payload..].copy_from_slice(message);
-    let len = packet::finish_reply(&mut bytes, &from_target, message.len(), mtu)
-        .map_err(|e| anyhow!("a call frame does not fit: {e}"))?;
-    bytes.truncate(len);
-    let udp = payload - UDP_HDR_LEN;
-    // Partial sum: pseudo-header + segment with checksum, source port and xid at zero
-    // (they are zero in `bytes` except the checksum).
-    bytes[udp + 6..udp + 8].fill(0);
-    let mut acc = match ips {
-        IpPair::V4 { src: t, dst: s } => checksum::sum(&t.octets(), checksum::sum(&s.octets(), 0)),
-        IpPair::V6 { src: t, dst: s } => checksum::sum(&t.octets(), checksum::sum(&s.octets(), 0)),
-    };
-    acc += u64::from(packet::IPPROTO_UDP) + (bytes.len() - udp) as u64;
-    let partial = checksum::sum(&bytes[udp..], acc);
-    Ok(Frame {
-        bytes,
-        partial,
-        udp,
-        payload,
-    })
-}
 
 impl AfxdpIo {
     /// Resolves addresses, reserves ports, attaches the program and binds the sockets.
@@ -380,13 +206,6 @@ impl AfxdpIo {
     }
 }
 
-fn format_mac(m: MacAddr) -> String {
-    m.0.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Free frames to the fill ring, at most `max`.
 fn refill(q: &mut Queue, max: u32) {
     let want = (q.free.len() as u32).min(max);
@@ -442,17 +261,7 @@ fn flush_queue(
             *send_errors += 1;
             continue;
         };
-        let len = f.bytes.len();
-        let out = &mut chunk[..len];
-        out.copy_from_slice(&f.bytes);
-        out[f.udp..f.udp + 2].copy_from_slice(&port.to_be_bytes());
-        out[f.payload..f.payload + 4].copy_from_slice(&xid.to_be_bytes());
-        let acc = f.partial + u64::from(port) + u64::from(xid >> 16) + u64::from(xid & 0xffff);
-        let mut sum = !checksum::fold(acc);
-        if sum == 0 {
-            sum = 0xffff;
-        }
-        out[f.udp + 6..f.udp + 8].copy_from_slice(&sum.to_be_bytes());
+        let len = f.write(chunk, port, xid);
         q.xsk.tx.push(libc::xdp_desc {
             addr,
             len: len as u32,
@@ -588,61 +397,5 @@ impl Drop for AfxdpIo {
             tracing::debug!("{e:#}");
         }
         tracing::debug!(foreign = self.foreign, "storm AF_XDP path closed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ip_route_and_neigh_output() {
-        let (dev, src, via) =
-            parse_route("10.233.1.1 dev xaf-cli src 10.233.1.2 uid 0 \n    cache \n");
-        assert_eq!(dev.as_deref(), Some("xaf-cli"));
-        assert_eq!(src, Some("10.233.1.2".parse().unwrap()));
-        assert_eq!(via, None);
-        let (_, _, via) = parse_route("8.8.8.8 via 192.168.1.1 dev eth0 src 192.168.1.5 uid 0");
-        assert_eq!(via, Some("192.168.1.1".parse().unwrap()));
-        assert_eq!(
-            parse_neigh("10.233.1.1 lladdr 02:aa:bb:cc:dd:0e REACHABLE\n"),
-            Some(MacAddr([2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]))
-        );
-        assert_eq!(parse_neigh("10.233.1.1  INCOMPLETE\n"), None);
-        assert_eq!(parse_neigh(""), None);
-        assert_eq!(parse_mac("02:aa:bb:cc:dd"), None);
-        assert_eq!(parse_mac("02:aa:bb:cc:dd:ee:ff"), None);
-    }
-
-    #[test]
-    fn frames_parse_back_with_valid_checksums_after_patching() {
-        for (src, target) in [("10.1.0.2", "10.1.0.1:644"), ("fd00::2", "[fd00::1]:20048")] {
-            let src: IpAddr = src.parse().unwrap();
-            let target: SocketAddr = target.parse().unwrap();
-            let msg = vec![0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3];
-            let f = build_frame(&msg, src, MacAddr([2; 6]), MacAddr([4; 6]), target, 1500).unwrap();
-            let mut out = f.bytes.clone();
-            let (port, xid) = (40_001u16, 0xfedc_ba98u32);
-            out[f.udp..f.udp + 2].copy_from_slice(&port.to_be_bytes());
-            out[f.payload..f.payload + 4].copy_from_slice(&xid.to_be_bytes());
-            let acc = f.partial + u64::from(port) + u64::from(xid >> 16) + u64::from(xid & 0xffff);
-            let sum = !checksum::fold(acc);
-            out[f.udp + 6..f.udp + 8].copy_from_slice(&sum.to_be_bytes());
-            let parsed = packet::parse(&out).unwrap();
-            assert_eq!(parsed.addressing.destination(), target);
-            assert_eq!(parsed.addressing.source(), SocketAddr::new(src, port));
-            assert_eq!(parsed.addressing.dst_mac, MacAddr([4; 6]));
-            assert_eq!(&parsed.payload(&out)[..4], &xid.to_be_bytes());
-            assert_eq!(&parsed.payload(&out)[4..], &msg[4..]);
-            // The whole-segment checksum recomputed from scratch agrees.
-            let mut zeroed = out.clone();
-            zeroed[f.udp + 6..f.udp + 8].fill(0);
-            let full = match (src, target.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(t)) => checksum::udp_ipv4(s, t, &zeroed[f.udp..]),
-                (IpAddr::V6(s), IpAddr::V6(t)) => checksum::udp_ipv6(s, t, &zeroed[f.udp..]),
-                _ => unreachable!(),
-            };
-            assert_eq!(full, sum, "{src}");
-        }
     }
 }
