@@ -90,7 +90,7 @@ pub fn run(args: RunArgs) -> Result<()> {
          \x20 ip netns exec {CLIENT_NS} rpcinfo -n {DEMO_PORT} -u {SERVER_V4} 100005\n\
          \x20 ip netns exec {CLIENT_NS} rpcinfo -n {DEMO_PORT} -t {SERVER_V4} 100005 3\n\
          \x20 ip netns exec {CLIENT_NS} showmount -e {SERVER_V4}\n\
-         \x20 ip netns exec {CLIENT_NS} nfs-ls -D nfs://{SERVER_V4}/\n\
+         \x20 ip netns exec {CLIENT_NS} nfs-ls -D nfs://{SERVER_V4}\n\
          \x20 ip netns exec {CLIENT_NS} showmount -a {SERVER_V4}\n\
          Ctrl-C stops the daemon and removes the namespaces.\n",
         exports.display()
@@ -171,10 +171,22 @@ impl Drop for DemoNet {
     }
 }
 
+/// Stop whatever still runs in the demo namespaces (rpcbind daemonises itself), then
+/// delete them, which also removes the veth pair.
 fn remove_demo_namespaces() {
     for ns in [SERVER_NS, CLIENT_NS] {
-        if Path::new("/run/netns").join(ns).exists() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        if !Path::new("/run/netns").join(ns).exists() {
+            continue;
         }
+        let pids = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pid in pids.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()) {
+            // SAFETY: signalling a process that lives in the demo namespace we created.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
     }
 }
