@@ -175,7 +175,10 @@ fn fragmented_udp_calls_are_answered() {
     let Some(pair) = NetPair::new("fragmented_udp_calls") else {
         return;
     };
-    let _d = pair.start_standard();
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    // IP fragments go to the kernel socket also when the AF_XDP path is on.
+    opts.kernel_udp_ok = true;
+    let _d = pair.start_daemon(&opts);
     let srv4 = pair.srv_addr(false, PORT);
     let srv6 = pair.srv_addr(true, PORT);
     // 1 + 998 bytes of sub-path: a 1024-byte dirpath under /srv/a after "/srv/a/".
@@ -256,7 +259,10 @@ fn loopback_is_not_trusted_by_itself() {
         return;
     };
     let exports = pair.write_file("exports", "/srv/lo 127.0.0.1(rw) ::1(rw)\n");
-    let _d = pair.start_daemon(&DaemonOpts::new(exports));
+    let mut opts = DaemonOpts::new(exports);
+    // Loopback calls never cross the XDP interface: the kernel socket answers them.
+    opts.kernel_udp_ok = true;
+    let _d = pair.start_daemon(&opts);
     pair.in_server(|| {
         for lo in ["127.0.0.1", "::1"] {
             let server = SocketAddr::new(lo.parse().unwrap(), PORT);

@@ -48,6 +48,9 @@ pub struct DaemonOpts {
     pub extra: Vec<String>,
     /// binary override (harness self-tests use a stand-in); None: [`daemon_bin`]
     pub bin: Option<PathBuf>,
+    /// With the AF_XDP path on: this test sends UDP calls that reach the kernel socket by
+    /// design (IP fragments, loopback), so the AF_XDP-only check at stop is skipped.
+    pub kernel_udp_ok: bool,
 }
 
 impl DaemonOpts {
@@ -66,6 +69,7 @@ impl DaemonOpts {
             filter_exports: false,
             extra,
             bin: None,
+            kernel_udp_ok: false,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Daemon<'p> {
     stdout: Arc<Mutex<String>>,
     rpcbind_pidfile: Option<PathBuf>,
     status: Option<ExitStatus>,
+    /// With the AF_XDP path on: the stats socket, and whether kernel UDP calls are fine.
+    xdp_stats: Option<(PathBuf, bool)>,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -117,6 +123,12 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
+        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra)).then(|| {
+            let socket = self.dir.join(format!("stats-{seq}.sock"));
+            args.push("--stats-socket".into());
+            args.push(socket.display().to_string());
+            (socket, opts.kernel_udp_ok)
+        });
 
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
@@ -192,6 +204,7 @@ impl NetPair {
             stdout,
             rpcbind_pidfile,
             status: None,
+            xdp_stats,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -261,6 +274,7 @@ impl Daemon<'_> {
         if let Some(st) = self.status {
             return st;
         }
+        self.check_afxdp();
         self.signal(sig);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -280,6 +294,27 @@ impl Daemon<'_> {
             self.pair.test,
             self.stderr()
         );
+    }
+
+    /// With the AF_XDP path on, a running daemon must not have received MOUNT calls on its
+    /// kernel UDP socket (see [`crate::afxdp`]). Checked once, before stopping.
+    fn check_afxdp(&mut self) {
+        let Some((socket, kernel_udp_ok)) = self.xdp_stats.take() else {
+            return;
+        };
+        if kernel_udp_ok || std::thread::panicking() || !self.alive() {
+            return;
+        }
+        let bin = daemon_bin();
+        match crate::afxdp::udp_call_counts(&bin, &socket) {
+            Ok((_, 0)) => {}
+            Ok((afxdp, kernel)) => panic!(
+                "[{}] --xdp is on, yet {kernel} UDP call(s) reached the kernel socket \
+                 ({afxdp} through AF_XDP); a test that sends IP fragments or uses loopback sets kernel_udp_ok",
+                self.pair.test
+            ),
+            Err(e) => panic!("[{}] reading stats: {e}", self.pair.test),
+        }
     }
 
     /// SIGTERM and wait; returns the exit status.

@@ -8,10 +8,12 @@
 //! - [`xdr`], [`rpc`]: a hand-written XDR/RPC codec, independent of the daemon's.
 //! - [`transport`]: UDP and TCP record-marking clients.
 //! - [`fixtures`]: the standard exports file the protocol tests run against.
+//! - [`afxdp`]: with `--xdp` on, proof at stop that UDP calls went through AF_XDP.
 //!
 //! Client sockets are created on a thread that `setns`-es into the client namespace
 //! ([`NetPair::in_client`]); real client tools run under `ip netns exec CLI timeout 20`.
 
+pub mod afxdp;
 pub mod capture;
 pub mod daemon;
 pub mod fixtures;

@@ -183,7 +183,10 @@ fn remove_demo_namespaces() {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<libc::pid_t>().ok())
+        {
             // SAFETY: signalling a process that lives in the demo namespace we created.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
