@@ -81,7 +81,6 @@ pub struct AfxdpIo {
     _reserved: Vec<UdpSocket>,
 }
 
-
 impl AfxdpIo {
     /// Resolves addresses, reserves ports, attaches the program and binds the sockets.
     pub fn open(cfg: &AfxdpConfig) -> anyhow::Result<AfxdpIo> {
