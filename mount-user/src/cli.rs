@@ -66,6 +66,8 @@ pub enum Command {
         after_help = "Example:\n  xdp-mountd check --exports /etc/exports"
     )]
     Check(CheckArgs),
+    /// Show a running daemon's counters: per queue, XDP program, AF_XDP sockets, procedures.
+    Stats(crate::stats_cmd::StatsArgs),
 }
 
 /// Options of `serve`.
@@ -121,6 +123,10 @@ pub struct ServeArgs {
     /// IPv6 (falls back to 0.0.0.0 when IPv6 is unavailable).
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED))]
     pub bind: IpAddr,
+
+    /// AF_XDP fast path and stats socket.
+    #[command(flatten)]
+    pub xdp: crate::fastpath::XdpArgs,
 }
 
 impl ServeArgs {
@@ -215,7 +221,17 @@ mod tests {
             &["serve", "--exports", "e", "--port", "70000"],
             &["serve", "--exports", "e", "--max-record", "10"],
             &["serve", "--exports", "e", "--bind", "not-an-ip"],
-            &["serve", "--exports", "e", "--iface", "eth0"],
+            &[
+                "serve",
+                "--exports",
+                "e",
+                "--iface",
+                "eth0",
+                "--xdp",
+                "turbo",
+            ],
+            &["serve", "--exports", "e", "--queues", "0"],
+            &["serve", "--exports", "e", "--cores", "x"],
             &["check"],
             &["--log-format", "xml", "check", "--exports", "e"],
         ] {

@@ -4,6 +4,7 @@
 //! the export table and mount list, and encodes the reply into the caller's buffer. The
 //! data paths (`socket`, later AF_XDP) are thin shells around [`mount::answer`].
 
+pub mod afxdp;
 pub mod ebpf;
 pub mod exports;
 pub mod mount;
@@ -12,4 +13,5 @@ pub mod packet;
 pub mod rpc;
 pub mod rpcbind;
 pub mod socket;
+pub mod stats;
 pub mod xdr;

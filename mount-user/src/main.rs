@@ -1,4 +1,4 @@
-//! The `xdp-mountd` binary: `serve` and `check`.
+//! The `xdp-mountd` binary: `serve`, `check` and `stats`.
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 
 mod check;
 mod cli;
+mod fastpath;
 mod serve;
+mod stats_cmd;
 
 use cli::{Cli, Command, LogFormat};
 
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Stats(args) => stats_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,8 @@ use mount_user::socket::{self, Counters};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
+use crate::fastpath::{FastPath, KernelCounts};
+use mount_user::stats::procs::Counted;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
@@ -40,14 +42,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let names = Arc::new(NameCache::new());
     let counters = Arc::new(Counters::default());
+    // Every call is counted per procedure for `xdp-mountd stats`.
+    let counts = KernelCounts::default();
     let service = |transport| {
-        Arc::new(MountService::new(
-            exports.clone(),
-            mounts.clone(),
-            policy.clone(),
-            transport,
-        ))
+        let counted = match transport {
+            Transport::Udp => counts.udp.clone(),
+            Transport::Tcp => counts.tcp.clone(),
+        };
+        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone(), transport);
+        Arc::new(Counted::new(service, counted))
     };
+    // AF_XDP answers from the same core, uncounted here (its workers count per queue).
+    let xdp_service = Arc::new(MountService::new(
+        exports.clone(),
+        mounts.clone(),
+        policy.clone(),
+        Transport::Udp,
+    ));
+    let kernel_udp = udp_sockets.first().context("no UDP socket")?.try_clone()?;
     let udp = UdpServer::start(
         udp_sockets,
         service(Transport::Udp),
@@ -56,6 +68,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
+    let fast = FastPath::start(
+        &args.xdp,
+        &kernel_udp,
+        xdp_service,
+        names.clone(),
+        counters.clone(),
+        &counts,
+    );
+    let fast = match fast {
+        Ok(f) => f,
+        Err(e) => {
+            udp.stop();
+            return Err(e);
+        }
+    };
 
     // A small runtime: TCP is the slow path here (UDP workers are their own threads).
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -116,6 +143,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(registered)
     });
+    // XDP first: steering stops while the kernel UDP socket still serves.
+    if let Err(e) = fast.shutdown() {
+        tracing::error!("stopping the AF_XDP path: {e:#}");
+    }
     udp.stop();
     let registered = registered?;
     runtime.shutdown_timeout(Duration::from_secs(1));

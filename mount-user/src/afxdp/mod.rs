@@ -1,0 +1,379 @@
+//! The AF_XDP data path: UDP MOUNT calls steered by the XDP program into one AF_XDP
+//! socket per rx queue, answered by one pinned worker per socket, in place.
+//!
+//! Threads: one worker per queue (pinned with `core_affinity`, `--cores` or core
+//! `queue % CPUs`), each owning its socket, UMEM and four rings outright, so the path
+//! from RX descriptor to TX descriptor takes no lock and allocates nothing; one
+//! name-lookup thread for calls that need the client's host name (`*.domain` rules).
+//!
+//! UMEM: per socket (not shared), [`xsk::FRAMES`] chunks of [`xsk::FRAME_SIZE`] bytes;
+//! rings of [`xsk::RING_SIZE`]; the reply is written into the request's own chunk and
+//! transmitted from there. Replies larger than the MTU leave through the kernel UDP
+//! socket bound on the same port (it fragments), never truncated, never dropped.
+//!
+//! Ring layer: hand-written over libc ([`xsk`] says why neither `xdpilone` nor `xdp`).
+//!
+//! Lifecycle: sockets are bound first, then the program is attached steering nothing,
+//! the sockets are registered in the XSKMAP, the workers start, and only then is the
+//! port steered. [`Datapath::shutdown`] reverses it: stop steering (set_port(0)), let the
+//! workers drain, unregister, detach.
+use std::net::UdpSocket;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use parking_lot::Mutex;
+
+use crate::ebpf::{XdpAttachment, XdpMode};
+use crate::socket::resolve::NameCache;
+use crate::socket::{RateLimit, Responder};
+use crate::stats::procs::PROC_SLOTS;
+use crate::stats::{QueueReport, XdpReport};
+
+pub mod worker;
+pub mod xsk;
+
+use worker::{QueueCounters, Shared, Worker};
+use xsk::{BindMode, Xsk};
+
+/// Calls waiting for a host-name lookup, at most (more are dropped; clients retry).
+const LOOKUP_QUEUE: usize = 256;
+/// Time for frames already redirected when steering stops to reach the workers.
+const STEER_OFF_GRACE: Duration = Duration::from_millis(50);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct DatapathConfig {
+    /// The interface to attach to.
+    pub iface: String,
+    /// Native or generic XDP.
+    pub mode: XdpMode,
+    /// The UDP port to steer (the MOUNT port the kernel socket is bound to).
+    pub port: u16,
+    /// Queues to serve (0..queues); None: the interface's RX queue count.
+    pub queues: Option<u32>,
+    /// Cores to pin the workers to, by queue; None: core `queue % CPUs`.
+    pub cores: Option<Vec<usize>>,
+}
+
+/// One queue as seen from outside its worker.
+struct QueueHandle {
+    queue: u32,
+    core: Option<usize>,
+    mode: BindMode,
+    fd: Arc<OwnedFd>,
+    counters: Arc<QueueCounters>,
+}
+
+/// The running data path. Dropping it shuts it down.
+pub struct Datapath {
+    attachment: Mutex<Option<XdpAttachment>>,
+    queues: Vec<QueueHandle>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    iface: String,
+    mode: XdpMode,
+}
+
+impl Datapath {
+    /// Binds the sockets, attaches the program, starts the workers, steers `config.port`.
+    /// `kernel` is (a clone of) the kernel UDP socket on that port.
+    pub fn start(
+        config: &DatapathConfig,
+        responder: Arc<dyn Responder>,
+        names: Arc<NameCache>,
+        kernel: UdpSocket,
+    ) -> anyhow::Result<Datapath> {
+        let iface = config.iface.as_str();
+        let ifindex = if_index(iface)?;
+        let queue_count = match config.queues {
+            Some(n) => n,
+            None => rx_queue_count(iface)?,
+        };
+        if queue_count == 0 {
+            bail!("--queues must be at least 1");
+        }
+        let mtu = read_sys(iface, "mtu")?;
+        let cores = core_plan(queue_count, config.cores.as_deref())?;
+
+        // The program first: attaching is what refuses a second instance clearly. It
+        // steers nothing until every socket is registered and its worker runs.
+        let mut attachment = XdpAttachment::attach(iface, config.mode, 0)?;
+        let mut sockets = Vec::with_capacity(queue_count as usize);
+        for queue in 0..queue_count {
+            // Zero-copy needs a driver-mode program; generic XDP always copies.
+            let xsk = Xsk::open(ifindex, queue, config.mode == XdpMode::Native)
+                .map_err(|e| explain_bind_error(e, iface, queue))?;
+            tracing::info!(
+                iface,
+                queue,
+                bind = xsk.mode().as_str(),
+                "AF_XDP socket bound"
+            );
+            sockets.push(xsk);
+        }
+        for (queue, xsk) in (0..).zip(&sockets) {
+            attachment.register_socket(queue, &*xsk.fd())?;
+        }
+
+        let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            responder,
+            names,
+            lookups,
+            kernel: Arc::new(kernel),
+            mtu,
+            stop: stop.clone(),
+            errors: RateLimit::new(Duration::from_secs(10)),
+        });
+        {
+            let shared = shared.clone();
+            // Not joined: it may sit in a DNS timeout; it ends when the workers (the
+            // senders) are gone.
+            std::thread::Builder::new()
+                .name("xdp-resolve".into())
+                .spawn(move || worker::resolver(lookup_queue, shared))
+                .context("starting the name-lookup thread")?;
+        }
+        let mut queues = Vec::with_capacity(sockets.len());
+        let mut workers = Vec::with_capacity(sockets.len());
+        for ((queue, xsk), core) in (0..).zip(sockets).zip(cores) {
+            let counters = Arc::new(QueueCounters::default());
+            queues.push(QueueHandle {
+                queue,
+                core: core.map(|c| c.id),
+                mode: xsk.mode(),
+                fd: xsk.fd(),
+                counters: counters.clone(),
+            });
+            let worker = Worker {
+                xsk,
+                queue,
+                core,
+                counters,
+                shared: shared.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("xsk-{queue}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(anyhow!(e).context("starting an AF_XDP worker"));
+                }
+            }
+        }
+        if let Err(e) = attachment.set_port(config.port) {
+            stop.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        tracing::info!(
+            iface,
+            mode = config.mode.as_str(),
+            queues = queue_count,
+            port = config.port,
+            mtu,
+            "AF_XDP data path running"
+        );
+        Ok(Datapath {
+            attachment: Mutex::new(Some(attachment)),
+            queues,
+            workers: Mutex::new(workers),
+            stop,
+            iface: iface.to_owned(),
+            mode: config.mode,
+        })
+    }
+
+    /// Stops steering, drains the workers, unregisters the sockets and detaches the
+    /// program. Idempotent.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        let Some(mut attachment) = self.attachment.lock().take() else {
+            return Ok(());
+        };
+        // From here on new calls go to the kernel UDP socket.
+        let steer_off = attachment.set_port(0);
+        std::thread::sleep(STEER_OFF_GRACE);
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers.lock().drain(..) {
+            if worker.join().is_err() {
+                tracing::error!("an AF_XDP worker panicked");
+            }
+        }
+        for q in &self.queues {
+            if let Err(e) = attachment.unregister_socket(q.queue) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        let detached = attachment.detach();
+        steer_off.and(detached)
+    }
+
+    /// The per-queue, socket and program counters.
+    pub fn report(&self) -> XdpReport {
+        let program = match self.attachment.lock().as_ref().map(|a| a.counters()) {
+            Some(Ok(c)) => c.iter().map(|(k, v)| (k.name().to_owned(), v)).collect(),
+            Some(Err(e)) => {
+                tracing::debug!("{e:#}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let queues = self
+            .queues
+            .iter()
+            .map(|q| QueueReport {
+                queue: q.queue,
+                core: q.core,
+                bind_mode: q.mode.as_str().to_owned(),
+                rx: get(&q.counters.rx),
+                tx: get(&q.counters.tx),
+                dropped: get(&q.counters.dropped),
+                via_kernel: get(&q.counters.via_kernel),
+                name_lookups: get(&q.counters.name_lookups),
+                truncated: get(&q.counters.truncated),
+                xsk: xsk::statistics(q.fd.as_raw_fd()).ok(),
+            })
+            .collect();
+        XdpReport {
+            iface: self.iface.clone(),
+            mode: self.mode.as_str().to_owned(),
+            program,
+            queues,
+        }
+    }
+
+    /// Calls per procedure answered on this path, summed over the workers.
+    pub fn proc_counts(&self) -> [u64; PROC_SLOTS] {
+        let mut out = [0; PROC_SLOTS];
+        for q in &self.queues {
+            for (o, v) in out.iter_mut().zip(q.counters.procs.snapshot()) {
+                *o += v;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+fn explain_bind_error(e: std::io::Error, iface: &str, queue: u32) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EBUSY) => {
+            " (another AF_XDP socket already owns this queue: another xdp-mountd or XDP user?)"
+        }
+        Some(libc::EINVAL) => " (no such queue? see --queues)",
+        _ => "",
+    };
+    anyhow!("opening the AF_XDP socket of {iface} queue {queue}: {e}{hint}")
+}
+
+fn if_index(iface: &str) -> anyhow::Result<u32> {
+    let name =
+        std::ffi::CString::new(iface).map_err(|_| anyhow!("bad interface name {iface:?}"))?;
+    // SAFETY: a valid C string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        bail!("no interface named {iface}");
+    }
+    Ok(index)
+}
+
+fn read_sys(iface: &str, file: &str) -> anyhow::Result<usize> {
+    let path = format!("/sys/class/net/{iface}/{file}");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("{path}: not a number: {:?}", text.trim()))
+}
+
+/// The interface's RX queue count, from /sys/class/net/IF/queues/rx-*.
+pub fn rx_queue_count(iface: &str) -> anyhow::Result<u32> {
+    let dir = format!("/sys/class/net/{iface}/queues");
+    let entries = std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))?;
+    let mut count = 0;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {dir}"))?;
+        if entry.file_name().to_string_lossy().starts_with("rx-") {
+            count += 1;
+        }
+    }
+    Ok(count.max(1))
+}
+
+/// Which core each queue's worker is pinned to.
+fn core_plan(
+    queues: u32,
+    cores: Option<&[usize]>,
+) -> anyhow::Result<Vec<Option<core_affinity::CoreId>>> {
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    match cores {
+        Some(list) => {
+            if list.len() < queues as usize {
+                bail!(
+                    "--cores lists {} cores for {queues} queues; give one per queue",
+                    list.len()
+                );
+            }
+            list.iter()
+                .take(queues as usize)
+                .map(|&id| {
+                    if available.iter().any(|c| c.id == id) {
+                        Ok(Some(core_affinity::CoreId { id }))
+                    } else {
+                        Err(anyhow!(
+                            "--cores: core {id} is not available to this process"
+                        ))
+                    }
+                })
+                .collect()
+        }
+        None if available.is_empty() => Ok(vec![None; queues as usize]),
+        None => Ok((0..queues as usize)
+            .map(|q| Some(available[q % available.len()]))
+            .collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_plan_by_queue() {
+        let avail = core_affinity::get_core_ids().unwrap_or_default();
+        if avail.is_empty() {
+            return;
+        }
+        let plan = core_plan(3, None).unwrap();
+        assert_eq!(plan.len(), 3);
+        assert_eq!(plan[0].map(|c| c.id), Some(avail[0].id));
+        assert_eq!(plan[2].map(|c| c.id), Some(avail[2 % avail.len()].id));
+        let first = avail[0].id;
+        assert_eq!(
+            core_plan(1, Some(&[first, 99_999])).unwrap()[0].map(|c| c.id),
+            Some(first)
+        );
+        assert!(core_plan(2, Some(&[first])).is_err());
+        assert!(core_plan(1, Some(&[99_999])).is_err());
+    }
+
+    #[test]
+    fn loopback_has_a_queue() {
+        assert!(rx_queue_count("lo").unwrap() >= 1);
+        assert!(rx_queue_count("no-such-if0").is_err());
+        assert!(if_index("no-such-if0").is_err());
+    }
+}

@@ -1,0 +1,352 @@
+//! One worker per queue: pinned to a core, owner of its socket's rings and UMEM.
+//!
+//! Frame life cycle (no copy of the request, no allocation): a free frame goes to the
+//! fill ring, comes back on the RX ring with a request, becomes the reply in place and
+//! goes out on the TX ring, then returns on the completion ring to the free stack.
+//! Frames that get no AF_XDP reply (dropped, answered through the kernel socket,
+//! deferred for a name lookup) go straight back to the free stack.
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
+use crate::packet;
+use crate::socket::resolve::NameCache;
+use crate::socket::udp::UDP_MAX_MESSAGE;
+use crate::socket::{Answer, RateLimit, Responder};
+use crate::stats::procs::{proc_slot, PaddedCounts};
+
+/// Descriptors taken from the RX ring per round.
+pub const BATCH: u32 = 64;
+/// How long an idle worker sleeps in poll() before looking at the stop flag.
+const IDLE_POLL_MS: i32 = 100;
+/// How long a stopping worker keeps kicking TX so that queued replies leave.
+const DRAIN: Duration = Duration::from_millis(300);
+
+/// One queue's counters: written by its worker only, read by the stats thread.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Frames received.
+    pub rx: AtomicU64,
+    /// Replies put on the TX ring.
+    pub tx: AtomicU64,
+    /// Frames answered with nothing.
+    pub dropped: AtomicU64,
+    /// Replies sent through the kernel UDP socket (larger than the MTU).
+    pub via_kernel: AtomicU64,
+    /// Calls deferred to the name-lookup thread.
+    pub name_lookups: AtomicU64,
+    /// Replies with a truncated list.
+    pub truncated: AtomicU64,
+    /// Calls per procedure.
+    pub procs: PaddedCounts,
+}
+
+/// Adds `n` to a counter that only the calling thread writes: a plain load and store,
+/// no locked read-modify-write on the hot path.
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+/// A call parked until its peer's host name is known.
+pub struct Deferred {
+    /// The RPC call message.
+    pub request: Vec<u8>,
+    /// Who sent it.
+    pub peer: SocketAddr,
+}
+
+/// What a worker shares with the rest of the daemon.
+pub struct Shared {
+    /// The protocol core (as seen from UDP).
+    pub responder: Arc<dyn Responder>,
+    /// Host names for `*.domain` rules.
+    pub names: Arc<NameCache>,
+    /// Calls waiting for a name lookup.
+    pub lookups: Sender<Deferred>,
+    /// The kernel UDP socket on the MOUNT port, for replies larger than the MTU.
+    pub kernel: Arc<UdpSocket>,
+    /// The interface MTU (IP datagram bytes).
+    pub mtu: usize,
+    /// Set to stop the workers.
+    pub stop: Arc<AtomicBool>,
+    /// Rate limit for error logs.
+    pub errors: RateLimit,
+}
+
+/// A worker, ready to run on its own thread.
+pub struct Worker {
+    /// The socket (moved to the worker thread).
+    pub xsk: Xsk,
+    /// Its queue, for logs.
+    pub queue: u32,
+    /// Where to pin the thread.
+    pub core: Option<core_affinity::CoreId>,
+    /// Its counters.
+    pub counters: Arc<QueueCounters>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// The worker loop; returns when the stop flag is set and the TX ring is drained.
+    pub fn run(mut self) {
+        if let Some(core) = self.core {
+            if !core_affinity::set_for_current(core) {
+                tracing::warn!(
+                    queue = self.queue,
+                    core = core.id,
+                    "pinning the worker failed"
+                );
+            }
+        }
+        // Everything the loop needs is allocated here, once.
+        let mut free: Vec<u64> = (0..u64::from(FRAMES))
+            .map(|i| i * FRAME_SIZE as u64)
+            .collect();
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        let mut stopping: Option<Instant> = None;
+        loop {
+            self.reclaim(&mut free);
+            self.refill(&mut free);
+            let ready = self.xsk.rx.available(BATCH).min(BATCH);
+            if ready == 0 {
+                self.flush_tx(&mut free);
+                if self.shared.stop.load(Ordering::Relaxed) {
+                    let since = *stopping.get_or_insert_with(Instant::now);
+                    if self.xsk.tx.pending() == 0 || since.elapsed() > DRAIN {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                } else if self.xsk.tx.pending() == 0 {
+                    self.xsk.wait_rx(IDLE_POLL_MS);
+                }
+                continue;
+            }
+            self.make_tx_room(ready, &mut free);
+            add(&self.counters.rx, u64::from(ready));
+            for _ in 0..ready {
+                let desc = self.xsk.rx.pop();
+                let reply = match self.xsk.frame_mut(desc.addr) {
+                    Some(frame) => handle(
+                        &self.shared,
+                        &self.counters,
+                        frame,
+                        desc.len as usize,
+                        &mut scratch,
+                    ),
+                    None => None,
+                };
+                match reply {
+                    Some(len) => self.xsk.tx.push(libc::xdp_desc {
+                        addr: desc.addr,
+                        len,
+                        options: 0,
+                    }),
+                    None => free.push(desc.addr - desc.addr % FRAME_SIZE as u64),
+                }
+            }
+            self.xsk.rx.release();
+            self.xsk.tx.commit();
+            self.flush_tx(&mut free);
+        }
+        tracing::debug!(queue = self.queue, "AF_XDP worker stopped");
+    }
+
+    /// Completed TX frames back to the free stack.
+    fn reclaim(&mut self, free: &mut Vec<u64>) {
+        let n = self.xsk.completion.available(RING_BATCH);
+        for _ in 0..n {
+            let addr = self.xsk.completion.pop();
+            free.push(addr - addr % FRAME_SIZE as u64);
+        }
+        if n > 0 {
+            self.xsk.completion.release();
+        }
+    }
+
+    /// Free frames to the fill ring.
+    fn refill(&mut self, free: &mut Vec<u64>) {
+        let room = self.xsk.fill.free(free.len() as u32).min(free.len() as u32);
+        for _ in 0..room {
+            if let Some(addr) = free.pop() {
+                self.xsk.fill.push(addr);
+            }
+        }
+        if room > 0 {
+            self.xsk.fill.commit();
+            if self.xsk.fill.needs_wakeup() {
+                self.xsk.kick_fill();
+            }
+        }
+    }
+
+    /// Makes sure `n` TX entries are free before taking `n` requests off the RX ring, so
+    /// no reply is ever dropped for want of ring space. The free count is refreshed
+    /// (cached consumer index), then the kernel is kicked until it has consumed enough.
+    fn make_tx_room(&mut self, n: u32, free: &mut Vec<u64>) {
+        let start = Instant::now();
+        while self.xsk.tx.free(n) < n {
+            self.kick(free);
+            if start.elapsed() > Duration::from_millis(50) {
+                // The kernel is not consuming (link down?): don't spin a core flat out.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if self.shared.stop.load(Ordering::Relaxed) && start.elapsed() > DRAIN {
+                return;
+            }
+        }
+    }
+
+    /// Gets queued replies out. Copy mode transmits only inside sendto(), at most 32
+    /// descriptors per call, so kick while entries are pending; zero-copy only when the
+    /// driver asks (need_wakeup).
+    fn flush_tx(&mut self, free: &mut Vec<u64>) {
+        match self.xsk.mode() {
+            BindMode::Copy => {
+                // Enough kicks for a full ring; what remains is retried next round.
+                for _ in 0..(super::xsk::RING_SIZE / 32 + 2) {
+                    if self.xsk.tx.pending() == 0 {
+                        break;
+                    }
+                    self.kick(free);
+                }
+            }
+            BindMode::ZeroCopy => {
+                if self.xsk.tx.pending() > 0 && self.xsk.tx.needs_wakeup() {
+                    self.kick(free);
+                }
+            }
+        }
+    }
+
+    fn kick(&mut self, free: &mut Vec<u64>) {
+        if let Err(e) = self.xsk.kick_tx() {
+            if let Some(suppressed) = self.shared.errors.allow() {
+                tracing::warn!(queue = self.queue, error = %e, suppressed, "AF_XDP TX kick failed");
+            }
+        }
+        // The kernel stops sending when the completion ring is full: empty it.
+        self.reclaim(free);
+    }
+}
+
+/// Completions taken per look (the whole ring if that many are ready).
+const RING_BATCH: u32 = super::xsk::RING_SIZE;
+
+/// Answers the request in `frame[..len]`; returns the reply frame's length when the reply
+/// was written into `frame` for the TX ring, None when the frame is free again.
+fn handle(
+    shared: &Shared,
+    counters: &QueueCounters,
+    frame: &mut [u8],
+    len: usize,
+    scratch: &mut [u8],
+) -> Option<u32> {
+    let parsed = frame.get(..len).map(packet::parse);
+    let Some(Ok(parsed)) = parsed else {
+        add(&counters.dropped, 1);
+        return None;
+    };
+    let peer = parsed.addressing.source();
+    let request = parsed.payload(frame);
+    counters.procs.bump_owned(proc_slot(request));
+    // The reply payload may start before the request payload ends (the reply has no IP
+    // options): answer into the scratch buffer, then copy into the frame.
+    let answer = match shared.responder.respond(request, peer, None, scratch) {
+        Answer::NeedName => match shared.names.cached(peer.ip()) {
+            Some(name) => shared
+                .responder
+                .respond(request, peer, Some(&name), scratch),
+            None => {
+                defer(shared, counters, request, peer);
+                return None;
+            }
+        },
+        other => other,
+    };
+    let (reply_len, truncated) = match answer {
+        Answer::Reply { len, truncated } if len <= scratch.len() => (len, truncated),
+        _ => {
+            add(&counters.dropped, 1);
+            return None;
+        }
+    };
+    if truncated {
+        add(&counters.truncated, 1);
+    }
+    let reply = &scratch[..reply_len];
+    let offset = packet::reply_payload_offset(&parsed.addressing.ips);
+    if let Some(area) = frame.get_mut(offset..offset + reply_len) {
+        area.copy_from_slice(reply);
+        if let Ok(frame_len) =
+            packet::finish_reply(frame, &parsed.addressing, reply_len, shared.mtu)
+        {
+            add(&counters.tx, 1);
+            return Some(frame_len as u32);
+        }
+    }
+    // Larger than the MTU (or than a frame): the kernel socket fragments it.
+    match send_via_kernel(&shared.kernel, reply, peer) {
+        Ok(()) => add(&counters.via_kernel, 1),
+        Err(e) => {
+            add(&counters.dropped, 1);
+            if let Some(suppressed) = shared.errors.allow() {
+                tracing::warn!(%peer, error = %e, suppressed, "sending a large reply through the kernel failed");
+            }
+        }
+    }
+    None
+}
+
+/// Parks a call for the name-lookup thread (which answers through the kernel socket).
+fn defer(shared: &Shared, counters: &QueueCounters, request: &[u8], peer: SocketAddr) {
+    add(&counters.name_lookups, 1);
+    let job = Deferred {
+        request: request.to_vec(),
+        peer,
+    };
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = shared.lookups.try_send(job)
+    {
+        add(&counters.dropped, 1);
+        if let Some(suppressed) = shared.errors.allow() {
+            tracing::warn!(%peer, suppressed, "name-lookup queue full, dropping an AF_XDP call");
+        }
+    }
+}
+
+/// Sends `reply` to `peer` from the kernel socket (an IPv4 peer is mapped when the
+/// socket is the dual-stack IPv6 one).
+pub fn send_via_kernel(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) -> io::Result<()> {
+    let to = match (socket.local_addr()?, peer) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        _ => peer,
+    };
+    socket.send_to(reply, to).map(|_| ())
+}
+
+/// The name-lookup thread: resolve, answer again, send through the kernel socket.
+pub fn resolver(queue: crossbeam_channel::Receiver<Deferred>, shared: Arc<Shared>) {
+    let mut out = vec![0u8; UDP_MAX_MESSAGE];
+    while let Ok(job) = queue.recv() {
+        let name = shared.names.resolve(job.peer.ip());
+        if let Answer::Reply { len, .. } =
+            shared
+                .responder
+                .respond(&job.request, job.peer, Some(&name), &mut out)
+        {
+            if let Some(reply) = out.get(..len) {
+                if let Err(e) = send_via_kernel(&shared.kernel, reply, job.peer) {
+                    tracing::debug!(peer = %job.peer, error = %e, "UDP send failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! A small AF_XDP ring layer over libc: one socket, its own UMEM, the four rings.
+//!
+//! Why hand-written rather than a crate (decided for this project, see the module doc of
+//! `afxdp` for the whole rationale):
+//! - `xdpilone` 1.3 works here and has a good low-level API, but is EUPL-1.2 (copyleft);
+//!   the project is MIT OR Apache-2.0 and wants permissive dependencies only.
+//! - `xdp` 0.8 is Apache-2.0 OR MIT, but does not map the rings' `flags` word, so the
+//!   `need_wakeup` protocol cannot be honoured (every batch would pay a syscall), and its
+//!   `Umem` keeps frames in its own `VecDeque`/`Packet` bookkeeping that our in-place
+//!   reply (RX frame becomes the TX frame) does not fit.
+//! - The kernel ABI is small and stable (`linux/if_xdp.h`): mmap of four SPSC rings plus
+//!   a few socket options, about 300 lines, and this way the two platform pitfalls
+//!   (cached consumer index, copy-mode TX progressing only inside `sendto`) are handled
+//!   where they arise.
+//!
+//! Everything here is single-threaded by construction: an [`Xsk`] is owned by one worker
+//! thread. Only the socket fd is shared (for statistics and the XSKMAP), via `Arc<OwnedFd>`.
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// Size of one UMEM chunk: a page, so a frame never straddles pages and MTUs up to
+/// about 3.5 KB (the veth native-XDP limit) fit.
+pub const FRAME_SIZE: usize = 4096;
+/// UMEM chunks per socket (16 MiB of pinned memory per queue).
+pub const FRAMES: u32 = 4096;
+/// Entries of each of the four rings (power of two; fill + TX in flight <= FRAMES).
+pub const RING_SIZE: u32 = 2048;
+
+/// How the socket ended up bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// The driver DMAs straight into our UMEM.
+    ZeroCopy,
+    /// The kernel copies frames between its buffers and our UMEM.
+    Copy,
+}
+
+impl BindMode {
+    /// Lower-case name for logs and stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        }
+    }
+}
+
+/// `getsockopt(XDP_STATISTICS)` of one socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct XskStatistics {
+    /// Frames dropped for reasons other than a full RX ring or empty fill ring.
+    pub rx_dropped: u64,
+    /// RX descriptors the kernel found invalid.
+    pub rx_invalid_descs: u64,
+    /// TX descriptors the kernel found invalid.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the TX ring was empty when the kernel looked.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// Reads the statistics of the AF_XDP socket `fd`.
+pub fn statistics(fd: RawFd) -> io::Result<XskStatistics> {
+    // SAFETY: all-zero is a valid xdp_statistics.
+    let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: `s` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&raw mut s).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(XskStatistics {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+/// An anonymous mapping, unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize, fd: RawFd, offset: libc::off_t) -> io::Result<Mapping> {
+        let (flags, fd) = if fd < 0 {
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+        } else {
+            (libc::MAP_SHARED | libc::MAP_POPULATE, fd)
+        };
+        // SAFETY: a fresh mapping; the kernel validates fd and offset.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping created in `new`, no longer referenced.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One mmapped ring: shared producer/consumer/flags words and the descriptor array.
+struct RingMap<T> {
+    _map: Mapping,
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    descs: NonNull<T>,
+    mask: u32,
+}
+
+impl<T> RingMap<T> {
+    fn new(fd: RawFd, off: &libc::xdp_ring_offset, pgoff: libc::off_t) -> io::Result<Self> {
+        let len = off.desc as usize + RING_SIZE as usize * std::mem::size_of::<T>();
+        let map = Mapping::new(len, fd, pgoff)?;
+        let at = |o: u64| {
+            // SAFETY: the kernel's offsets lie inside the mapping of `len` bytes.
+            unsafe { NonNull::new_unchecked(map.ptr.as_ptr().add(o as usize)) }
+        };
+        Ok(RingMap {
+            producer: at(off.producer).cast(),
+            consumer: at(off.consumer).cast(),
+            flags: at(off.flags).cast(),
+            descs: at(off.desc).cast(),
+            mask: RING_SIZE - 1,
+            _map: map,
+        })
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: points into the live mapping; the kernel treats it as an atomic u32.
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as above.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    fn needs_wakeup(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    fn slot(&self, index: u32) -> *mut T {
+        // SAFETY: masked index < RING_SIZE entries of the descriptor array.
+        unsafe { self.descs.as_ptr().add((index & self.mask) as usize) }
+    }
+}
+
+/// The user-space producer side of a ring (fill, TX): like libxdp's `xsk_ring_prod`.
+pub struct Producer<T> {
+    ring: RingMap<T>,
+    /// Next index we write.
+    cached_prod: u32,
+    /// The kernel's consumer index as last read, plus the ring size (so free = this - prod).
+    cached_cons: u32,
+}
+
+impl<T: Copy> Producer<T> {
+    fn new(ring: RingMap<T>) -> Self {
+        let cached_prod = ring.producer().load(Ordering::Relaxed);
+        let cached_cons = ring
+            .consumer()
+            .load(Ordering::Relaxed)
+            .wrapping_add(RING_SIZE);
+        Producer {
+            ring,
+            cached_prod,
+            cached_cons,
+        }
+    }
+
+    /// Free entries, at least `wanted` if there are that many: the cached consumer index
+    /// understates free space, so it is refreshed before reporting fewer than `wanted`.
+    pub fn free(&mut self, wanted: u32) -> u32 {
+        let free = self.cached_cons.wrapping_sub(self.cached_prod);
+        if free >= wanted {
+            return free;
+        }
+        self.cached_cons = self
+            .ring
+            .consumer()
+            .load(Ordering::Acquire)
+            .wrapping_add(RING_SIZE);
+        self.cached_cons.wrapping_sub(self.cached_prod)
+    }
+
+    /// Writes one entry; the caller has checked [`free`](Self::free). Visible to the
+    /// kernel after [`commit`](Self::commit).
+    pub fn push(&mut self, item: T) {
+        // SAFETY: the slot is ours: between the kernel's consumer and our producer.
+        unsafe { self.ring.slot(self.cached_prod).write(item) };
+        self.cached_prod = self.cached_prod.wrapping_add(1);
+    }
+
+    /// Publishes every pushed entry.
+    pub fn commit(&mut self) {
+        self.ring
+            .producer()
+            .store(self.cached_prod, Ordering::Release);
+    }
+
+    /// Entries published but not yet taken by the kernel.
+    pub fn pending(&self) -> u32 {
+        self.cached_prod
+            .wrapping_sub(self.ring.consumer().load(Ordering::Acquire))
+    }
+
+    /// The kernel asks to be woken (need_wakeup protocol).
+    pub fn needs_wakeup(&self) -> bool {
+        self.ring.needs_wakeup()
+    }
+}
+
+/// The user-space consumer side of a ring (RX, completion): like `xsk_ring_cons`.
+pub struct Consumer<T> {
+    ring: RingMap<T>,
+    cached_prod: u32,
+    cached_cons: u32,
+}
+
+impl<T: Copy> Consumer<T> {
+    fn new(ring: RingMap<T>) -> Self {
+        let cached_cons = ring.consumer().load(Ordering::Relaxed);
+        Consumer {
+            cached_prod: cached_cons,
+            cached_cons,
+            ring,
+        }
+    }
+
+    /// Entries ready to read, refreshing the producer index when fewer than `wanted`.
+    pub fn available(&mut self, wanted: u32) -> u32 {
+        let ready = self.cached_prod.wrapping_sub(self.cached_cons);
+        if ready >= wanted {
+            return ready;
+        }
+        self.cached_prod = self.ring.producer().load(Ordering::Acquire);
+        self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
+    /// Reads the next entry; the caller has checked [`available`](Self::available).
+    /// The slot goes back to the kernel at [`release`](Self::release).
+    pub fn pop(&mut self) -> T {
+        // SAFETY: between our consumer and the producer read with Acquire: written.
+        let item = unsafe { self.ring.slot(self.cached_cons).read() };
+        self.cached_cons = self.cached_cons.wrapping_add(1);
+        item
+    }
+
+    /// Hands every popped slot back to the kernel.
+    pub fn release(&mut self) {
+        self.ring
+            .consumer()
+            .store(self.cached_cons, Ordering::Release);
+    }
+}
+
+/// An AF_XDP socket bound to one queue, with its own UMEM and rings.
+///
+/// Field order is drop order: rings are unmapped before the socket closes, and the
+/// UMEM is unmapped last.
+pub struct Xsk {
+    /// Frames the kernel may fill with received packets.
+    pub fill: Producer<u64>,
+    /// Frames the kernel has finished sending.
+    pub completion: Consumer<u64>,
+    /// Received frames.
+    pub rx: Consumer<libc::xdp_desc>,
+    /// Frames to send.
+    pub tx: Producer<libc::xdp_desc>,
+    fd: Arc<OwnedFd>,
+    umem: Mapping,
+    mode: BindMode,
+}
+
+// SAFETY: the raw pointers refer to mappings owned by the value; moving it to the worker
+// thread that then owns it alone is sound.
+unsafe impl Send for Xsk {}
+
+fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T, what: &str) -> io::Result<()> {
+    // SAFETY: `value` is valid for reads of its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(())
+}
+
+fn bind(fd: RawFd, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
+    let addr = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    // SAFETY: a valid sockaddr_xdp of the size given.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Xsk {
+    /// Creates a socket with a fresh UMEM and binds it to `queue` of interface `ifindex`
+    /// (in the calling thread's network namespace). With `try_zero_copy`, zero-copy is
+    /// tried first and copy mode used when the driver refuses (veth: EOPNOTSUPP).
+    pub fn open(ifindex: u32, queue: u32, try_zero_copy: bool) -> io::Result<Xsk> {
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("socket(AF_XDP): {e}")));
+        }
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = Mapping::new(FRAMES as usize * FRAME_SIZE, -1, 0)?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.ptr.as_ptr() as u64,
+            len: umem.len as u64,
+            chunk_size: FRAME_SIZE as u32,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(raw, libc::XDP_UMEM_REG, &reg, "registering the UMEM")?;
+        for (name, what) in [
+            (libc::XDP_UMEM_FILL_RING, "fill ring size"),
+            (libc::XDP_UMEM_COMPLETION_RING, "completion ring size"),
+            (libc::XDP_RX_RING, "RX ring size"),
+            (libc::XDP_TX_RING, "TX ring size"),
+        ] {
+            setsockopt(raw, name, &RING_SIZE, what)?;
+        }
+        // SAFETY: all-zero is a valid xdp_mmap_offsets.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` and `len` are valid for writes of the sizes given.
+        let rc = unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&raw mut off).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fill = Producer::new(RingMap::new(
+            raw,
+            &off.fr,
+            libc::XDP_UMEM_PGOFF_FILL_RING as libc::off_t,
+        )?);
+        let completion = Consumer::new(RingMap::new(
+            raw,
+            &off.cr,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
+        )?);
+        let rx = Consumer::new(RingMap::new(raw, &off.rx, libc::XDP_PGOFF_RX_RING)?);
+        let tx = Producer::new(RingMap::new(raw, &off.tx, libc::XDP_PGOFF_TX_RING)?);
+
+        let mode = if try_zero_copy {
+            match bind(raw, ifindex, queue, libc::XDP_ZEROCOPY) {
+                Ok(()) => BindMode::ZeroCopy,
+                Err(zc) => {
+                    bind(raw, ifindex, queue, libc::XDP_COPY).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("binding to queue {queue}: zero-copy: {zc}; copy: {e}"),
+                        )
+                    })?;
+                    tracing::info!(queue, reason = %zc, "AF_XDP zero-copy refused, using copy mode");
+                    BindMode::Copy
+                }
+            }
+        } else {
+            bind(raw, ifindex, queue, libc::XDP_COPY).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("binding to queue {queue} (copy mode): {e}"),
+                )
+            })?;
+            BindMode::Copy
+        };
+        Ok(Xsk {
+            fill,
+            completion,
+            rx,
+            tx,
+            fd: Arc::new(fd),
+            umem,
+            mode,
+        })
+    }
+
+    /// Zero-copy or copy mode.
+    pub fn mode(&self) -> BindMode {
+        self.mode
+    }
+
+    /// The socket, shared for statistics and XSKMAP registration.
+    pub fn fd(&self) -> Arc<OwnedFd> {
+        self.fd.clone()
+    }
+
+    /// The UMEM chunk holding `addr`, from `addr` to the chunk's end, or None when the
+    /// address is outside the UMEM (a kernel bug; never trusted blindly).
+    pub fn frame_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
+        let start = usize::try_from(addr).ok()?;
+        let end = (start / FRAME_SIZE + 1) * FRAME_SIZE;
+        if end > self.umem.len {
+            return None;
+        }
+        // SAFETY: inside the UMEM; the chunk is ours (received, not yet given back), and
+        // the returned borrow of `self` prevents handing out a second one.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.umem.ptr.as_ptr().add(start), end - start)
+        })
+    }
+
+    /// Kicks the kernel to transmit: in copy mode TX only progresses inside sendto().
+    /// Returns Err only for errors other than "busy, try again".
+    pub fn kick_tx(&self) -> io::Result<()> {
+        // SAFETY: sendto with no data on our socket.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {
+                Ok(())
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Wakes the kernel to refill from the fill ring (zero-copy drivers that asked).
+    pub fn kick_fill(&self) {
+        // SAFETY: recvfrom with no buffer on our socket.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Sleeps until a frame is ready to receive or `timeout_ms` passes.
+    pub fn wait_rx(&self, timeout_ms: i32) {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    }
+}

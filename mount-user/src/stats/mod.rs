@@ -1,0 +1,227 @@
+//! Run-time statistics of a serving daemon: what `xdp-mountd stats` shows.
+//!
+//! The daemon builds a [`Report`] on demand (counters are summed when read, never on the
+//! hot path) and serves it as one JSON document to whoever connects to its stats socket
+//! ([`server`]); `xdp-mountd stats` connects, then prints a table or the JSON.
+use serde::{Deserialize, Serialize};
+
+use crate::afxdp::xsk::XskStatistics;
+
+pub mod procs;
+pub mod server;
+
+/// Where a daemon serving `port` puts its stats socket unless told otherwise.
+pub fn default_socket_path(port: u16) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/run/xdp-mountd/{port}.sock"))
+}
+
+/// Everything `stats` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// The MOUNT port.
+    pub port: u16,
+    /// The AF_XDP data path, when XDP is on.
+    pub xdp: Option<XdpReport>,
+    /// Calls per procedure and transport.
+    pub procedures: Vec<ProcRow>,
+    /// The kernel-stack listeners' event counters, by name.
+    pub kernel: Vec<(String, u64)>,
+}
+
+/// The XDP program and the AF_XDP sockets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct XdpReport {
+    /// Interface the program is attached to.
+    pub iface: String,
+    /// native or generic.
+    pub mode: String,
+    /// The program's counters (summed over CPUs), by name.
+    pub program: Vec<(String, u64)>,
+    /// One entry per AF_XDP socket.
+    pub queues: Vec<QueueReport>,
+}
+
+/// One queue's socket and worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QueueReport {
+    /// The rx queue index.
+    pub queue: u32,
+    /// The core the worker is pinned to, if pinning worked.
+    pub core: Option<usize>,
+    /// "zero-copy" or "copy".
+    pub bind_mode: String,
+    /// Frames received.
+    pub rx: u64,
+    /// Replies sent through the TX ring.
+    pub tx: u64,
+    /// Frames answered with nothing (not a valid datagram, not a call, ...).
+    pub dropped: u64,
+    /// Replies larger than the MTU, sent through the kernel UDP socket instead.
+    pub via_kernel: u64,
+    /// Calls handed to the name-lookup thread (answered through the kernel socket).
+    pub name_lookups: u64,
+    /// Replies whose list was truncated to the UDP reply limit.
+    pub truncated: u64,
+    /// getsockopt(XDP_STATISTICS), when readable.
+    pub xsk: Option<XskStatistics>,
+}
+
+/// Calls of one procedure by path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcRow {
+    /// Procedure name (null, mnt, ..., other).
+    pub name: String,
+    /// Answered from the AF_XDP workers.
+    pub afxdp: u64,
+    /// Through the kernel UDP socket.
+    pub udp: u64,
+    /// Through TCP.
+    pub tcp: u64,
+}
+
+impl Report {
+    /// The report as an aligned text table.
+    pub fn to_table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "xdp-mountd on port {}", self.port);
+        match &self.xdp {
+            None => {
+                let _ = writeln!(s, "XDP: off (kernel sockets only)");
+            }
+            Some(x) => {
+                let _ = writeln!(s, "XDP: {} mode on {}", x.mode, x.iface);
+                let _ = writeln!(
+                    s,
+                    "\n{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                    "queue", "core", "bind", "rx", "tx", "dropped", "kernel", "names", "trunc",
+                    "xsk_rxdrop", "rx_full", "fill_empty", "tx_inval"
+                );
+                for q in &x.queues {
+                    let core = q.core.map_or("-".to_owned(), |c| c.to_string());
+                    let xsk = q.xsk.unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                        q.queue,
+                        core,
+                        q.bind_mode,
+                        q.rx,
+                        q.tx,
+                        q.dropped,
+                        q.via_kernel,
+                        q.name_lookups,
+                        q.truncated,
+                        xsk.rx_dropped,
+                        xsk.rx_ring_full,
+                        xsk.rx_fill_ring_empty_descs,
+                        xsk.tx_invalid_descs
+                    );
+                }
+                let _ = writeln!(s, "\nXDP program counters:");
+                for (name, v) in &x.program {
+                    let _ = writeln!(s, "  {name:<20} {v:>12}");
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:>12} {:>12} {:>12}",
+            "procedure", "afxdp", "kernel_udp", "tcp"
+        );
+        for p in &self.procedures {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>12} {:>12} {:>12}",
+                p.name, p.afxdp, p.udp, p.tcp
+            );
+        }
+        if !self.kernel.is_empty() {
+            let _ = writeln!(s, "\nkernel listeners:");
+            for (name, v) in &self.kernel {
+                let _ = writeln!(s, "  {name:<20} {v:>12}");
+            }
+        }
+        s
+    }
+}
+
+/// Procedure rows from the three paths' counts.
+pub fn proc_rows(
+    afxdp: &[u64; procs::PROC_SLOTS],
+    udp: &[u64; procs::PROC_SLOTS],
+    tcp: &[u64; procs::PROC_SLOTS],
+) -> Vec<ProcRow> {
+    procs::PROC_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| ProcRow {
+            name: (*name).to_owned(),
+            afxdp: afxdp[i],
+            udp: udp[i],
+            tcp: tcp[i],
+        })
+        .collect()
+}
+
+/// The kernel listeners' counters as name/value pairs.
+pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        ("udp_replies", &c.udp_replies),
+        ("udp_truncated", &c.udp_truncated),
+        ("udp_dropped", &c.udp_dropped),
+        ("name_lookups", &c.name_lookups),
+        ("name_queue_full", &c.name_queue_full),
+        ("tcp_connections", &c.tcp_connections),
+        ("tcp_refused", &c.tcp_refused),
+        ("tcp_oversize", &c.tcp_oversize),
+        ("tcp_replies", &c.tcp_replies),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.load(Relaxed)))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_queues_and_procedures() {
+        let report = Report {
+            port: 644,
+            xdp: Some(XdpReport {
+                iface: "veth0".into(),
+                mode: "native".into(),
+                program: vec![("redirected".into(), 42)],
+                queues: vec![QueueReport {
+                    queue: 1,
+                    core: Some(0),
+                    bind_mode: "copy".into(),
+                    rx: 40,
+                    tx: 39,
+                    ..Default::default()
+                }],
+            }),
+            procedures: proc_rows(&[3; 9], &[0; 9], &[1; 9]),
+            kernel: vec![("tcp_replies".into(), 9)],
+        };
+        let t = report.to_table();
+        assert!(t.contains("native mode on veth0"), "{t}");
+        assert!(t.contains("redirected"), "{t}");
+        assert!(
+            t.lines().any(|l| l
+                .split_whitespace()
+                .take(6)
+                .eq(["1", "0", "copy", "40", "39", "0"])),
+            "{t}"
+        );
+        assert!(t
+            .lines()
+            .any(|l| l.split_whitespace().eq(["mnt", "3", "0", "1"])));
+        let json = serde_json::to_string(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+    }
+}

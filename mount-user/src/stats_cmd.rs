@@ -1,0 +1,35 @@
+//! `xdp-mountd stats`: read a running daemon's counters from its stats socket.
+use std::path::PathBuf;
+
+use clap::Args;
+use mount_user::stats::{self, server};
+
+/// Options of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The MOUNT port of the daemon to ask (finds /run/xdp-mountd/PORT.sock).
+    #[arg(long, value_name = "PORT", default_value_t = 644)]
+    pub port: u16,
+
+    /// The daemon's stats socket (overrides --port).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Fetch and print.
+pub fn run(args: StatsArgs) -> anyhow::Result<()> {
+    let path = args
+        .socket
+        .unwrap_or_else(|| stats::default_socket_path(args.port));
+    let report = server::fetch(&path)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
