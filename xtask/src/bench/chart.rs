@@ -15,14 +15,16 @@ const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
 
-/// Bar colours per variant, in report order.
-const COLOURS: &[RGBColor] = &[
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-];
+/// One colour per server, the same in every chart.
+fn colour(variant: &str) -> RGBColor {
+    match variant {
+        "xdp-native" => RGBColor(0x1f, 0x77, 0xb4),
+        "xdp-generic" => RGBColor(0x2c, 0xa0, 0x2c),
+        "socket" => RGBColor(0xff, 0x7f, 0x0e),
+        "ganesha" => RGBColor(0xd6, 0x27, 0x28),
+        _ => RGBColor(0x94, 0x67, 0xbd),
+    }
+}
 
 fn load_font() -> Result<()> {
     let path = FONT_PATHS
@@ -97,12 +99,11 @@ pub fn draw(report: &Report, out: &Path) -> Result<()> {
     let (plots, legend) = body.split_vertically(520);
     let areas = plots.split_evenly((1, panels.len()));
     for (area, panel) in areas.iter().zip(&panels) {
-        draw_panel(area, panel, &workloads)?;
+        draw_panel(area, panel, &workloads, &variants)?;
     }
     for (i, v) in variants.iter().enumerate() {
         let x = 20 + 370 * i32::try_from(i).unwrap_or(0);
-        let colour = COLOURS[i % COLOURS.len()];
-        legend.draw(&Rectangle::new([(x, 15), (x + 20, 35)], colour.filled()))?;
+        legend.draw(&Rectangle::new([(x, 15), (x + 20, 35)], colour(v).filled()))?;
         legend.draw(&Text::new(
             variant_label(v).to_string(),
             (x + 28, 17),
@@ -118,6 +119,7 @@ fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel<'_>,
     workloads: &[&str],
+    variants: &[&str],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -163,13 +165,21 @@ where
     for (g, row) in panel.values.iter().enumerate() {
         for (b, value) in row.iter().enumerate() {
             let x0 = g as f64 + 0.1 + b as f64 * width;
-            let colour = COLOURS[b % COLOURS.len()];
+            let fill = colour(variants.get(b).copied().unwrap_or(""));
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(x0, 0.0), (x0 + width * 0.9, *value)],
-                    colour.filled(),
+                    fill.filled(),
                 )))
                 .map_err(|e| anyhow!("chart bars: {e}"))?;
+            // The value above the bar: small bars (Ganesha's rate) stay readable.
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    short_number(*value),
+                    (x0, *value + top * 0.06),
+                    ("sans-serif", 12).into_font(),
+                )))
+                .map_err(|e| anyhow!("chart labels: {e}"))?;
         }
     }
     Ok(())
@@ -209,6 +219,27 @@ mod tests {
         assert_eq!(short_number(20_000.0), "20k");
         assert_eq!(short_number(42.4), "42");
         assert_eq!(short_number(3.26), "3.3");
+    }
+
+    #[test]
+    fn draws_a_png_with_text() {
+        use crate::bench::report::fixtures::{cell, report};
+        let r = report(vec![
+            cell("xdp-native", "null", 900_000.0, 1.0, 0),
+            cell("xdp-native", "mnt", 850_000.0, 1.2, 0),
+            cell("ganesha", "null", 30_000.0, 40.0, 0),
+            cell("ganesha", "mnt", 20_000.0, 60.0, 3),
+        ]);
+        let out = std::env::temp_dir().join(format!("xtask-chart-{}.png", std::process::id()));
+        draw(&r, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(
+            bytes.len() > 10_000,
+            "suspiciously small chart: {} bytes",
+            bytes.len()
+        );
     }
 
     #[test]

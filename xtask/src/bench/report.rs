@@ -414,4 +414,6 @@ pub fn splice_readme(readme: &str, block: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+pub mod fixtures;
+#[cfg(test)]
 mod tests;
