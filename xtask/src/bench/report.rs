@@ -41,6 +41,24 @@ pub struct StormResult {
     pub calls_per_sec: f64,
     /// Latency percentiles.
     pub latency_us: Latency,
+    /// Open loop: calls due while the window was full, so not sent.
+    pub skipped: u64,
+    /// Replies after their call had timed out (counted as lost).
+    pub late: u64,
+    /// Why sending stopped: "count", "duration" or "signal".
+    pub stopped_by: String,
+    /// The generator's own CPU (getrusage).
+    pub generator_cpu: GeneratorCpu,
+}
+
+/// storm's own CPU use over its run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GeneratorCpu {
+    /// User + system seconds.
+    pub cpu_s: f64,
+    /// CPU µs per answered call.
+    pub us_per_call: f64,
 }
 
 /// One measured interval: a storm run plus the CPU sampled during it.
@@ -71,14 +89,21 @@ pub struct Summary {
     pub p99_us: f64,
     /// Median p99.9 latency, µs.
     pub p999_us: f64,
-    /// Median busy CPU µs per answered call.
+    /// Median busy CPU µs per answered call (machine-wide, generator included).
     pub cpu_us_per_call: Option<f64>,
+    /// Median of the generator's own CPU µs per answered call (storm's getrusage).
+    pub generator_us_per_call: f64,
+    /// Median busy share of all CPUs during the measured interval (0..=1).
+    pub busy_fraction: f64,
     /// Total calls lost over all rounds.
     pub lost: u64,
     /// Total wrong replies over all rounds.
     pub wrong: u64,
     /// Total calls sent over all rounds.
     pub sent: u64,
+    /// Open loop: total calls not sent because the outstanding cap was reached (the
+    /// generator fell behind its schedule).
+    pub skipped: u64,
 }
 
 impl Summary {
@@ -93,9 +118,12 @@ impl Summary {
             p99_us: med(&|r| r.storm.latency_us.p99).unwrap_or(0.0),
             p999_us: med(&|r| r.storm.latency_us.p999).unwrap_or(0.0),
             cpu_us_per_call: median(&cpu),
+            generator_us_per_call: med(&|r| r.storm.generator_cpu.us_per_call).unwrap_or(0.0),
+            busy_fraction: med(&|r| r.cpu_busy_fraction).unwrap_or(0.0),
             lost: runs.iter().map(|r| r.storm.lost).sum(),
             wrong: runs.iter().map(|r| r.storm.wrong).sum(),
             sent: runs.iter().map(|r| r.storm.sent).sum(),
+            skipped: runs.iter().map(|r| r.storm.skipped).sum(),
         }
     }
 }
@@ -184,6 +212,10 @@ pub struct Config {
     pub window: u32,
     /// Generator sockets.
     pub clients: u32,
+    /// storm's I/O: "afxdp" or "socket".
+    pub generator: String,
+    /// Server pinned to CPU 0, generator to CPU 1.
+    pub pinned: bool,
     /// Variants measured, in order.
     pub variants: Vec<String>,
     /// Call types measured.
@@ -307,14 +339,15 @@ impl Report {
         let _ = writeln!(s, "\n{}\n", self.note);
         s.push_str(
             "| server | call | calls/s | p50 µs | p99 µs | p99.9 µs | CPU µs/call | \
-             at 50%: p50 µs | p99 µs | p99.9 µs | lost/wrong at sat. | at 50% |\n",
+             of which generator | at 50%: p50 µs | p99 µs | p99.9 µs | CPU busy | \
+             lost/wrong at sat. | lost/wrong/skipped at 50% |\n",
         );
-        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for cell in &self.cells {
             let (a, h) = (&cell.saturation, &cell.half);
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {}/{} | {}/{}/{} |",
                 variant_label(&cell.variant),
                 workload_label(&cell.workload),
                 fmt_rate(a.calls_per_sec),
@@ -322,13 +355,16 @@ impl Report {
                 fmt_us(a.p99_us),
                 fmt_us(a.p999_us),
                 a.cpu_us_per_call.map_or("–".into(), fmt_us),
+                fmt_us(a.generator_us_per_call),
                 fmt_us(h.p50_us),
                 fmt_us(h.p99_us),
                 fmt_us(h.p999_us),
+                h.busy_fraction * 100.0,
                 a.lost,
                 a.wrong,
                 h.lost,
                 h.wrong,
+                h.skipped,
             );
         }
         s.push_str("\n| target | measured | goal | met |\n|---|--:|--:|:-:|\n");
@@ -382,7 +418,7 @@ pub fn fmt_rate(r: f64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(ch);

@@ -17,8 +17,8 @@ use super::Interrupt;
 pub enum Load {
     /// `--window N`: N calls outstanding.
     Closed { window: u32 },
-    /// `--rate R` calls/s.
-    Open { rate: f64 },
+    /// `--rate R` calls/s, at most `window` outstanding.
+    Open { rate: f64, window: u32 },
 }
 
 /// Everything one storm run needs.
@@ -35,6 +35,10 @@ pub struct StormSpec<'a> {
     pub path: &'a str,
     /// Generator sockets.
     pub clients: u32,
+    /// Send and receive through AF_XDP on this interface (native XDP); None: sockets.
+    pub afxdp_iface: Option<&'a str>,
+    /// Pin the generator to this CPU (taskset -c).
+    pub cpu: Option<&'a str>,
     /// Measured seconds.
     pub duration: f64,
     /// Warm-up seconds (not measured).
@@ -53,8 +57,6 @@ pub fn storm_args(spec: &StormSpec<'_>, load: Load) -> Vec<String> {
         spec.target.clone(),
         "--transport".into(),
         "udp".into(),
-        "--io".into(),
-        "socket".into(),
         "--mix".into(),
         spec.mix.into(),
         "--paths".into(),
@@ -62,9 +64,20 @@ pub fn storm_args(spec: &StormSpec<'_>, load: Load) -> Vec<String> {
         "--clients".into(),
         spec.clients.to_string(),
     ];
+    match spec.afxdp_iface {
+        Some(iface) => {
+            a.extend(["--io", "afxdp", "--iface", iface, "--xdp", "native"].map(String::from))
+        }
+        None => a.extend(["--io".into(), "socket".into()]),
+    }
     match load {
         Load::Closed { window } => a.extend(["--window".into(), window.to_string()]),
-        Load::Open { rate } => a.extend(["--rate".into(), format!("{:.0}", rate.max(1.0))]),
+        Load::Open { rate, window } => a.extend([
+            "--rate".into(),
+            format!("{:.0}", rate.max(1.0)),
+            "--window".into(),
+            window.to_string(),
+        ]),
     }
     // The duration bounds the run; the count only guards against a runaway generator
     // (no server here answers 5M calls/s on a 2-CPU machine).
@@ -90,8 +103,12 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
     let out =
         File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
     let err = out.try_clone()?;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", spec.netns])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", spec.netns]);
+    if let Some(cpu) = spec.cpu {
+        cmd.args(["taskset", "-c", cpu]);
+    }
+    let mut child = cmd
         .arg(spec.bin)
         .args(storm_args(spec, load))
         .stdin(Stdio::null())
@@ -140,7 +157,7 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
     Ok(Run {
         round,
         target_rate: match load {
-            Load::Open { rate } => Some(rate),
+            Load::Open { rate, .. } => Some(rate),
             Load::Closed { .. } => None,
         },
         cpu_us_per_call: cpu::us_per_call(before, after, cpu::ticks_per_sec(), answered_in_window),
@@ -161,6 +178,8 @@ mod tests {
             mix: "mnt3=1",
             path: "/srv/x",
             clients: 4,
+            afxdp_iface: None,
+            cpu: None,
             duration: 2.0,
             warmup: 0.5,
             json: PathBuf::from("/tmp/s.json"),
@@ -181,10 +200,20 @@ mod tests {
         assert_eq!(after(&a, "--rate"), None);
         assert_eq!(after(&a, "--mix"), Some("mnt3=1"));
         assert_eq!(after(&a, "--json"), Some("/tmp/s.json"));
-        let a = storm_args(&spec(), Load::Open { rate: 12_345.6 });
+        let open = Load::Open {
+            rate: 12_345.6,
+            window: 256,
+        };
+        let a = storm_args(&spec(), open);
         assert_eq!(after(&a, "--rate"), Some("12346"));
-        assert_eq!(after(&a, "--window"), None);
+        assert_eq!(after(&a, "--window"), Some("256"));
         assert_eq!(after(&a, "--duration"), Some("2"));
         assert_eq!(after(&a, "--warmup"), Some("0.5"));
+        assert_eq!(after(&a, "--io"), Some("socket"));
+        let mut s = spec();
+        s.afxdp_iface = Some("veth1");
+        let a = storm_args(&s, Load::Closed { window: 8 });
+        assert_eq!(after(&a, "--io"), Some("afxdp"));
+        assert_eq!(after(&a, "--iface"), Some("veth1"));
     }
 }

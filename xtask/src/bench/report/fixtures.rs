@@ -15,6 +15,10 @@ pub fn run(rate: f64, p99: f64, cpu: Option<f64>, lost: u64) -> Run {
                 p999: p99 * 2.0,
                 ..Latency::default()
             },
+            generator_cpu: GeneratorCpu {
+                cpu_s: 1.0,
+                us_per_call: 0.4,
+            },
             ..StormResult::default()
         },
         cpu_us_per_call: cpu,

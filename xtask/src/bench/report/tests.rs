@@ -86,7 +86,7 @@ fn markdown_has_a_row_per_cell_and_the_targets() {
         cell("ganesha", "mnt", 20_000.0, 123.4, 0),
     ]);
     let md = r.markdown();
-    assert!(md.contains("| xdp-mountd, AF_XDP (native XDP) | MNT v3 | 1\u{202f}234\u{202f}567 | 5.0 | 10.0 | 20.0 | 1.2 |"), "{md}");
+    assert!(md.contains("| xdp-mountd, AF_XDP (native XDP) | MNT v3 | 1\u{202f}234\u{202f}567 | 5.0 | 10.0 | 20.0 | 1.2 | 0.4 | 2.5 | 5.0 | 10.0 | 100% | 0/0 | 0/0/0 |"), "{md}");
     assert!(
         md.contains("| NFS-Ganesha 4.3 | MNT v3 | 20\u{202f}000 |"),
         "{md}"
