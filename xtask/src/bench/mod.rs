@@ -225,6 +225,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ganesha::config(NET.server_v4, PORT, &export_dir),
     )?;
 
+    // Other work on the machine skews every figure: measure it once, before starting.
+    let idle_before = cpu::CpuTimes::sample()?;
+    stop.sleep(Duration::from_secs(1))?;
+    let background_busy = cpu::busy_fraction(idle_before, cpu::CpuTimes::sample()?);
+    if background_busy > 0.1 {
+        eprintln!(
+            "xtask bench: WARNING: the machine was {:.0}% busy before the bench started; \
+             figures will be low and noisy",
+            background_busy * 100.0
+        );
+    }
     let net = NetPair::create(NET)?;
     let quick = args.quick;
     let rounds = args.rounds.unwrap_or(if quick { 3 } else { 5 });
@@ -356,6 +367,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             variants: args.variants.iter().map(|v| v.id().into()).collect(),
             workloads: args.calls.iter().map(|w| w.id().into()).collect(),
             elapsed_s: started.elapsed().as_secs_f64(),
+            background_busy,
         },
         note: format!(
             "Generator (`xdp-mountd storm`, UDP over {}, {} client ports, {} calls \

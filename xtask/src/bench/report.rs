@@ -222,6 +222,8 @@ pub struct Config {
     pub workloads: Vec<String>,
     /// Wall-clock seconds the whole bench took.
     pub elapsed_s: f64,
+    /// Busy share of all CPUs during one second before the bench (other work).
+    pub background_busy: f64,
 }
 
 /// The whole `latest.json`.
@@ -336,7 +338,12 @@ impl Report {
             self.config.rounds,
             self.config.duration_s
         );
-        let _ = writeln!(s, "\n{}\n", self.note);
+        let _ = writeln!(
+            s,
+            "\n{} The machine was {:.0}% busy with other work just before the run.\n",
+            self.note,
+            self.config.background_busy * 100.0
+        );
         s.push_str(
             "| server | call | calls/s | p50 µs | p99 µs | p99.9 µs | CPU µs/call | \
              of which generator | at 50%: p50 µs | p99 µs | p99.9 µs | CPU busy | \
