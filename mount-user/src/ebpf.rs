@@ -349,6 +349,23 @@ mod tests {
     }
 
     #[test]
+    fn config_matches_destination_by_default_and_source_on_request() {
+        assert_eq!(
+            std::mem::size_of::<Config>(),
+            8,
+            "layout shared with the program"
+        );
+        let server = Config::for_port(644);
+        assert_eq!((server.port_host(), server.match_source), (644, 0));
+        let client = Config::from_source_port(644);
+        assert_eq!((client.port_host(), client.match_source), (644, 1));
+        // Changing the port (e.g. 0 to stop steering) keeps the matched side.
+        let off = client.with_port(0);
+        assert_eq!((off.port_host(), off.match_source), (0, 1));
+        assert_eq!(server.with_port(20048), Config::for_port(20048));
+    }
+
+    #[test]
     fn counters_index_by_enum() {
         let mut c = Counters::default();
         c.values[Counter::Redirected.index() as usize] = 7;

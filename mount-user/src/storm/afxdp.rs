@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Context as _};
 
 use super::engine::Transport;
 use super::socket::{ppoll, source_for};
-use crate::afxdp::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
+use crate::afxdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
 use crate::ebpf::{XdpAttachment, XdpMode};
 use crate::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
 
@@ -369,19 +369,9 @@ impl AfxdpIo {
         })
     }
 
-    /// Details for the report.
-    pub fn info(&self) -> serde_json::Value {
-        self.info.clone()
-    }
-
     /// The source addresses in use.
     pub fn sources(&self) -> &[IpAddr] {
         &self.sources
-    }
-
-    /// Frames that reached our sockets but were not replies to us (counted, ignored).
-    pub fn foreign(&self) -> u64 {
-        self.foreign
     }
 }
 
@@ -539,6 +529,30 @@ impl Transport for AfxdpIo {
 
     fn send_errors(&self) -> u64 {
         self.send_errors
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        let mut info = self.info.clone();
+        info["foreign_frames"] = self.foreign.into();
+        info["xsk"] = self
+            .queues
+            .iter()
+            .map(|q| {
+                xsk::statistics(q.xsk.fd().as_raw_fd())
+                    .ok()
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .unwrap_or_default()
+            })
+            .collect();
+        info["xdp_program"] = match self.attachment.counters() {
+            Ok(c) => c
+                .iter()
+                .map(|(k, v)| (k.name().to_owned(), serde_json::Value::from(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Err(_) => serde_json::Value::Null,
+        };
+        Some(info)
     }
 }
 

@@ -29,6 +29,10 @@ pub trait Transport {
     ) -> anyhow::Result<()>;
     /// Calls that could not be sent (they end up lost).
     fn send_errors(&self) -> u64;
+    /// Transport details for the report, read once at the end of the run.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Closed loop (a window of outstanding calls) or open loop (a fixed rate).
@@ -89,8 +93,8 @@ pub struct EntryStats {
     pub wrong: u64,
 }
 
-/// Why sending stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Why sending stopped (ordered: a later variant is the stronger reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum StopReason {
     /// `--count` calls were sent.
     #[default]
@@ -187,9 +191,8 @@ impl Stats {
         let _ = self.latency_ns.add(&other.latency_ns);
         self.measured = self.measured.max(other.measured);
         self.drained = self.drained.max(other.drained);
-        if other.stopped_by == StopReason::Signal || self.sent == other.sent {
-            self.stopped_by = other.stopped_by;
-        }
+        // The strongest reason wins: a signal over the clock over the count.
+        self.stopped_by = self.stopped_by.max(other.stopped_by);
     }
 
     /// Calls neither answered nor answered wrongly: `sent - answered - wrong`.
@@ -351,6 +354,8 @@ fn ns(d: Duration) -> u64 {
 
 /// Longest sleep in one receive wait, so the stop flag and timeouts are looked at often.
 const MAX_WAIT: Duration = Duration::from_millis(5);
+/// Open loop: calls due this soon are sent together.
+const OPEN_TICK: Duration = Duration::from_micros(200);
 /// Calls issued per loop round at most (then replies are read again).
 const ISSUE_BATCH: usize = 256;
 /// How often timeouts are scanned.
@@ -436,14 +441,19 @@ pub fn run<T: Transport + ?Sized>(
                 }
             }
             Pace::Open { rate } => {
-                let due = (now as f64 * rate / 1e9) as u64;
+                // Calls due within the next tick leave now, together: waking up for
+                // every single call costs more than the call on a small VM (timer
+                // interrupts are VM exits). One sent early is timed from when it left.
+                let tick = ns(OPEN_TICK);
+                let due = ((now + tick) as f64 * rate / 1e9) as u64;
                 let mut n = 0;
                 while issued_total < due && n < ISSUE_BATCH && budget(&state) > 0 {
                     let scheduled = (issued_total as f64 * 1e9 / rate) as u64;
                     match state.free.pop() {
-                        // Latency counts from when the call was due, not when it left:
-                        // a generator falling behind must not hide the server's delay.
-                        Some(slot) => state.issue(io, &mut picker, slot, scheduled, now),
+                        // A call sent late is timed from when it was due, not when it
+                        // left: a generator falling behind must not hide the server's
+                        // delay (coordinated omission).
+                        Some(slot) => state.issue(io, &mut picker, slot, scheduled.max(now), now),
                         None if scheduled >= state.measure_from => state.stats.skipped += 1,
                         None => {}
                     }
@@ -451,7 +461,9 @@ pub fn run<T: Transport + ?Sized>(
                     n += 1;
                 }
                 let next = ((issued_total as f64) * 1e9 / rate) as u64;
-                wait = Duration::from_nanos(next.saturating_sub(now_ns())).min(MAX_WAIT);
+                wait = Duration::from_nanos(next.saturating_sub(now_ns() + tick))
+                    .max(OPEN_TICK)
+                    .min(MAX_WAIT);
             }
         }
         io.flush();

@@ -319,7 +319,6 @@ pub fn execute(
                 sources: args.source_addrs.clone(),
                 messages: messages.clone(),
             })?;
-            afxdp_info = Some(opened.info());
             source_addrs = opened.sources().iter().map(|a| a.to_string()).collect();
             ios.push(Box::new(opened));
         }
@@ -361,7 +360,10 @@ pub fn execute(
         let progress = progress[t as usize].clone();
         let handle = std::thread::Builder::new()
             .name(format!("storm-{t}"))
-            .spawn(move || engine::run(&mut *io, &expects, picker, &cfg, &stop, &progress))
+            .spawn(move || {
+                let stats = engine::run(&mut *io, &expects, picker, &cfg, &stop, &progress);
+                stats.map(|s| (s, io.report()))
+            })
             .context("starting a generator thread")?;
         handles.push(handle);
     }
@@ -392,10 +394,13 @@ pub fn execute(
     }
     let mut total = Stats::new(plan.templates.labels.len());
     for h in handles {
-        let stats = h
+        let (stats, transport) = h
             .join()
             .map_err(|_| anyhow!("a generator thread panicked"))??;
         total.merge(&stats);
+        if transport.is_some() {
+            afxdp_info = transport;
+        }
     }
     let cpu_after = report::process_cpu();
     let info = RunInfo {

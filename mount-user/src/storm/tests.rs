@@ -446,3 +446,63 @@ fn cli_defaults_and_refusals() {
         );
     }
 }
+
+/// Answers NULL and records who called.
+#[derive(Default)]
+struct Recorder {
+    peers: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Responder for Recorder {
+    fn respond(&self, req: &[u8], peer: SocketAddr, _: Option<&str>, out: &mut [u8]) -> Answer {
+        let Ok(call) = Call::parse(req) else {
+            return Answer::Drop;
+        };
+        self.peers.lock().unwrap().insert(peer);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let len = encode_success(out, call.xid, |_| Ok(())).unwrap();
+        Answer::Reply {
+            len,
+            truncated: false,
+        }
+    }
+}
+
+#[test]
+fn clients_use_distinct_ports_and_source_addresses_and_warmup_is_not_counted() {
+    // The server listens on every loopback address, so 127.0.0.2 can call 127.0.0.1.
+    let recorder = Arc::new(Recorder::default());
+    let sockets = bind_udp_group("0.0.0.0:0".parse().unwrap(), 1).unwrap();
+    let port = sockets[0].local_addr().unwrap().port();
+    let server = UdpServer::start(sockets, recorder.clone(), names(), Arc::default()).unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let a = args(&[
+        "--target",
+        &target,
+        "--mix",
+        "null",
+        "--clients",
+        "6",
+        "--source-addrs",
+        "127.0.0.1,127.0.0.2",
+        "--count",
+        "600",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "20",
+    ]);
+    let r = execute(&a, Arc::new(AtomicBool::new(false)), false).unwrap();
+    server.stop();
+    assert_clean(&r, 600);
+    let peers = recorder.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 6, "{peers:?}");
+    let ips: std::collections::HashSet<_> = peers.iter().map(|p| p.ip()).collect();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    // Warmup calls were sent and answered, but not counted.
+    let seen = recorder.calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(seen > 600, "the server saw only {seen} calls");
+    assert_eq!(r.source_addrs, vec!["127.0.0.1", "127.0.0.2"]);
+}
