@@ -1,1 +1,33 @@
 //! Test harness: namespaces, veth, daemon processes, a small independent RPC client.
+//!
+//! Layout:
+//! - [`netns`]: root check / SKIPPED logic, [`NetPair`] (two namespaces + veth), running
+//!   code or commands in the client namespace.
+//! - [`daemon`]: starting xdp-mountd in the server namespace (optionally with a private
+//!   rpcbind in its own mount namespace), READY wait, signals, exit status.
+//! - [`xdr`], [`rpc`]: a hand-written XDR/RPC codec, independent of the daemon's.
+//! - [`transport`]: UDP and TCP record-marking clients.
+//! - [`fixtures`]: the standard exports file the protocol tests run against.
+//! - [`afxdp`]: with `--xdp` on, proof at stop that UDP calls went through AF_XDP.
+//!
+//! Client sockets are created on a thread that `setns`-es into the client namespace
+//! ([`NetPair::in_client`]); real client tools run under `ip netns exec CLI timeout 20`.
+
+pub mod afxdp;
+pub mod capture;
+pub mod daemon;
+pub mod fixtures;
+pub mod netns;
+pub mod ops;
+pub mod rpc;
+pub mod transport;
+pub mod xdr;
+
+pub use daemon::{daemon_bin, Daemon, DaemonOpts, PORT};
+pub use fixtures::{status, Ctx, FH32_HEX, FH64_HEX, FH_HEX};
+pub use netns::{CmdOutput, NetPair};
+pub use rpc::{
+    auth_stat, parse_exports, parse_fhstatus, parse_mountlist, parse_mountres3, procs,
+    synthetic_handle, AcceptStat, Auth, Call, Denied, Reply, MOUNT_PROG,
+};
+pub use transport::{Proto, RpcClient, SrcPort, TcpClient, UdpClient};

@@ -98,7 +98,7 @@ pub fn run(args: RunArgs) -> Result<()> {
          \x20 ip netns exec {CLIENT_NS} rpcinfo -n {DEMO_PORT} -u {SERVER_V4} 100005\n\
          \x20 ip netns exec {CLIENT_NS} rpcinfo -n {DEMO_PORT} -t {SERVER_V4} 100005 3\n\
          \x20 ip netns exec {CLIENT_NS} showmount -e {SERVER_V4}\n\
-         \x20 ip netns exec {CLIENT_NS} nfs-ls -D nfs://{SERVER_V4}/\n\
+         \x20 ip netns exec {CLIENT_NS} nfs-ls -D nfs://{SERVER_V4}\n\
          \x20 ip netns exec {CLIENT_NS} showmount -a {SERVER_V4}\n\
          Ctrl-C stops the daemon and removes the namespaces.\n",
         exports.display()

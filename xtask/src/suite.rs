@@ -11,6 +11,9 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and `cargo clippy -D warnings`.
     #[arg(long)]
     no_lint: bool,
+    /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic).
+    #[arg(long)]
+    no_xdp_suite: bool,
     /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -53,7 +56,22 @@ pub fn run(args: TestArgs) -> Result<()> {
     test.arg("test")
         .args(&args.cargo_test_args)
         .env("XDP_MOUNTD_BIN", &bin);
-    let totals = run_counting(&mut test)?;
+    let mut totals = run_counting(&mut test)?;
+    // The whole end-to-end suite again over the AF_XDP data path, native and generic XDP
+    // (the harness proves from the daemon's stats that UDP calls went through AF_XDP).
+    if args.cargo_test_args.is_empty() && !args.no_xdp_suite {
+        for mode in ["native", "generic"] {
+            println!("xtask: end-to-end suite with --iface veth0 --xdp {mode}");
+            let mut e2e = cargo();
+            e2e.args(["test", "-p", "e2e", "--no-fail-fast"])
+                .env("XDP_MOUNTD_BIN", &bin)
+                .env("XMD_E2E_DAEMON_ARGS", format!("--iface veth0 --xdp {mode}"));
+            let t = run_counting(&mut e2e)?;
+            totals.passed += t.passed;
+            totals.failed += t.failed;
+            totals.ignored += t.ignored;
+        }
+    }
     // One closing line over every test binary: cargo prints one `test result:` per binary,
     // the last of which is often an empty doc-test run.
     println!(

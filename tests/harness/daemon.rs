@@ -1,0 +1,383 @@
+//! Launching xdp-mountd in the server namespace (optionally behind a private rpcbind).
+
+use crate::netns::NetPair;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The MOUNT port the tests use inside their namespaces (namespaces are private, so one
+/// fixed port is fine; it is deliberately not 644 so nothing relies on the default).
+pub const PORT: u16 = 4002;
+
+/// The daemon binary: env XDP_MOUNTD_BIN, else `<workspace>/target/debug/xdp-mountd`.
+pub fn daemon_bin() -> PathBuf {
+    let p = match std::env::var_os("XDP_MOUNTD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target/debug/xdp-mountd"),
+    };
+    if !p.is_file() {
+        panic!(
+            "xdp-mountd binary not found at {}: run `cargo build -p mount-user` first \
+             (or use `cargo xtask test`), or set XDP_MOUNTD_BIN",
+            p.display()
+        );
+    }
+    p
+}
+
+/// How to start the daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonOpts {
+    /// exports file
+    pub exports: PathBuf,
+    /// rmtab file (None: no --rmtab)
+    pub rmtab: Option<PathBuf>,
+    /// start a private rpcbind and let the daemon register with it
+    pub rpcbind: bool,
+    /// with `rpcbind` false: do not pass --no-rpcbind either, so the daemon tries to
+    /// register and finds no rpcbind (a private, empty /run keeps it off the host's)
+    pub rpcbind_absent: bool,
+    /// pass --filter-exports
+    pub filter_exports: bool,
+    /// extra arguments
+    pub extra: Vec<String>,
+    /// binary override (harness self-tests use a stand-in); None: [`daemon_bin`]
+    pub bin: Option<PathBuf>,
+    /// With the AF_XDP path on: this test sends UDP calls that reach the kernel socket by
+    /// design (IP fragments, loopback), so the AF_XDP-only check at stop is skipped.
+    pub kernel_udp_ok: bool,
+}
+
+impl DaemonOpts {
+    /// Defaults: no rpcbind (--no-rpcbind), no rmtab. Extra arguments for every daemon of
+    /// the run come from env XMD_E2E_DAEMON_ARGS (whitespace-separated), e.g. to run the
+    /// whole suite against another data path (the server's veth is always `veth0`).
+    pub fn new(exports: PathBuf) -> Self {
+        let extra = std::env::var("XMD_E2E_DAEMON_ARGS")
+            .map(|v| v.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        DaemonOpts {
+            exports,
+            rmtab: None,
+            rpcbind: false,
+            rpcbind_absent: false,
+            filter_exports: false,
+            extra,
+            bin: None,
+            kernel_udp_ok: false,
+        }
+    }
+}
+
+/// A running daemon; Drop stops it (SIGTERM, then SIGKILL) and its private rpcbind.
+pub struct Daemon<'p> {
+    pair: &'p NetPair,
+    child: Child,
+    /// stderr log file
+    pub stderr_path: PathBuf,
+    stdout: Arc<Mutex<String>>,
+    rpcbind_pidfile: Option<PathBuf>,
+    status: Option<ExitStatus>,
+    /// With the AF_XDP path on: the stats socket, and whether kernel UDP calls are fine.
+    xdp_stats: Option<(PathBuf, bool)>,
+}
+
+static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl NetPair {
+    /// Starts xdp-mountd in the server namespace and waits (10 s) for READY.
+    pub fn start_daemon(&self, opts: &DaemonOpts) -> Daemon<'_> {
+        match self.try_start_daemon(opts) {
+            Ok(d) => d,
+            Err(msg) => panic!("[{}] {msg}", self.test),
+        }
+    }
+
+    /// Like [`NetPair::start_daemon`] but returns an error text (with stderr) instead of panicking.
+    pub fn try_start_daemon(&self, opts: &DaemonOpts) -> Result<Daemon<'_>, String> {
+        let bin = opts.bin.clone().unwrap_or_else(daemon_bin);
+        let seq = START_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr_path = self.dir.join(format!("daemon-{seq}.stderr"));
+        let errf = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let mut args: Vec<String> = vec![
+            bin.display().to_string(),
+            "serve".into(),
+            "--exports".into(),
+            opts.exports.display().to_string(),
+            "--port".into(),
+            PORT.to_string(),
+        ];
+        if let Some(r) = &opts.rmtab {
+            args.push("--rmtab".into());
+            args.push(r.display().to_string());
+        }
+        if !opts.rpcbind && !opts.rpcbind_absent {
+            args.push("--no-rpcbind".into());
+        }
+        if opts.filter_exports {
+            args.push("--filter-exports".into());
+        }
+        args.extend(opts.extra.iter().cloned());
+        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra)).then(|| {
+            let socket = self.dir.join(format!("stats-{seq}.sock"));
+            args.push("--stats-socket".into());
+            args.push(socket.display().to_string());
+            (socket, opts.kernel_udp_ok)
+        });
+
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.srv]);
+        let mut rpcbind_pidfile = None;
+        if opts.rpcbind {
+            // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
+            // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
+            // so its registration reaches this rpcbind (platform.md).
+            let pidfile = self.dir.join(format!("rpcbind-{seq}.pid"));
+            let script = format!(
+                "set -e; mount -t tmpfs tmpfs /run; \
+                 rpcbind -f -w -h {v4} -h {v6} & echo $! > {pidfile}; \
+                 i=0; while [ ! -S /run/rpcbind.sock ]; do i=$((i+1)); \
+                 [ $i -lt 100 ] || {{ echo 'rpcbind did not start' >&2; exit 97; }}; sleep 0.05; done; \
+                 exec \"$@\"",
+                v4 = self.srv_v4(),
+                v6 = self.srv_v6(),
+                pidfile = pidfile.display(),
+            );
+            cmd.args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+                "sh",
+            ]);
+            rpcbind_pidfile = Some(pidfile);
+        } else if opts.rpcbind_absent {
+            // An empty private /run: no rpcbind socket, and the host's is out of reach.
+            cmd.args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "set -e; mount -t tmpfs tmpfs /run; exec \"$@\"",
+                "sh",
+            ]);
+        }
+        cmd.args(&args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(errf));
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawning {:?}: {e}", args))?;
+
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let buf = stdout.clone();
+        // Keep draining stdout after READY so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                buf.lock().unwrap().push_str(&(line.clone() + "\n"));
+                if !sent && line.contains("READY") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+
+        let mut d = Daemon {
+            pair: self,
+            child,
+            stderr_path,
+            stdout,
+            rpcbind_pidfile,
+            status: None,
+            xdp_stats,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => return Ok(d),
+                Err(mpsc::RecvTimeoutError::Disconnected)
+                | Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(st)) = d.child.try_wait() {
+                        d.status = Some(st);
+                        return Err(format!(
+                            "xdp-mountd exited ({st}) before READY\nstdout:\n{}\nstderr:\n{}",
+                            d.stdout(),
+                            d.stderr()
+                        ));
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "xdp-mountd printed no READY within 10 s\nstdout:\n{}\nstderr:\n{}",
+                            d.stdout(),
+                            d.stderr()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Daemon<'_> {
+    /// The daemon's pid (host pid namespace).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Everything the daemon wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        if self.status.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(st)) => {
+                self.status = Some(st);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Sends `sig` and waits up to 5 s for exit; SIGKILL after that (then panics).
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
+        if let Some(st) = self.status {
+            return st;
+        }
+        self.check_afxdp();
+        self.signal(sig);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.status = Some(st);
+                self.kill_rpcbind();
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let st = self.child.wait().expect("wait after SIGKILL");
+        self.status = Some(st);
+        self.kill_rpcbind();
+        panic!(
+            "[{}] xdp-mountd did not exit within 5 s of signal {sig}; killed\nstderr:\n{}",
+            self.pair.test,
+            self.stderr()
+        );
+    }
+
+    /// With the AF_XDP path on, a running daemon must not have received MOUNT calls on its
+    /// kernel UDP socket (see [`crate::afxdp`]). Checked once, before stopping.
+    fn check_afxdp(&mut self) {
+        let Some((socket, kernel_udp_ok)) = self.xdp_stats.take() else {
+            return;
+        };
+        if kernel_udp_ok || std::thread::panicking() || !self.alive() {
+            return;
+        }
+        let bin = daemon_bin();
+        match crate::afxdp::udp_call_counts(&bin, &socket) {
+            Ok((_, 0)) => {}
+            Ok((afxdp, kernel)) => panic!(
+                "[{}] --xdp is on, yet {kernel} UDP call(s) reached the kernel socket \
+                 ({afxdp} through AF_XDP); a test that sends IP fragments or uses loopback sets kernel_udp_ok",
+                self.pair.test
+            ),
+            Err(e) => panic!("[{}] reading stats: {e}", self.pair.test),
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Stops the private rpcbind (if any). The daemon may be stopped first to inspect what
+    /// it left registered.
+    pub fn kill_rpcbind(&mut self) {
+        if let Some(pf) = self.rpcbind_pidfile.take() {
+            if let Ok(s) = std::fs::read_to_string(&pf) {
+                if let Ok(pid) = s.trim().parse::<i32>() {
+                    // SAFETY: the pid is the rpcbind this launcher started.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+
+    /// Stops the daemon but leaves the private rpcbind running (to check unregistration).
+    pub fn stop_keep_rpcbind(&mut self) -> ExitStatus {
+        let pf = self.rpcbind_pidfile.take();
+        let st = self.stop();
+        self.rpcbind_pidfile = pf;
+        st
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            if std::thread::panicking() {
+                // No second panic while unwinding: SIGTERM, short grace, SIGKILL.
+                self.signal(libc::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            } else {
+                let st = self.stop();
+                if !st.success() {
+                    panic!(
+                        "[{}] xdp-mountd exited with {st} on SIGTERM\nstderr:\n{}",
+                        self.pair.test,
+                        self.stderr()
+                    );
+                }
+            }
+        }
+        self.kill_rpcbind();
+        if std::thread::panicking() {
+            eprintln!(
+                "[{}] xdp-mountd stderr ({}):\n{}",
+                self.pair.test,
+                self.stderr_path.display(),
+                self.stderr()
+            );
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Size limits and load: lists larger than a datagram, many concurrent clients.
+
+use e2e::*;
+use std::fmt::Write as _;
+
+/// Decodes an `exports` list that may have been cut at an entry boundary: it must still be
+/// a complete XDR list (ending in FALSE), with no trailing bytes.
+fn strict_exports(results: &[u8]) -> Vec<(String, Vec<String>)> {
+    parse_exports(results).unwrap_or_else(|e| panic!("EXPORT reply is not a valid list: {e:#}"))
+}
+
+#[test]
+fn export_list_larger_than_a_datagram() {
+    let Some(pair) = NetPair::new("export_list_larger_than_a_datagram") else {
+        return;
+    };
+    // 1500 exports with 100-byte paths and two groups: ~250 KB of XDR.
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for i in 0..1500 {
+        let dir = format!("/srv/big/{i:05}-{}", "p".repeat(84));
+        writeln!(
+            text,
+            "{dir} 10.0.{}.0/24(ro,insecure) *(ro,insecure)",
+            i % 250
+        )
+        .unwrap();
+        want.push((dir, vec![format!("10.0.{}.0/24", i % 250), "*".to_string()]));
+    }
+    let exports = pair.write_file("exports", &text);
+    let _d = pair.start_daemon(&DaemonOpts::new(exports));
+    let srv4 = pair.srv_addr(false, PORT);
+    let srv6 = pair.srv_addr(true, PORT);
+    pair.in_client(move || {
+        for server in [srv4, srv6] {
+            // TCP: the whole list.
+            let mut t = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+            assert_eq!(t.exports(3, procs::EXPORT), want, "TCP EXPORT is complete");
+            // UDP: one datagram, a valid list, a prefix of the whole cut at an entry.
+            let u = UdpClient::new(server, SrcPort::High).unwrap();
+            let call = Call::mount(3, procs::EXPORT);
+            let r = u.call(&call).unwrap();
+            assert!(r.raw.len() <= 65_507, "UDP reply of {} bytes", r.raw.len());
+            let got = strict_exports(r.success());
+            assert!(!got.is_empty(), "a truncated list still carries entries");
+            assert!(got.len() < want.len(), "250 KB cannot fit one datagram");
+            assert_eq!(
+                got[..],
+                want[..got.len()],
+                "UDP list must be a prefix of the whole"
+            );
+            // A MNT of the last export works regardless.
+            let mut uc = RpcClient::Udp(u);
+            assert_eq!(uc.mnt3(&want[1499].0).0, status::OK);
+        }
+    });
+}
+
+#[test]
+fn dump_list_larger_than_a_datagram() {
+    let Some(pair) = NetPair::new("dump_list_larger_than_a_datagram") else {
+        return;
+    };
+    let _d = pair.start_standard();
+    let server = pair.srv_addr(false, PORT);
+    let host = pair.cli_v4().to_string();
+    pair.in_client(move || {
+        let mut t = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        let mut want = Vec::new();
+        for i in 0..800 {
+            let dir = format!("/srv/a/{i:04}-{}", "q".repeat(90));
+            let (st, _) = t.mnt3(&dir);
+            assert_eq!(st, status::OK);
+            want.push((host.clone(), dir));
+        }
+        want.sort();
+        let mut got = t.dump(3);
+        got.sort();
+        assert_eq!(got, want, "TCP DUMP is complete");
+        let u = UdpClient::new(server, SrcPort::High).unwrap();
+        let r = u.call(&Call::mount(1, procs::DUMP)).unwrap();
+        assert!(r.raw.len() <= 65_507);
+        let got = parse_mountlist(r.success())
+            .unwrap_or_else(|e| panic!("UDP DUMP is not a valid list: {e:#}"));
+        assert!(!got.is_empty() && got.len() <= want.len());
+        for e in &got {
+            assert!(want.binary_search(e).is_ok(), "unknown DUMP entry {e:?}");
+        }
+    });
+}
+
+#[test]
+fn concurrent_clients_get_their_own_answers() {
+    let Some(pair) = NetPair::new("concurrent_clients") else {
+        return;
+    };
+    let _d = pair.start_standard();
+    let srv4 = pair.srv_addr(false, PORT);
+    let srv6 = pair.srv_addr(true, PORT);
+    let t0 = std::time::Instant::now();
+    pair.in_client(move || {
+        // Sockets are created on this (client-namespace) thread and moved to workers.
+        let mut workers = Vec::new();
+        for k in 0..8 {
+            let server = if k % 2 == 0 { srv4 } else { srv6 };
+            let proto = if k % 4 < 2 { Proto::Udp } else { Proto::Tcp };
+            let mut c = RpcClient::new(proto, server, SrcPort::High).unwrap();
+            workers.push(std::thread::spawn(move || {
+                for i in 0..250 {
+                    let path = format!("/srv/a/w{k}/{i}");
+                    let (st, ok) = c.mnt3(&path);
+                    assert_eq!(st, status::OK, "{proto:?} {path}");
+                    assert_eq!(ok.unwrap().0, synthetic_handle(&path), "{path}");
+                }
+            }));
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    assert!(
+        t0.elapsed().as_secs() < 30,
+        "2000 MNTs took {:?}",
+        t0.elapsed()
+    );
+}
