@@ -193,3 +193,67 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
     assert_eq!(r["answered"], sent, "{r}");
     assert!(!client_xdp_attached(&bed));
 }
+
+#[test]
+fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("stormq", 93, 2);
+    let exports = bed.write("exports", EXPORTS);
+    let _daemon = bed.daemon(&[
+        "--exports",
+        exports.to_str().unwrap(),
+        "--iface",
+        SRV_IF,
+        "--xdp",
+        "native",
+    ]);
+    let target = bed.srv_addr(false).to_string();
+    // Many clients (source ports) so that replies hash onto both rx queues.
+    let r = storm(
+        &bed,
+        &[
+            "--target",
+            &target,
+            "--io",
+            "afxdp",
+            "--iface",
+            CLI_IF,
+            "--mix",
+            MIX,
+            "--paths",
+            "/srv/a",
+            "--count",
+            "8000",
+            "--clients",
+            "32",
+            "--window",
+            "128",
+        ],
+    );
+    assert_clean(&r, 8000);
+    assert_eq!(r["afxdp"]["queues"], 2, "{r}");
+    let per_queue: Vec<u64> = r["afxdp"]["xsk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["rx_dropped"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_queue, vec![0, 0], "{r}");
+    assert_eq!(r["afxdp"]["foreign_frames"], 0, "{r}");
+    let rx: Vec<u64> = r["afxdp"]["rx_per_queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    eprintln!("replies per rx queue: {rx:?}");
+    assert_eq!(rx.iter().sum::<u64>(), 8000, "{r}");
+    // Client c sends on queue c % 2 and the daemon answers on the queue a call came in.
+    assert!(rx.iter().all(|&n| n > 0), "a queue got no replies: {r}");
+    assert!(
+        r["afxdp"]["xdp_program"]["redirected"].as_u64().unwrap() >= 8000,
+        "{r}"
+    );
+}

@@ -121,24 +121,25 @@ impl Datapath {
 
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
+        let kernel = Arc::new(kernel);
+        {
+            let (responder, names, kernel) = (responder.clone(), names.clone(), kernel.clone());
+            // Not joined: it may sit in a DNS timeout; it ends when the workers (holding
+            // the only senders) are gone.
+            std::thread::Builder::new()
+                .name("xdp-resolve".into())
+                .spawn(move || worker::resolver(lookup_queue, &*responder, &names, &kernel))
+                .context("starting the name-lookup thread")?;
+        }
         let shared = Arc::new(Shared {
             responder,
             names,
             lookups,
-            kernel: Arc::new(kernel),
+            kernel,
             mtu,
             stop: stop.clone(),
             errors: RateLimit::new(Duration::from_secs(10)),
         });
-        {
-            let shared = shared.clone();
-            // Not joined: it may sit in a DNS timeout; it ends when the workers (the
-            // senders) are gone.
-            std::thread::Builder::new()
-                .name("xdp-resolve".into())
-                .spawn(move || worker::resolver(lookup_queue, shared))
-                .context("starting the name-lookup thread")?;
-        }
         let mut queues = Vec::with_capacity(sockets.len());
         let mut workers = Vec::with_capacity(sockets.len());
         for ((queue, xsk), core) in (0..).zip(sockets).zip(cores) {

@@ -332,18 +332,22 @@ pub fn send_via_kernel(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) -> io
     socket.send_to(reply, to).map(|_| ())
 }
 
-/// The name-lookup thread: resolve, answer again, send through the kernel socket.
-pub fn resolver(queue: crossbeam_channel::Receiver<Deferred>, shared: Arc<Shared>) {
+/// The name-lookup thread: resolve, answer again, send through the kernel socket. Ends
+/// when every sender (the workers' [`Shared`]) is gone.
+pub fn resolver(
+    queue: crossbeam_channel::Receiver<Deferred>,
+    responder: &dyn Responder,
+    names: &NameCache,
+    kernel: &UdpSocket,
+) {
     let mut out = vec![0u8; UDP_MAX_MESSAGE];
     while let Ok(job) = queue.recv() {
-        let name = shared.names.resolve(job.peer.ip());
+        let name = names.resolve(job.peer.ip());
         if let Answer::Reply { len, .. } =
-            shared
-                .responder
-                .respond(&job.request, job.peer, Some(&name), &mut out)
+            responder.respond(&job.request, job.peer, Some(&name), &mut out)
         {
             if let Some(reply) = out.get(..len) {
-                if let Err(e) = send_via_kernel(&shared.kernel, reply, job.peer) {
+                if let Err(e) = send_via_kernel(kernel, reply, job.peer) {
                     tracing::debug!(peer = %job.peer, error = %e, "UDP send failed");
                 }
             }

@@ -53,7 +53,7 @@ pub enum Pace {
 pub struct EngineConfig {
     /// Outstanding calls at most.
     pub slots: u32,
-    /// Clients the transport has (slot `s` uses client `s % clients`).
+    /// Clients the transport has (used round robin, call by call).
     pub clients: u32,
     /// Closed or open loop.
     pub pace: Pace,
@@ -222,6 +222,8 @@ struct Slot {
     /// xid of the last call given up on this slot (to recognise its late reply).
     stale: Option<u32>,
     template: u16,
+    /// The client that sent the call in flight.
+    client: u32,
     busy: bool,
     measured: bool,
     /// When the call left (or, open loop, was due), ns since the engine's epoch.
@@ -243,6 +245,9 @@ struct State<'a> {
     measure_from: u64,
     /// Replies for which a slot was freed in a closed loop, to be refilled.
     refill: bool,
+    /// The client of the next call: calls go round robin over every client, so all of
+    /// them stay active even with fewer slots than clients.
+    next_client: u32,
 }
 
 impl State<'_> {
@@ -259,6 +264,11 @@ impl State<'_> {
         let generation = (s.xid >> self.bits).wrapping_add(1);
         s.xid = generation.checked_shl(self.bits).unwrap_or(0) | slot;
         s.template = template;
+        s.client = self.next_client;
+        self.next_client += 1;
+        if self.next_client == self.cfg.clients {
+            self.next_client = 0;
+        }
         s.busy = true;
         s.measured = now >= self.measure_from;
         s.sent_ns = stamp;
@@ -270,7 +280,7 @@ impl State<'_> {
                 e.sent += 1;
             }
         }
-        io.queue(slot % self.cfg.clients, template, s.xid);
+        io.queue(s.client, template, s.xid);
     }
 
     fn release(&mut self, slot: u32) {
@@ -306,7 +316,7 @@ impl State<'_> {
         let (entry, expect) = self.expects[usize::from(slot.template)];
         let verdict = if truncated {
             Err(Wrong::Truncated)
-        } else if client != index % self.cfg.clients {
+        } else if client != slot.client {
             Err(Wrong::WrongClient)
         } else {
             validate::check(reply, &expect)
@@ -402,6 +412,7 @@ pub fn run<T: Transport + ?Sized>(
         stats: Stats::new(entries),
         measure_from: ns(cfg.warmup),
         refill: false,
+        next_client: 0,
     };
     let epoch = Instant::now();
     let now_ns = || ns(epoch.elapsed());

@@ -493,6 +493,9 @@ fn clients_use_distinct_ports_and_source_addresses_and_warmup_is_not_counted() {
         "0.2",
         "--duration",
         "20",
+        // Fewer slots than clients: every client is still used.
+        "--window",
+        "4",
     ]);
     let r = execute(&a, Arc::new(AtomicBool::new(false)), false).unwrap();
     server.stop();
