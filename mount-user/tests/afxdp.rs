@@ -458,3 +458,78 @@ fn host_name_rules_resolve_off_the_hot_path() {
     assert_eq!(q["name_lookups"], 1, "{q}");
     assert_eq!(q["tx"], 1, "{q}");
 }
+
+/// SIGTERM while calls keep coming: steering stops first and the kernel socket (still
+/// bound) takes over, so no call sent before the signal goes unanswered; then the
+/// program is detached and the daemon exits 0.
+#[test]
+fn sigterm_under_load_loses_no_call() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("drn", 10, 1);
+    let exports = bed.write("exports", EXPORTS);
+    let mut daemon = bed.daemon(&["--exports", exports.to_str().unwrap(), "--iface", SRV_IF]);
+    let to = bed.srv_addr(false);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<(Instant, bool)>();
+    let signalled = thread::scope(|s| {
+        s.spawn(|| {
+            bed.in_client(|| {
+                let sock = udp_socket(to);
+                sock.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut xid = 0u32;
+                let mut buf = [0u8; 256];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    xid += 1;
+                    let at = Instant::now();
+                    let _ = sock.send_to(&bed::call(xid, 3, 0, &[]), to);
+                    let answered = loop {
+                        match sock.recv_from(&mut buf) {
+                            Ok((n, _)) if n >= 4 && buf[..4] == xid.to_be_bytes() => break true,
+                            Ok(_) => continue,
+                            Err(_) => break false,
+                        }
+                    };
+                    let _ = sent_tx.send((at, answered));
+                }
+            })
+        });
+        // Let calls flow through AF_XDP, then signal in the middle of the stream.
+        thread::sleep(Duration::from_millis(300));
+        let signalled = Instant::now();
+        daemon.signal(libc::SIGTERM);
+        assert_eq!(
+            daemon.wait(Duration::from_secs(10)),
+            Some(0),
+            "{}",
+            daemon.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        signalled
+    });
+    let calls: Vec<(Instant, bool)> = sent_rx.try_iter().collect();
+    let before: Vec<_> = calls.iter().filter(|(at, _)| *at < signalled).collect();
+    assert!(
+        before.len() > 10,
+        "only {} calls before the signal",
+        before.len()
+    );
+    let lost = before.iter().filter(|(_, ok)| !ok).count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} calls sent before SIGTERM unanswered",
+        before.len()
+    );
+    assert!(!bed.xdp_attached(), "program left after SIGTERM");
+    let log = daemon.log();
+    let detached = log.find("XDP program detached").expect("detached");
+    let stopped = log.find("kernel-stack listener counters").expect("stopped");
+    assert!(
+        detached < stopped,
+        "XDP stops before the kernel listeners:\n{log}"
+    );
+}

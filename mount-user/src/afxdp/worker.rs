@@ -37,7 +37,8 @@ pub struct QueueCounters {
     pub tx: AtomicU64,
     /// Frames answered with nothing.
     pub dropped: AtomicU64,
-    /// Replies sent through the kernel UDP socket (larger than the MTU).
+    /// Replies sent through the kernel UDP socket (larger than the MTU, or calls to a
+    /// broadcast/multicast address).
     pub via_kernel: AtomicU64,
     /// Calls deferred to the name-lookup thread.
     pub name_lookups: AtomicU64,
@@ -282,7 +283,13 @@ fn handle(
     }
     let reply = &scratch[..reply_len];
     let offset = packet::reply_payload_offset(&parsed.addressing.ips);
-    if let Some(area) = frame.get_mut(offset..offset + reply_len) {
+    // A call sent to a broadcast or multicast address must not be answered from that
+    // address: the kernel socket picks a proper source.
+    let unicast = !parsed.addressing.dst_mac.is_group() && is_unicast(parsed.addressing.ips.dst());
+    let area = frame
+        .get_mut(offset..offset + reply_len)
+        .filter(|_| unicast);
+    if let Some(area) = area {
         area.copy_from_slice(reply);
         if let Ok(frame_len) =
             packet::finish_reply(frame, &parsed.addressing, reply_len, shared.mtu)
@@ -302,6 +309,16 @@ fn handle(
         }
     }
     None
+}
+
+/// Whether `ip` can be the source of our reply.
+fn is_unicast(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified())
+        }
+        std::net::IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
 }
 
 /// Parks a call for the name-lookup thread (which answers through the kernel socket).
@@ -352,5 +369,190 @@ pub fn resolver(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Replies "R" + the request, or a `big` reply of 3000 bytes, or nothing.
+    struct Echo;
+
+    impl Responder for Echo {
+        fn respond(&self, req: &[u8], _: SocketAddr, _: Option<&str>, out: &mut [u8]) -> Answer {
+            match req {
+                b"drop" => Answer::Drop,
+                b"big" => {
+                    out[..3000].fill(b'B');
+                    Answer::Reply {
+                        len: 3000,
+                        truncated: false,
+                    }
+                }
+                _ => {
+                    out[0] = b'R';
+                    out[1..=req.len()].copy_from_slice(req);
+                    Answer::Reply {
+                        len: req.len() + 1,
+                        truncated: false,
+                    }
+                }
+            }
+        }
+    }
+
+    fn shared(kernel: UdpSocket) -> Shared {
+        let (lookups, _) = crossbeam_channel::bounded(1);
+        Shared {
+            responder: Arc::new(Echo),
+            names: Arc::new(NameCache::with_lookup(Box::new(|_| None))),
+            lookups,
+            kernel: Arc::new(kernel),
+            mtu: 1500,
+            stop: Arc::new(AtomicBool::new(false)),
+            errors: RateLimit::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Ethernet + IPv4 with 4 bytes of options (so the reply payload, which has none,
+    /// starts before the request payload: the overlap case) + UDP to port 644.
+    fn request(src: Ipv4Addr, src_port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (24 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x46, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&src.octets());
+        ip.extend_from_slice(&[10, 0, 0, 1]);
+        ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+        let sum = crate::packet::checksum::ipv4_header(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&src_port.to_be_bytes());
+        f.extend_from_slice(&644u16.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]); // partial/absent checksum, as over veth
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn reply_is_written_in_place_with_full_checksums() {
+        let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let c = QueueCounters::default();
+        let payload: Vec<u8> = (0..100u8).collect();
+        let mut frame = request(Ipv4Addr::new(10, 0, 0, 2), 4000, &payload);
+        let len = frame.len();
+        frame.resize(FRAME_SIZE - 256, 0xEE); // a UMEM chunk after the copy-mode headroom
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        let out = handle(&s, &c, &mut frame, len, &mut scratch).unwrap() as usize;
+
+        let (eth, rest) = etherparse::Ethernet2Header::from_slice(&frame[..out]).unwrap();
+        assert_eq!(eth.destination, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(eth.source, [2, 0, 0, 0, 0, 1]);
+        let (ip, rest) = etherparse::Ipv4Header::from_slice(rest).unwrap();
+        assert_eq!(ip.source, [10, 0, 0, 1]);
+        assert_eq!(ip.destination, [10, 0, 0, 2]);
+        assert!(ip.options.is_empty());
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        let (udp, body) = etherparse::UdpHeader::from_slice(rest).unwrap();
+        assert_eq!((udp.source_port, udp.destination_port), (644, 4000));
+        let mut want = vec![b'R'];
+        want.extend_from_slice(&payload);
+        assert_eq!(
+            body,
+            &want[..],
+            "request read before the reply overwrote it"
+        );
+        assert_eq!(
+            udp.checksum,
+            udp.calc_checksum_ipv4_raw(ip.source, ip.destination, body)
+                .unwrap()
+        );
+        assert_eq!(c.tx.load(Ordering::Relaxed), 1);
+        assert_eq!(c.procs.snapshot()[crate::stats::procs::PROC_SLOTS - 1], 1);
+    }
+
+    #[test]
+    fn larger_than_mtu_goes_through_the_kernel_socket() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = client.local_addr().unwrap().port();
+        let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let c = QueueCounters::default();
+        let mut frame = request(Ipv4Addr::LOCALHOST, port, b"big");
+        let len = frame.len();
+        frame.resize(FRAME_SIZE, 0);
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        let mut buf = [0u8; 4096];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(n, 3000, "whole, not truncated");
+        assert!(buf[..n].iter().all(|&b| b == b'B'));
+        assert_eq!(from, s.kernel.local_addr().unwrap());
+        assert_eq!(c.via_kernel.load(Ordering::Relaxed), 1);
+        assert_eq!(c.tx.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn calls_to_a_broadcast_address_are_answered_by_the_kernel_socket() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = client.local_addr().unwrap().port();
+        let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let c = QueueCounters::default();
+        let mut frame = request(Ipv4Addr::LOCALHOST, port, b"hello");
+        frame[..6].fill(0xff); // to the broadcast MAC
+        let len = frame.len();
+        frame.resize(FRAME_SIZE, 0);
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"Rhello");
+        assert_eq!(c.via_kernel.load(Ordering::Relaxed), 1);
+        assert!(!is_unicast("255.255.255.255".parse().unwrap()));
+        assert!(!is_unicast("ff02::1".parse().unwrap()));
+        assert!(is_unicast("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn invalid_frames_and_drops_are_counted() {
+        let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let c = QueueCounters::default();
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        let mut frame = request(Ipv4Addr::new(10, 0, 0, 2), 4000, b"drop");
+        let len = frame.len();
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        // A broadcast source cannot be answered; a runt is not a frame.
+        let mut frame = request(Ipv4Addr::BROADCAST, 4000, b"x");
+        let len = frame.len();
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        assert_eq!(handle(&s, &c, &mut [0u8; 10], 10, &mut scratch), None);
+        // A length beyond the chunk is refused, not trusted.
+        assert_eq!(handle(&s, &c, &mut [0u8; 10], 4000, &mut scratch), None);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(c.tx.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn kernel_send_maps_ipv4_peers_on_a_dual_stack_socket() {
+        let Ok(dual) = UdpSocket::bind("[::]:0") else {
+            return; // no IPv6 here
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        send_via_kernel(&dual, b"hi", client.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
 }

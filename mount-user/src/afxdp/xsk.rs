@@ -524,3 +524,61 @@ impl Xsk {
         unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring over plain memory, with the kernel's side played by the test.
+    fn ring<T>() -> RingMap<T> {
+        let off = libc::xdp_ring_offset {
+            producer: 0,
+            consumer: 64,
+            flags: 128,
+            desc: 192,
+        };
+        RingMap::new(-1, &off, 0).unwrap()
+    }
+
+    #[test]
+    fn producer_refreshes_the_cached_consumer_before_reporting_full() {
+        let mut p = Producer::new(ring::<u64>());
+        assert_eq!(p.free(1), RING_SIZE);
+        for i in 0..u64::from(RING_SIZE) {
+            p.push(i);
+        }
+        p.commit();
+        assert_eq!(p.free(1), 0, "full");
+        assert_eq!(p.pending(), RING_SIZE);
+        // The "kernel" consumes 10 entries: the cached index still says full until the
+        // refresh that free() does when asked for more than it knows of.
+        p.ring.consumer().store(10, Ordering::Release);
+        assert_eq!(p.free(10), 10);
+        assert_eq!(p.pending(), RING_SIZE - 10);
+        // Slot 0 wraps around.
+        p.push(99);
+        p.commit();
+        // SAFETY: slot 0 of the test ring.
+        assert_eq!(unsafe { p.ring.slot(RING_SIZE).read() }, 99);
+        assert!(!p.needs_wakeup());
+        // SAFETY: the flags word of the test ring.
+        unsafe { p.ring.flags.as_ref() }.store(libc::XDP_RING_NEED_WAKEUP, Ordering::Relaxed);
+        assert!(p.needs_wakeup());
+    }
+
+    #[test]
+    fn consumer_sees_what_the_producer_published() {
+        let mut c = Consumer::new(ring::<u64>());
+        assert_eq!(c.available(1), 0);
+        for i in 0..5u32 {
+            // SAFETY: slots of the test ring.
+            unsafe { c.ring.slot(i).write(u64::from(i) * 7) };
+        }
+        c.ring.producer().store(5, Ordering::Release);
+        assert_eq!(c.available(64), 5);
+        assert_eq!((c.pop(), c.pop()), (0, 7));
+        c.release();
+        assert_eq!(c.ring.consumer().load(Ordering::Acquire), 2);
+        assert_eq!(c.available(1), 3, "cached: no refresh needed");
+    }
+}

@@ -56,7 +56,8 @@ pub struct QueueReport {
     pub tx: u64,
     /// Frames answered with nothing (not a valid datagram, not a call, ...).
     pub dropped: u64,
-    /// Replies larger than the MTU, sent through the kernel UDP socket instead.
+    /// Replies sent through the kernel UDP socket instead (larger than the MTU, or calls
+    /// to a broadcast/multicast address).
     pub via_kernel: u64,
     /// Calls handed to the name-lookup thread (answered through the kernel socket).
     pub name_lookups: u64,
