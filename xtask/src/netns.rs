@@ -77,11 +77,6 @@ impl NetPair {
         }
         Ok(pair)
     }
-
-    /// The names and addresses this pair was made with.
-    pub fn spec(&self) -> &NetSpec {
-        &self.spec
-    }
 }
 
 impl Drop for NetPair {

@@ -236,7 +236,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             background_busy * 100.0
         );
     }
-    let net = NetPair::create(NET)?;
     let quick = args.quick;
     let rounds = args.rounds.unwrap_or(if quick { 3 } else { 5 });
     let duration = args
@@ -248,7 +247,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let ctx = Ctx {
         pin,
         bin: &bin,
-        net: net.spec(),
+        net: &NET,
         work,
         exports: &exports,
         ganesha_conf: &ganesha_conf,
@@ -263,6 +262,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for k in 0..n {
             let vi = (k + round as usize - 1) % n;
             let variant = args.variants[vi];
+            // A fresh pair per server: no TIME_WAIT sockets on the port, neighbour entries
+            // or XDP state left by the one before (Ganesha refuses a port in TIME_WAIT).
+            let net = NetPair::create(NET)?;
             let mut server = ctx.start(variant, round)?;
             ctx.verify(&mut server, variant)?;
             if args.check_only {
@@ -271,6 +273,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     variant.id()
                 );
                 server.stop()?;
+                drop(net);
                 continue;
             }
             for (wi, workload) in args.calls.iter().enumerate() {
@@ -333,9 +336,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 entry.1.push(half);
             }
             server.stop()?;
+            drop(net);
         }
     }
-    drop(net);
     if args.check_only {
         return Ok(());
     }
