@@ -12,11 +12,12 @@ mod meta;
 mod report;
 mod server;
 mod storm;
+mod variants;
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +25,8 @@ use std::time::{Duration, Instant};
 use crate::netns::{NetPair, NetSpec};
 use crate::{run_checked, workspace_root};
 use report::{Cell, Config, Report, Run, Summary};
-use server::{Launch, Server};
 use storm::{Load, StormSpec};
+use variants::{Ctx, GeneratorIo, Variant, Workload};
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -72,70 +73,10 @@ pub struct BenchArgs {
     update_readme: bool,
 }
 
-/// A server under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Variant {
-    /// xdp-mountd with the XDP program in the veth driver.
-    XdpNative,
-    /// xdp-mountd with generic (SKB) XDP.
-    XdpGeneric,
-    /// xdp-mountd on kernel sockets only.
-    Socket,
-    /// NFS-Ganesha's MOUNT service.
-    Ganesha,
-}
-
-impl Variant {
-    fn id(self) -> &'static str {
-        match self {
-            Variant::XdpNative => "xdp-native",
-            Variant::XdpGeneric => "xdp-generic",
-            Variant::Socket => "socket",
-            Variant::Ganesha => "ganesha",
-        }
-    }
-}
-
-/// storm's I/O.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum GeneratorIo {
-    /// AF_XDP on the client veth end (native XDP).
-    Afxdp,
-    /// Kernel UDP sockets.
-    Socket,
-}
-
-/// A call type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Workload {
-    /// MOUNT v3 NULL.
-    Null,
-    /// MOUNT v3 MNT of the exported directory.
-    Mnt,
-    /// MOUNT v3 EXPORT (one export).
-    Export,
-}
-
-impl Workload {
-    fn id(self) -> &'static str {
-        match self {
-            Workload::Null => "null",
-            Workload::Mnt => "mnt",
-            Workload::Export => "export",
-        }
-    }
-    fn mix(self) -> &'static str {
-        match self {
-            Workload::Null => "null=1",
-            Workload::Mnt => "mnt3=1",
-            Workload::Export => "export3=1",
-        }
-    }
-}
-
-const PORT: u16 = 644;
+/// The MOUNT port every server listens on.
+pub(crate) const PORT: u16 = 644;
 /// With pinning: where the server runs, and where the generator runs.
-const SERVER_CPU: &str = "0";
+pub(crate) const SERVER_CPU: &str = "0";
 const GENERATOR_CPU: &str = "1";
 /// The bench's namespace pair (its own names and subnet: it may run beside the demo).
 const NET: NetSpec = NetSpec {
@@ -433,102 +374,4 @@ fn write_outputs(root: &Path, report: &Report, update_readme: bool) -> Result<()
         println!("updated the Performance block of {}", path.display());
     }
     Ok(())
-}
-
-/// What starting and checking servers needs.
-struct Ctx<'a> {
-    /// Server on CPU 0, generator on CPU 1.
-    pin: bool,
-    bin: &'a Path,
-    net: &'a NetSpec,
-    work: &'a Path,
-    exports: &'a Path,
-    ganesha_conf: &'a Path,
-    export_path: String,
-    stop: &'a Interrupt,
-}
-
-impl Ctx<'_> {
-    fn start(&self, variant: Variant, round: u32) -> Result<Server> {
-        let log = self.work.join(format!("{}-{round}.log", variant.id()));
-        let argv: Vec<String> = match variant {
-            Variant::Ganesha => ganesha::argv(
-                self.ganesha_conf,
-                &self.work.join(format!("ganesha-{round}.nfsd.log")),
-                &self.work.join("ganesha.pid"),
-            ),
-            _ => {
-                let mut a = vec![
-                    self.bin.display().to_string(),
-                    "serve".into(),
-                    "--exports".into(),
-                    self.exports.display().to_string(),
-                    "--port".into(),
-                    PORT.to_string(),
-                    "--rmtab".into(),
-                    self.work.join("rmtab").display().to_string(),
-                ];
-                let xdp: &[&str] = match variant {
-                    Variant::XdpNative => &["--iface", self.net.server_if, "--xdp", "native"],
-                    Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
-                    _ => &["--xdp", "off"],
-                };
-                a.extend(xdp.iter().map(|s| s.to_string()));
-                a
-            }
-        };
-        let argv = if self.pin {
-            ["taskset", "-c", SERVER_CPU]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(argv)
-                .collect()
-        } else {
-            argv
-        };
-        Server::start(Launch {
-            name: variant.id(),
-            netns: self.net.server_ns,
-            rpcbind_addr: self.net.server_v4,
-            argv,
-            log,
-        })
-    }
-
-    /// Wait until the server answers (xdp-mountd: READY, i.e. XDP attached), then require
-    /// rpcinfo over UDP and TCP and showmount -e to work from the client namespace.
-    fn verify(&self, server: &mut Server, variant: Variant) -> Result<()> {
-        let addr = self.net.server_v4;
-        let log = server.log.clone();
-        let port = PORT.to_string();
-        let client = |args: &[&str]| {
-            Command::new("ip")
-                .args(["netns", "exec", self.net.client_ns, "timeout", "5"])
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .output()
-        };
-        let udp = ["rpcinfo", "-n", &port, "-u", addr, "100005", "3"];
-        server.wait_ready(Duration::from_secs(30), self.stop, || {
-            let ready = variant == Variant::Ganesha
-                || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("READY"));
-            ready && client(&udp).is_ok_and(|o| o.status.success())
-        })?;
-        let tcp = ["rpcinfo", "-n", &port, "-t", addr, "100005", "3"];
-        let out = client(&tcp)?;
-        if !out.status.success() {
-            bail!("{}: rpcinfo -t fails", variant.id());
-        }
-        let out = client(&["showmount", "-e", addr])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || !text.contains(&self.export_path) {
-            bail!(
-                "{}: showmount -e does not list {}: {text}",
-                variant.id(),
-                self.export_path
-            );
-        }
-        Ok(())
-    }
 }
