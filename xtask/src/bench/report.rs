@@ -45,6 +45,8 @@ pub struct StormResult {
     pub skipped: u64,
     /// Replies after their call had timed out (counted as lost).
     pub late: u64,
+    /// Seconds spent draining replies after sending stopped.
+    pub drain_s: f64,
     /// Why sending stopped: "count", "duration" or "signal".
     pub stopped_by: String,
     /// The generator's own CPU (getrusage).

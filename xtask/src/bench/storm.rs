@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::cpu::{self, CpuTimes};
 use super::report::{Run, StormResult};
-use super::server::{tail, wait_timeout};
+use super::server::tail;
 use super::Interrupt;
 
 /// Closed loop at saturation, or open loop at a fixed rate.
@@ -96,8 +96,9 @@ pub fn storm_args(spec: &StormSpec<'_>, load: Load) -> Vec<String> {
     a
 }
 
-/// Run storm once; CPU is sampled from just after the warm-up to just before the end, and
-/// divided by the calls answered in that window (storm's steady rate × window length).
+/// Run storm once. /proc/stat is sampled every 50 ms while it runs; afterwards the samples
+/// inside storm's measured interval (located from its exit time, drain and duration, so its
+/// set-up time does not matter) give the busy CPU per answered call.
 pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -> Result<Run> {
     let _ = std::fs::remove_file(&spec.json);
     let out =
@@ -117,30 +118,30 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
         .process_group(0)
         .spawn()
         .context("starting xdp-mountd storm")?;
-    let margin = (spec.duration * 0.1).min(0.2);
-    let result = (|| -> Result<(CpuTimes, CpuTimes, f64)> {
-        stop.sleep(Duration::from_secs_f64(spec.warmup + margin))?;
-        let before = CpuTimes::sample()?;
-        let t = Instant::now();
-        stop.sleep(Duration::from_secs_f64(
-            (spec.duration - 2.0 * margin).max(0.1),
-        ))?;
-        let after = CpuTimes::sample()?;
-        Ok((before, after, t.elapsed().as_secs_f64()))
-    })();
+    let spawned = Instant::now();
     let limit = Duration::from_secs_f64(spec.duration + spec.warmup + 20.0);
-    let finished = match &result {
-        Ok(_) => wait_timeout(&mut child, limit),
-        Err(_) => false,
+    let mut samples: Vec<(f64, CpuTimes)> = Vec::new();
+    let sampled = (|| -> Result<Option<f64>> {
+        loop {
+            samples.push((spawned.elapsed().as_secs_f64(), CpuTimes::sample()?));
+            if child.try_wait()?.is_some() {
+                return Ok(Some(spawned.elapsed().as_secs_f64()));
+            }
+            if spawned.elapsed() > limit {
+                return Ok(None);
+            }
+            stop.sleep(Duration::from_millis(50))?;
+        }
+    })();
+    let exited_at = match sampled {
+        Ok(Some(t)) => t,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            other?;
+            bail!("storm did not finish within {limit:?}; killed");
+        }
     };
-    if !finished {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let (before, after, window) = result?;
-    if !finished {
-        bail!("storm did not finish within {limit:?}; killed");
-    }
     let status = child.wait()?;
     if !status.success() {
         bail!(
@@ -153,17 +154,40 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
         .with_context(|| format!("reading storm's {}", spec.json.display()))?;
     let storm: StormResult = serde_json::from_str(&text)
         .with_context(|| format!("parsing storm's {}", spec.json.display()))?;
-    let answered_in_window = storm.calls_per_sec * window;
+    // Sending stopped `drain_s` before the exit (writing the report takes next to nothing).
+    let end = exited_at - storm.drain_s;
+    let begin = end - storm.duration_s;
+    let margin = (storm.duration_s * 0.1).min(0.2);
+    let (cpu_us_per_call, cpu_busy_fraction) = match window(&samples, begin + margin, end - margin)
+    {
+        Some(((t0, a), (t1, b))) => (
+            cpu::us_per_call(a, b, cpu::ticks_per_sec(), storm.calls_per_sec * (t1 - t0)),
+            cpu::busy_fraction(a, b),
+        ),
+        None => (None, 0.0),
+    };
     Ok(Run {
         round,
         target_rate: match load {
             Load::Open { rate, .. } => Some(rate),
             Load::Closed { .. } => None,
         },
-        cpu_us_per_call: cpu::us_per_call(before, after, cpu::ticks_per_sec(), answered_in_window),
-        cpu_busy_fraction: cpu::busy_fraction(before, after),
+        cpu_us_per_call,
+        cpu_busy_fraction,
         storm,
     })
+}
+
+/// The first sample at or after `from` and the last at or before `to`, if they span a
+/// positive interval.
+fn window(
+    samples: &[(f64, CpuTimes)],
+    from: f64,
+    to: f64,
+) -> Option<((f64, CpuTimes), (f64, CpuTimes))> {
+    let first = samples.iter().find(|(t, _)| *t >= from)?;
+    let last = samples.iter().rev().find(|(t, _)| *t <= to)?;
+    (last.0 > first.0).then_some((*first, *last))
 }
 
 #[cfg(test)]
@@ -190,6 +214,23 @@ mod tests {
     fn after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         let i = args.iter().position(|a| a == flag)?;
         args.get(i + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn cpu_window_lies_inside_the_measured_interval() {
+        let c = |busy| CpuTimes { busy, idle: 0 };
+        let samples: Vec<(f64, CpuTimes)> = (0..20)
+            .map(|i| (f64::from(i) * 0.1, c(u64::try_from(i).unwrap())))
+            .collect();
+        let ((t0, a), (t1, b)) = window(&samples, 0.55, 1.25).unwrap();
+        assert!(
+            (t0 - 0.6).abs() < 1e-9 && (t1 - 1.2).abs() < 1e-9,
+            "{t0} {t1}"
+        );
+        assert_eq!((a.busy, b.busy), (6, 12));
+        // Too short, or outside what was sampled: no figure rather than a wrong one.
+        assert!(window(&samples, 0.55, 0.58).is_none());
+        assert!(window(&samples, 2.5, 3.0).is_none());
     }
 
     #[test]
