@@ -456,7 +456,8 @@ pub fn run<T: Transport + ?Sized>(
                 // every single call costs more than the call on a small VM (timer
                 // interrupts are VM exits). One sent early is timed from when it left.
                 let tick = ns(OPEN_TICK);
-                let due = ((now + tick) as f64 * rate / 1e9) as u64;
+                // Call i is due at i / rate: calls 0..=floor(t * rate) are due by t.
+                let due = ((now + tick) as f64 * rate / 1e9) as u64 + 1;
                 let mut n = 0;
                 while issued_total < due && n < ISSUE_BATCH && budget(&state) > 0 {
                     let scheduled = (issued_total as f64 * 1e9 / rate) as u64;
@@ -464,7 +465,10 @@ pub fn run<T: Transport + ?Sized>(
                         // A call sent late is timed from when it was due, not when it
                         // left: a generator falling behind must not hide the server's
                         // delay (coordinated omission).
-                        Some(slot) => state.issue(io, &mut picker, slot, scheduled.max(now), now),
+                        Some(slot) => {
+                            let stamp = scheduled.min(now);
+                            state.issue(io, &mut picker, slot, stamp, now);
+                        }
                         None if scheduled >= state.measure_from => state.stats.skipped += 1,
                         None => {}
                     }
