@@ -54,6 +54,7 @@ pub enum Command {
         after_help = "Examples:\n  \
                       xdp-mountd serve --exports /etc/exports\n  \
                       xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab --udp-workers 4\n  \
+                      xdp-mountd serve --exports /etc/exports --iface eth0 --xdp native --cores 2-3\n  \
                       xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind"
     )]
     Serve(ServeArgs),

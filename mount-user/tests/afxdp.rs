@@ -533,3 +533,36 @@ fn sigterm_under_load_loses_no_call() {
         "XDP stops before the kernel listeners:\n{log}"
     );
 }
+
+/// Generic XDP on the same 2-queue veth: every packet reports rx queue 0 (platform.md),
+/// so queue 0's socket answers everything and queue 1's stays idle, still answered.
+#[test]
+fn two_queues_generic_all_on_queue_zero() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("mqg", 11, 2);
+    let exports = bed.write("exports", EXPORTS);
+    let daemon = bed.daemon(&[
+        "--exports",
+        exports.to_str().unwrap(),
+        "--iface",
+        SRV_IF,
+        "--xdp",
+        "generic",
+    ]);
+    let before = bed.srv_udp_counters();
+    let to = bed.srv_addr(false);
+    bed.in_client(|| {
+        for _ in 0..16 {
+            let s = udp_socket(to);
+            assert!(udp_call(&s, to, 3, 0, &[]).is_empty());
+        }
+    });
+    assert_eq!(before, bed.srv_udp_counters(), "answered through AF_XDP");
+    let stats = daemon.stats();
+    let queues = stats["xdp"]["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0]["tx"], 16, "{queues:?}");
+    assert_eq!(queues[1]["rx"], 0, "{queues:?}");
+}

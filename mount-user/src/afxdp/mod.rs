@@ -121,6 +121,10 @@ impl Datapath {
 
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
+        let local = kernel
+            .local_addr()
+            .context("the kernel UDP socket's address")?
+            .ip();
         let kernel = Arc::new(kernel);
         {
             let (responder, names, kernel) = (responder.clone(), names.clone(), kernel.clone());
@@ -137,6 +141,7 @@ impl Datapath {
             lookups,
             kernel,
             mtu,
+            local,
             stop: stop.clone(),
             errors: RateLimit::new(Duration::from_secs(10)),
         });

@@ -74,6 +74,9 @@ pub struct Shared {
     pub kernel: Arc<UdpSocket>,
     /// The interface MTU (IP datagram bytes).
     pub mtu: usize,
+    /// The kernel socket's local address: calls to other addresses are not ours
+    /// (`::` serves every address, `0.0.0.0` every IPv4 one).
+    pub local: std::net::IpAddr,
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
     /// Rate limit for error logs.
@@ -240,9 +243,11 @@ impl Worker {
 /// Completions taken per look (the whole ring if that many are ready).
 const RING_BATCH: u32 = super::xsk::RING_SIZE;
 
-/// Answers the request in `frame[..len]`; returns the reply frame's length when the reply
-/// was written into `frame` for the TX ring, None when the frame is free again.
-fn handle(
+/// Answers the request in `frame[..len]` (a UMEM chunk from the request's address to the
+/// chunk's end); returns the reply frame's length when the reply was written into `frame`
+/// for the TX ring, None when the frame is free again. `scratch` holds the reply payload
+/// first (it may overlap the request in the frame). Public for the allocation test.
+pub fn handle(
     shared: &Shared,
     counters: &QueueCounters,
     frame: &mut [u8],
@@ -254,6 +259,10 @@ fn handle(
         add(&counters.dropped, 1);
         return None;
     };
+    if !serves(shared.local, parsed.addressing.ips.dst()) {
+        add(&counters.dropped, 1);
+        return None;
+    }
     let peer = parsed.addressing.source();
     let request = parsed.payload(frame);
     counters.procs.bump_owned(proc_slot(request));
@@ -309,6 +318,17 @@ fn handle(
         }
     }
     None
+}
+
+/// Whether a socket bound to `local` receives datagrams sent to `dst` (what the kernel
+/// would deliver to it).
+fn serves(local: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match (local, dst) {
+        (IpAddr::V6(l), _) if l.is_unspecified() => true,
+        (IpAddr::V4(l), IpAddr::V4(_)) if l.is_unspecified() => true,
+        (l, d) => l.to_canonical() == d,
+    }
 }
 
 /// Whether `ip` can be the source of our reply.
@@ -404,6 +424,7 @@ mod tests {
     }
 
     fn shared(kernel: UdpSocket) -> Shared {
+        let kernel_local = std::net::Ipv6Addr::UNSPECIFIED.into();
         let (lookups, _) = crossbeam_channel::bounded(1);
         Shared {
             responder: Arc::new(Echo),
@@ -411,6 +432,7 @@ mod tests {
             lookups,
             kernel: Arc::new(kernel),
             mtu: 1500,
+            local: kernel_local,
             stop: Arc::new(AtomicBool::new(false)),
             errors: RateLimit::new(Duration::from_secs(10)),
         }
@@ -519,6 +541,27 @@ mod tests {
         assert!(!is_unicast("255.255.255.255".parse().unwrap()));
         assert!(!is_unicast("ff02::1".parse().unwrap()));
         assert!(is_unicast("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_calls_to_the_bound_address_are_answered() {
+        let any6: IpAddr = "::".parse().unwrap();
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.9".parse().unwrap();
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert!(serves(any6, one) && serves(any6, v6));
+        assert!(serves(any4, one) && !serves(any4, v6));
+        assert!(serves(one, one) && !serves(one, other) && !serves(one, v6));
+        let mut s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
+        s.local = other;
+        let c = QueueCounters::default();
+        let mut frame = request(Ipv4Addr::new(10, 0, 0, 2), 4000, b"x");
+        let len = frame.len();
+        frame.resize(FRAME_SIZE, 0);
+        let mut scratch = vec![0u8; UDP_MAX_MESSAGE];
+        assert_eq!(handle(&s, &c, &mut frame, len, &mut scratch), None);
+        assert_eq!(c.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[test]
