@@ -216,8 +216,8 @@ pub struct Config {
     pub clients: u32,
     /// storm's I/O: "afxdp" or "socket".
     pub generator: String,
-    /// Server pinned to CPU 0, generator to CPU 1.
-    pub pinned: bool,
+    /// The CPU the generator was pinned to (None: it floated).
+    pub generator_cpu: Option<String>,
     /// Variants measured, in order.
     pub variants: Vec<String>,
     /// Call types measured.

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::server::{Launch, Server};
-use super::{ganesha, Interrupt, PORT, SERVER_CPU};
+use super::{ganesha, Interrupt, PORT};
 use crate::netns::NetSpec;
 
 /// A server under test.
@@ -72,8 +72,6 @@ impl Workload {
 
 /// What starting and checking servers needs.
 pub struct Ctx<'a> {
-    /// Server on CPU 0, generator on CPU 1.
-    pub pin: bool,
     /// The xdp-mountd binary.
     pub bin: &'a Path,
     /// The namespace pair's names and addresses.
@@ -118,15 +116,6 @@ impl Ctx<'_> {
                 a.extend(xdp.iter().map(|s| s.to_string()));
                 a
             }
-        };
-        let argv = if self.pin {
-            ["taskset", "-c", SERVER_CPU]
-                .iter()
-                .map(|s| s.to_string())
-                .chain(argv)
-                .collect()
-        } else {
-            argv
         };
         Server::start(Launch {
             name: variant.id(),
