@@ -52,6 +52,23 @@ fn bench_answer(c: &mut Criterion) {
         ("export_100", call(3, 5, &[])),
     ];
     for (name, request) in &cases {
+        // Measure real answers: an accepted reply, and for MNT a granted mount (MNT3_OK),
+        // not a cheap error path.
+        let Outcome::Reply { len, .. } = answer(request, &client, &ctx, &mut out) else {
+            panic!("{name}: no reply");
+        };
+        let word = |i: usize| {
+            u32::from_be_bytes([out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]])
+        };
+        assert!(len >= 24, "{name}: short reply");
+        assert_eq!(
+            (word(1), word(2), word(5)),
+            (1, 0, 0),
+            "{name}: REPLY, MSG_ACCEPTED, SUCCESS"
+        );
+        if *name == "mnt_v3" {
+            assert_eq!(word(6), 0, "MNT must succeed (MNT3_OK)");
+        }
         c.bench_function(name, |b| {
             b.iter(
                 || match answer(black_box(request), &client, &ctx, &mut out) {

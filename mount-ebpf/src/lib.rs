@@ -24,8 +24,12 @@ pub struct Config {
     /// program compares it with the raw 16-bit load of the UDP header without swapping.
     /// 0 steers nothing.
     pub port: u16,
+    /// 0 (the default, the server's case): match `port` against the UDP *destination*
+    /// port. Non-zero: match the *source* port instead, so a load generator receives the
+    /// replies of the server on `port` (used by `xdp-mountd storm`).
+    pub match_source: u8,
     /// Explicit padding so the layout has no hidden bytes; always 0.
-    pub reserved: [u8; 6],
+    pub reserved: [u8; 5],
 }
 
 impl Config {
@@ -33,7 +37,27 @@ impl Config {
     pub const fn for_port(port: u16) -> Self {
         Self {
             port: port.to_be(),
-            reserved: [0; 6],
+            match_source: 0,
+            reserved: [0; 5],
+        }
+    }
+
+    /// A configuration steering UDP datagrams *from* source port `port` (host byte order;
+    /// 0 = none): the replies of a server on that port, for a client-side AF_XDP socket.
+    pub const fn from_source_port(port: u16) -> Self {
+        Self {
+            port: port.to_be(),
+            match_source: 1,
+            reserved: [0; 5],
+        }
+    }
+
+    /// This configuration with the steered port changed (host order), matching the same
+    /// side (source or destination) as before.
+    pub const fn with_port(self, port: u16) -> Self {
+        Self {
+            port: port.to_be(),
+            ..self
         }
     }
 

@@ -171,13 +171,19 @@ mod program {
         let Some(udp) = ptr_at::<[u8; UDP_HDR_LEN]>(ctx, offset) else {
             return Verdict::Pass(Counter::Malformed);
         };
-        // Raw (network order) load, compared with the network-order configured port.
-        let dst_port = unsafe { u16::from_ne_bytes([(*udp)[2], (*udp)[3]]) };
-        let wanted = match CONFIG.get(0) {
-            Some(config) => config.port,
-            None => 0,
+        let (wanted, match_source) = match CONFIG.get(0) {
+            Some(config) => (config.port, config.match_source != 0),
+            None => (0, false),
         };
-        if wanted != 0 && dst_port == wanted {
+        // Raw (network order) load, compared with the network-order configured port:
+        // the destination port (a server's calls) or, for a load generator, the source
+        // port (the server's replies).
+        let port = if match_source {
+            unsafe { u16::from_ne_bytes([(*udp)[0], (*udp)[1]]) }
+        } else {
+            unsafe { u16::from_ne_bytes([(*udp)[2], (*udp)[3]]) }
+        };
+        if wanted != 0 && port == wanted {
             Verdict::Steer
         } else {
             Verdict::Pass(Counter::PassedOtherPort)

@@ -69,6 +69,22 @@ pub enum Command {
     Check(CheckArgs),
     /// Show a running daemon's counters: per queue, XDP program, AF_XDP sockets, procedures.
     Stats(crate::stats_cmd::StatsArgs),
+    /// Load a MOUNT server (any implementation) with calls and measure it.
+    #[command(
+        long_about = "Load a MOUNT server (any implementation) with calls and measure it.\n\n\
+                      Closed loop (--window outstanding calls) or open loop (--rate calls/s), \
+                      bounded by --count and --duration (whichever comes first), then a short \
+                      bounded drain. Every reply is checked (xid, accept state, mount status, \
+                      results); wrong replies are counted apart from lost ones. Prints a \
+                      summary and, with --json, one JSON object. Ctrl-C stops early and still \
+                      reports.",
+        after_help = "Examples:\n  \
+                      xdp-mountd storm --target 10.0.0.1:644 --paths /srv --count 200000\n  \
+                      xdp-mountd storm --target 10.0.0.1:644 --transport tcp --clients 8 --window 256 --mix null=1,export3=1\n  \
+                      xdp-mountd storm --target 10.0.0.1:644 --rate 20000 --duration 5 --paths-file paths --json -\n  \
+                      xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
+    )]
+    Storm(mount_user::storm::StormArgs),
 }
 
 /// Options of `serve`.

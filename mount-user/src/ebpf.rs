@@ -80,6 +80,8 @@ pub struct XdpAttachment {
     link: Option<XdpLinkId>,
     iface: String,
     mode: XdpMode,
+    /// What the config map holds (so `set_port` keeps the matched side).
+    current: Config,
     config: Array<MapData, PodConfig>,
     counters: PerCpuArray<MapData, u64>,
     xsks: XskMap<MapData>,
@@ -90,6 +92,13 @@ impl XdpAttachment {
     /// it to `iface` in `mode`. Fails with a readable message when privileges are
     /// missing, the driver has no native XDP, or the interface already has a program.
     pub fn attach(iface: &str, mode: XdpMode, port: u16) -> anyhow::Result<Self> {
+        Self::attach_with(iface, mode, Config::for_port(port))
+    }
+
+    /// [`attach`](Self::attach) with a whole [`Config`], e.g.
+    /// [`Config::from_source_port`] for a client that steers a server's replies.
+    pub fn attach_with(iface: &str, mode: XdpMode, initial: Config) -> anyhow::Result<Self> {
+        let port = initial.port_host();
         if OBJECT.is_empty() {
             bail!("this binary was built without the XDP object (AYA_BUILD_SKIP?)");
         }
@@ -103,7 +112,7 @@ impl XdpAttachment {
         })?;
         let mut config: Array<MapData, PodConfig> = take_map(&mut ebpf, CONFIG_MAP_NAME)?;
         config
-            .set(0, PodConfig(Config::for_port(port)), 0)
+            .set(0, PodConfig(initial), 0)
             .context("writing the XDP config map")?;
         let counters = take_map(&mut ebpf, COUNTERS_MAP_NAME)?;
         let xsks = take_map(&mut ebpf, XSK_MAP_NAME)?;
@@ -126,12 +135,19 @@ impl XdpAttachment {
             let _ = program.detach(link);
             return Err(e.context(format!("attaching XDP to {iface}")));
         }
-        tracing::info!(iface, mode = mode.as_str(), port, "XDP program attached");
+        tracing::info!(
+            iface,
+            mode = mode.as_str(),
+            port,
+            match_source = initial.match_source != 0,
+            "XDP program attached"
+        );
         Ok(Self {
             ebpf,
             link: Some(link),
             iface: iface.to_owned(),
             mode,
+            current: initial,
             config,
             counters,
             xsks,
@@ -151,9 +167,12 @@ impl XdpAttachment {
     /// Changes the steered port at run time (0 stops steering: everything goes to the
     /// kernel, e.g. while draining before shutdown).
     pub fn set_port(&mut self, port: u16) -> anyhow::Result<()> {
+        let next = self.current.with_port(port);
         self.config
-            .set(0, PodConfig(Config::for_port(port)), 0)
-            .context("writing the XDP config map")
+            .set(0, PodConfig(next), 0)
+            .context("writing the XDP config map")?;
+        self.current = next;
+        Ok(())
     }
 
     /// Steers rx queue `queue` into the AF_XDP socket `socket` (which must be bound to
@@ -327,6 +346,23 @@ mod tests {
             COUNTER_COUNT,
             "counter array size"
         );
+    }
+
+    #[test]
+    fn config_matches_destination_by_default_and_source_on_request() {
+        assert_eq!(
+            std::mem::size_of::<Config>(),
+            8,
+            "layout shared with the program"
+        );
+        let server = Config::for_port(644);
+        assert_eq!((server.port_host(), server.match_source), (644, 0));
+        let client = Config::from_source_port(644);
+        assert_eq!((client.port_host(), client.match_source), (644, 1));
+        // Changing the port (e.g. 0 to stop steering) keeps the matched side.
+        let off = client.with_port(0);
+        assert_eq!((off.port_host(), off.match_source), (0, 1));
+        assert_eq!(server.with_port(20048), Config::for_port(20048));
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod rpc;
 pub mod rpcbind;
 pub mod socket;
 pub mod stats;
+pub mod storm;
 pub mod xdr;

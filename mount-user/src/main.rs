@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Stats(args) => stats_cmd::run(args),
+        Command::Storm(args) => mount_user::storm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

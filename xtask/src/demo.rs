@@ -1,11 +1,11 @@
 //! `cargo xtask run`: the daemon on a demo namespace pair, or on this host after `--`.
 use anyhow::{bail, Context, Result};
-use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::netns::{NetPair, NetSpec};
 use crate::{run_checked, workspace_root};
 
 /// Options of `cargo xtask run`.
@@ -22,12 +22,20 @@ pub struct RunArgs {
 
 const SERVER_NS: &str = "xmd-demo-srv";
 const CLIENT_NS: &str = "xmd-demo-cli";
-const SERVER_IF: &str = "xmd-demo0";
-const CLIENT_IF: &str = "xmd-demo1";
 const SERVER_V4: &str = "10.78.0.1";
-const CLIENT_V4: &str = "10.78.0.2";
 const SERVER_V6: &str = "fd78::1";
-const CLIENT_V6: &str = "fd78::2";
+/// The demo's namespace pair.
+const DEMO_NET: NetSpec = NetSpec {
+    server_ns: SERVER_NS,
+    client_ns: CLIENT_NS,
+    server_if: "xmd-demo0",
+    client_if: "xmd-demo1",
+    server_v4: SERVER_V4,
+    client_v4: "10.78.0.2",
+    server_v6: SERVER_V6,
+    client_v6: "fd78::2",
+    queues: 1,
+};
 const DEMO_PORT: u16 = 644;
 
 /// Build the binary, then run it in the demo or with the given arguments.
@@ -60,7 +68,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         return supervise(child, &stop);
     }
 
-    let demo = DemoNet::create()?;
+    let demo = NetPair::create(DEMO_NET)?;
     let exports = root.join("mount-user/examples/exports");
     let rmtab = std::env::temp_dir().join("xdp-mountd-demo.rmtab");
     // rpcbind keeps its state under /run, which network namespaces share: give the
@@ -97,6 +105,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
     let result = supervise(child, &stop);
     drop(demo);
+    eprintln!("xtask: demo namespaces removed");
     result
 }
 
@@ -124,72 +133,5 @@ fn supervise(mut child: Child, stop: &AtomicBool) -> Result<()> {
             bail!("xdp-mountd did not stop within 5 s of SIGTERM; killed");
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The demo's two namespaces and veth; removed on drop.
-struct DemoNet;
-
-impl DemoNet {
-    fn create() -> Result<Self> {
-        // A previous demo killed hard may have left them behind.
-        remove_demo_namespaces();
-        let net = DemoNet;
-        let ip = |args: &[&str]| run_checked(Command::new("ip").args(args));
-        ip(&["netns", "add", SERVER_NS]).context("creating namespaces needs root")?;
-        ip(&["netns", "add", CLIENT_NS])?;
-        ip(&[
-            "link", "add", SERVER_IF, "netns", SERVER_NS, "type", "veth", "peer", "name",
-            CLIENT_IF, "netns", CLIENT_NS,
-        ])?;
-        for (ns, dev, v4, v6) in [
-            (SERVER_NS, SERVER_IF, SERVER_V4, SERVER_V6),
-            (CLIENT_NS, CLIENT_IF, CLIENT_V4, CLIENT_V6),
-        ] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        Ok(net)
-    }
-}
-
-impl Drop for DemoNet {
-    fn drop(&mut self) {
-        remove_demo_namespaces();
-        eprintln!("xtask: demo namespaces removed");
-    }
-}
-
-/// Stop whatever still runs in the demo namespaces (rpcbind daemonises itself), then
-/// delete them, which also removes the veth pair.
-fn remove_demo_namespaces() {
-    for ns in [SERVER_NS, CLIENT_NS] {
-        if !Path::new("/run/netns").join(ns).exists() {
-            continue;
-        }
-        let pids = Command::new("ip")
-            .args(["netns", "pids", ns])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<libc::pid_t>().ok())
-        {
-            // SAFETY: signalling a process that lives in the demo namespace we created.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let _ = Command::new("ip").args(["netns", "del", ns]).status();
     }
 }

@@ -5,8 +5,11 @@
 //! - `run` serves the example exports on a demo namespace pair (or, after `--`, runs
 //!   `xdp-mountd serve` with your arguments).
 //! - `test` runs the whole suite, privileged end-to-end tests included.
+//! - `bench` measures xdp-mountd (native/generic XDP, XDP off) against NFS-Ganesha.
 
+mod bench;
 mod demo;
+mod netns;
 mod setup;
 mod suite;
 
@@ -16,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Set-up, demo and test runner for xdp-mountd"
+    about = "Set-up, demo, test and bench runner for xdp-mountd"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +35,9 @@ enum Command {
     Run(demo::RunArgs),
     /// Run formatting and lint checks, unit tests and the end-to-end suite.
     Test(suite::TestArgs),
+    /// Side-by-side throughput/latency/CPU bench on a namespace pair; writes
+    /// target/bench/latest.{json,md,png}.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,6 +50,10 @@ fn main() -> Result<()> {
         Command::Test(args) => {
             setup::ensure_ready()?;
             suite::run(args)
+        }
+        Command::Bench(args) => {
+            setup::ensure_ready()?;
+            bench::run(args)
         }
     }
 }

@@ -16,6 +16,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tshark",
     "nfs-ganesha",
     "nfs-ganesha-vfs",
+    // The bench chart's text (rendered from this TTF, no fontconfig needed).
+    "fonts-dejavu-core",
 ];
 
 /// The bpf-linker release that matches nightly's LLVM 22 (see shared/platform.md).

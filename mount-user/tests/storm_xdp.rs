@@ -1,0 +1,259 @@
+//! Privileged end-to-end tests of `xdp-mountd storm` with the real binary: a daemon in one
+//! network namespace, storm in the other (veth pair), storm's AF_XDP mode (native and
+//! generic, IPv4 and IPv6) and its socket mode. Needs root; prints SKIPPED otherwise (and
+//! fails under CI=true, where root is expected). Everything is removed on drop, also when
+//! a test panics.
+
+use std::process::Command;
+
+#[path = "support/afxdp_bed.rs"]
+mod bed;
+
+use bed::{privileged, Bed, CLI_IF, PORT, SRV_IF};
+
+const EXPORTS: &str = "/srv/a *(rw,insecure)\n/srv/b *(ro,insecure)\n";
+
+/// Runs storm in the client namespace and returns its JSON report.
+fn storm(bed: &Bed, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.cli,
+            env!("CARGO_BIN_EXE_xdp-mountd"),
+            "storm",
+        ])
+        .args(args)
+        .args(["--json", "-", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "storm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "storm printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn assert_clean(r: &serde_json::Value, n: u64) {
+    assert_eq!(r["sent"], n, "{r}");
+    assert_eq!(r["answered"], n, "{r}");
+    assert_eq!(r["wrong"], 0, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+}
+
+fn client_xdp_attached(bed: &Bed) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", &bed.cli, "-d", "link", "show", CLI_IF])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+const MIX: &str = "null=1,mnt3=6,umnt3=1,export3=1,dump3=1,mnt1=1";
+
+#[test]
+fn afxdp_mode_against_a_kernel_socket_daemon() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("storm", 91, 1);
+    let exports = bed.write("exports", EXPORTS);
+    let _daemon = bed.daemon(&["--exports", exports.to_str().unwrap(), "--xdp", "off"]);
+    for (mode, v6) in [("native", false), ("generic", false), ("native", true)] {
+        let target = bed.srv_addr(v6).to_string();
+        let r = storm(
+            &bed,
+            &[
+                "--target",
+                &target,
+                "--io",
+                "afxdp",
+                "--iface",
+                CLI_IF,
+                "--xdp",
+                mode,
+                "--mix",
+                MIX,
+                "--paths",
+                "/srv/a,/srv/b",
+                "--count",
+                "5000",
+                "--clients",
+                "8",
+                "--window",
+                "64",
+                "--duration",
+                "30",
+            ],
+        );
+        assert_clean(&r, 5000);
+        assert_eq!(r["io"], "afxdp");
+        assert_eq!(r["afxdp"]["xdp_mode"], mode, "{r}");
+        assert_eq!(r["afxdp"]["iface"], CLI_IF);
+        // The program left with the process.
+        assert!(
+            !client_xdp_attached(&bed),
+            "storm's XDP program outlived it"
+        );
+    }
+    // The daemon saw 8 distinct clients per run only through ports: one address.
+    assert_eq!(
+        bed.srv_addr(false).port(),
+        PORT,
+        "the bed serves on the default port"
+    );
+}
+
+#[test]
+fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("stormx", 92, 1);
+    let exports = bed.write("exports", EXPORTS);
+    let _daemon = bed.daemon(&[
+        "--exports",
+        exports.to_str().unwrap(),
+        "--iface",
+        SRV_IF,
+        "--xdp",
+        "native",
+    ]);
+    let target = bed.srv_addr(false).to_string();
+    let r = storm(
+        &bed,
+        &[
+            "--target",
+            &target,
+            "--io",
+            "afxdp",
+            "--iface",
+            CLI_IF,
+            "--mix",
+            MIX,
+            "--paths",
+            "/srv/a",
+            "--count",
+            "5000",
+            "--clients",
+            "4",
+        ],
+    );
+    assert_clean(&r, 5000);
+    // Socket mode (UDP and TCP) in the same namespace.
+    for transport in ["udp", "tcp"] {
+        let r = storm(
+            &bed,
+            &[
+                "--target",
+                &target,
+                "--transport",
+                transport,
+                "--mix",
+                MIX,
+                "--paths",
+                "/srv/a",
+                "--count",
+                "3000",
+                "--clients",
+                "4",
+            ],
+        );
+        assert_clean(&r, 3000);
+        assert_eq!(r["transport"], transport);
+    }
+    // Open loop through AF_XDP: paced, all answered.
+    let r = storm(
+        &bed,
+        &[
+            "--target",
+            &target,
+            "--io",
+            "afxdp",
+            "--iface",
+            CLI_IF,
+            "--mix",
+            "null",
+            "--rate",
+            "5000",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(r["mode"], "open");
+    let sent = r["sent"].as_u64().unwrap();
+    assert!((4500..=5500).contains(&sent), "{r}");
+    assert_eq!(r["answered"], sent, "{r}");
+    assert!(!client_xdp_attached(&bed));
+}
+
+#[test]
+fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("stormq", 93, 2);
+    let exports = bed.write("exports", EXPORTS);
+    let _daemon = bed.daemon(&[
+        "--exports",
+        exports.to_str().unwrap(),
+        "--iface",
+        SRV_IF,
+        "--xdp",
+        "native",
+    ]);
+    let target = bed.srv_addr(false).to_string();
+    // Many clients (source ports) so that replies hash onto both rx queues.
+    let r = storm(
+        &bed,
+        &[
+            "--target",
+            &target,
+            "--io",
+            "afxdp",
+            "--iface",
+            CLI_IF,
+            "--mix",
+            MIX,
+            "--paths",
+            "/srv/a",
+            "--count",
+            "8000",
+            "--clients",
+            "32",
+            "--window",
+            "128",
+        ],
+    );
+    assert_clean(&r, 8000);
+    assert_eq!(r["afxdp"]["queues"], 2, "{r}");
+    let per_queue: Vec<u64> = r["afxdp"]["xsk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["rx_dropped"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_queue, vec![0, 0], "{r}");
+    assert_eq!(r["afxdp"]["foreign_frames"], 0, "{r}");
+    let rx: Vec<u64> = r["afxdp"]["rx_per_queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    eprintln!("replies per rx queue: {rx:?}");
+    assert_eq!(rx.iter().sum::<u64>(), 8000, "{r}");
+    // Client c sends on queue c % 2 and the daemon answers on the queue a call came in.
+    assert!(rx.iter().all(|&n| n > 0), "a queue got no replies: {r}");
+    assert!(
+        r["afxdp"]["xdp_program"]["redirected"].as_u64().unwrap() >= 8000,
+        "{r}"
+    );
+}

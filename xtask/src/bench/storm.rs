@@ -1,0 +1,260 @@
+//! One measured interval: `xdp-mountd storm` in the client namespace, with /proc/stat
+//! sampled inside its measured window.
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cpu::{self, CpuTimes};
+use super::report::{Run, StormResult};
+use super::server::tail;
+use super::Interrupt;
+
+/// Closed loop at saturation, or open loop at a fixed rate.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// `--window N`: N calls outstanding.
+    Closed { window: u32 },
+    /// `--rate R` calls/s, at most `window` outstanding.
+    Open { rate: f64, window: u32 },
+}
+
+/// Everything one storm run needs.
+pub struct StormSpec<'a> {
+    /// The xdp-mountd binary (storm is one of its subcommands).
+    pub bin: &'a Path,
+    /// The client namespace.
+    pub netns: &'a str,
+    /// HOST:PORT of the server.
+    pub target: String,
+    /// `--mix` value.
+    pub mix: &'a str,
+    /// The exported path MNT asks for.
+    pub path: &'a str,
+    /// Generator sockets.
+    pub clients: u32,
+    /// Send and receive through AF_XDP on this interface (native XDP); None: sockets.
+    pub afxdp_iface: Option<&'a str>,
+    /// Pin the generator to this CPU (taskset -c).
+    pub cpu: Option<&'a str>,
+    /// Measured seconds.
+    pub duration: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup: f64,
+    /// Where the JSON goes.
+    pub json: PathBuf,
+    /// Where storm's own output goes.
+    pub log: PathBuf,
+}
+
+/// The storm command line for `spec` at `load` (without the namespace wrapper).
+pub fn storm_args(spec: &StormSpec<'_>, load: Load) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "storm".into(),
+        "--target".into(),
+        spec.target.clone(),
+        "--transport".into(),
+        "udp".into(),
+        "--mix".into(),
+        spec.mix.into(),
+        "--paths".into(),
+        spec.path.into(),
+        "--clients".into(),
+        spec.clients.to_string(),
+    ];
+    match spec.afxdp_iface {
+        Some(iface) => {
+            a.extend(["--io", "afxdp", "--iface", iface, "--xdp", "native"].map(String::from))
+        }
+        None => a.extend(["--io".into(), "socket".into()]),
+    }
+    match load {
+        Load::Closed { window } => a.extend(["--window".into(), window.to_string()]),
+        Load::Open { rate, window } => a.extend([
+            "--rate".into(),
+            format!("{:.0}", rate.max(1.0)),
+            "--window".into(),
+            window.to_string(),
+        ]),
+    }
+    // The duration bounds the run; the count only guards against a runaway generator
+    // (no server here answers 5M calls/s on a 2-CPU machine).
+    let count = (5e6 * (spec.duration + spec.warmup)).ceil() as u64;
+    a.extend([
+        "--duration".into(),
+        format!("{}", spec.duration),
+        "--warmup".into(),
+        format!("{}", spec.warmup),
+        "--count".into(),
+        count.to_string(),
+        "--json".into(),
+        spec.json.display().to_string(),
+        "--quiet".into(),
+    ]);
+    a
+}
+
+/// Run storm once. /proc/stat is sampled every 50 ms while it runs; afterwards the samples
+/// inside storm's measured interval (located from its exit time, drain and duration, so its
+/// set-up time does not matter) give the busy CPU per answered call.
+pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -> Result<Run> {
+    let _ = std::fs::remove_file(&spec.json);
+    let out =
+        File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", spec.netns]);
+    if let Some(cpu) = spec.cpu {
+        cmd.args(["taskset", "-c", cpu]);
+    }
+    let mut child = cmd
+        .arg(spec.bin)
+        .args(storm_args(spec, load))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .context("starting xdp-mountd storm")?;
+    let spawned = Instant::now();
+    let limit = Duration::from_secs_f64(spec.duration + spec.warmup + 20.0);
+    let mut samples: Vec<(f64, CpuTimes)> = Vec::new();
+    let sampled = (|| -> Result<Option<f64>> {
+        loop {
+            samples.push((spawned.elapsed().as_secs_f64(), CpuTimes::sample()?));
+            if child.try_wait()?.is_some() {
+                return Ok(Some(spawned.elapsed().as_secs_f64()));
+            }
+            if spawned.elapsed() > limit {
+                return Ok(None);
+            }
+            stop.sleep(Duration::from_millis(50))?;
+        }
+    })();
+    let exited_at = match sampled {
+        Ok(Some(t)) => t,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            other?;
+            bail!("storm did not finish within {limit:?}; killed");
+        }
+    };
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "storm failed ({status}); {}:\n{}",
+            spec.log.display(),
+            tail(&spec.log, 15)
+        );
+    }
+    let text = std::fs::read_to_string(&spec.json)
+        .with_context(|| format!("reading storm's {}", spec.json.display()))?;
+    let storm: StormResult = serde_json::from_str(&text)
+        .with_context(|| format!("parsing storm's {}", spec.json.display()))?;
+    // Sending stopped `drain_s` before the exit (writing the report takes next to nothing).
+    let end = exited_at - storm.drain_s;
+    let begin = end - storm.duration_s;
+    let margin = (storm.duration_s * 0.1).min(0.2);
+    let (cpu_us_per_call, cpu_busy_fraction) = match window(&samples, begin + margin, end - margin)
+    {
+        Some(((t0, a), (t1, b))) => (
+            cpu::us_per_call(a, b, cpu::ticks_per_sec(), storm.calls_per_sec * (t1 - t0)),
+            cpu::busy_fraction(a, b),
+        ),
+        None => (None, 0.0),
+    };
+    Ok(Run {
+        round,
+        target_rate: match load {
+            Load::Open { rate, .. } => Some(rate),
+            Load::Closed { .. } => None,
+        },
+        cpu_us_per_call,
+        cpu_busy_fraction,
+        storm,
+    })
+}
+
+/// The first sample at or after `from` and the last at or before `to`, if they span a
+/// positive interval.
+fn window(
+    samples: &[(f64, CpuTimes)],
+    from: f64,
+    to: f64,
+) -> Option<((f64, CpuTimes), (f64, CpuTimes))> {
+    let first = samples.iter().find(|(t, _)| *t >= from)?;
+    let last = samples.iter().rev().find(|(t, _)| *t <= to)?;
+    (last.0 > first.0).then_some((*first, *last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> StormSpec<'static> {
+        StormSpec {
+            bin: Path::new("/bin/xdp-mountd"),
+            netns: "ns",
+            target: "10.0.0.1:644".into(),
+            mix: "mnt3=1",
+            path: "/srv/x",
+            clients: 4,
+            afxdp_iface: None,
+            cpu: None,
+            duration: 2.0,
+            warmup: 0.5,
+            json: PathBuf::from("/tmp/s.json"),
+            log: PathBuf::from("/tmp/s.log"),
+        }
+    }
+
+    fn after<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let i = args.iter().position(|a| a == flag)?;
+        args.get(i + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn cpu_window_lies_inside_the_measured_interval() {
+        let c = |busy| CpuTimes { busy, idle: 0 };
+        let samples: Vec<(f64, CpuTimes)> = (0..20)
+            .map(|i| (f64::from(i) * 0.1, c(u64::try_from(i).unwrap())))
+            .collect();
+        let ((t0, a), (t1, b)) = window(&samples, 0.55, 1.25).unwrap();
+        assert!(
+            (t0 - 0.6).abs() < 1e-9 && (t1 - 1.2).abs() < 1e-9,
+            "{t0} {t1}"
+        );
+        assert_eq!((a.busy, b.busy), (6, 12));
+        // Too short, or outside what was sampled: no figure rather than a wrong one.
+        assert!(window(&samples, 0.55, 0.58).is_none());
+        assert!(window(&samples, 2.5, 3.0).is_none());
+    }
+
+    #[test]
+    fn closed_and_open_loads_map_to_window_and_rate() {
+        let a = storm_args(&spec(), Load::Closed { window: 64 });
+        assert_eq!(a[0], "storm");
+        assert_eq!(after(&a, "--window"), Some("64"));
+        assert_eq!(after(&a, "--rate"), None);
+        assert_eq!(after(&a, "--mix"), Some("mnt3=1"));
+        assert_eq!(after(&a, "--json"), Some("/tmp/s.json"));
+        let open = Load::Open {
+            rate: 12_345.6,
+            window: 256,
+        };
+        let a = storm_args(&spec(), open);
+        assert_eq!(after(&a, "--rate"), Some("12346"));
+        assert_eq!(after(&a, "--window"), Some("256"));
+        assert_eq!(after(&a, "--duration"), Some("2"));
+        assert_eq!(after(&a, "--warmup"), Some("0.5"));
+        assert_eq!(after(&a, "--io"), Some("socket"));
+        let mut s = spec();
+        s.afxdp_iface = Some("veth1");
+        let a = storm_args(&s, Load::Closed { window: 8 });
+        assert_eq!(after(&a, "--io"), Some("afxdp"));
+        assert_eq!(after(&a, "--iface"), Some("veth1"));
+    }
+}

@@ -1,0 +1,165 @@
+//! The servers under test and the call types: how each server is started (with its own
+//! rpcbind) and checked before it is measured.
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::server::{Launch, Server};
+use super::{ganesha, Interrupt, PORT};
+use crate::netns::NetSpec;
+
+/// A server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// xdp-mountd with the XDP program in the veth driver.
+    XdpNative,
+    /// xdp-mountd with generic (SKB) XDP.
+    XdpGeneric,
+    /// xdp-mountd on kernel sockets only.
+    Socket,
+    /// NFS-Ganesha's MOUNT service.
+    Ganesha,
+}
+
+impl Variant {
+    pub fn id(self) -> &'static str {
+        match self {
+            Variant::XdpNative => "xdp-native",
+            Variant::XdpGeneric => "xdp-generic",
+            Variant::Socket => "socket",
+            Variant::Ganesha => "ganesha",
+        }
+    }
+}
+
+/// storm's I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorIo {
+    /// AF_XDP on the client veth end (native XDP).
+    Afxdp,
+    /// Kernel UDP sockets.
+    Socket,
+}
+
+/// A call type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// MOUNT v3 NULL.
+    Null,
+    /// MOUNT v3 MNT of the exported directory.
+    Mnt,
+    /// MOUNT v3 EXPORT (one export).
+    Export,
+}
+
+impl Workload {
+    pub fn id(self) -> &'static str {
+        match self {
+            Workload::Null => "null",
+            Workload::Mnt => "mnt",
+            Workload::Export => "export",
+        }
+    }
+    pub fn mix(self) -> &'static str {
+        match self {
+            Workload::Null => "null=1",
+            Workload::Mnt => "mnt3=1",
+            Workload::Export => "export3=1",
+        }
+    }
+}
+
+/// What starting and checking servers needs.
+pub struct Ctx<'a> {
+    /// The xdp-mountd binary.
+    pub bin: &'a Path,
+    /// The namespace pair's names and addresses.
+    pub net: &'a NetSpec,
+    /// Scratch directory for logs and configs.
+    pub work: &'a Path,
+    /// xdp-mountd's exports file.
+    pub exports: &'a Path,
+    /// Ganesha's configuration file.
+    pub ganesha_conf: &'a Path,
+    /// The exported directory (what MNT asks for and showmount must list).
+    pub export_path: String,
+    /// Ctrl-C.
+    pub stop: &'a Interrupt,
+}
+
+impl Ctx<'_> {
+    pub fn start(&self, variant: Variant, round: u32) -> Result<Server> {
+        let log = self.work.join(format!("{}-{round}.log", variant.id()));
+        let argv: Vec<String> = match variant {
+            Variant::Ganesha => ganesha::argv(
+                self.ganesha_conf,
+                &self.work.join(format!("ganesha-{round}.nfsd.log")),
+                &self.work.join("ganesha.pid"),
+            ),
+            _ => {
+                let mut a = vec![
+                    self.bin.display().to_string(),
+                    "serve".into(),
+                    "--exports".into(),
+                    self.exports.display().to_string(),
+                    "--port".into(),
+                    PORT.to_string(),
+                    "--rmtab".into(),
+                    self.work.join("rmtab").display().to_string(),
+                ];
+                let xdp: &[&str] = match variant {
+                    Variant::XdpNative => &["--iface", self.net.server_if, "--xdp", "native"],
+                    Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
+                    _ => &["--xdp", "off"],
+                };
+                a.extend(xdp.iter().map(|s| s.to_string()));
+                a
+            }
+        };
+        Server::start(Launch {
+            name: variant.id(),
+            netns: self.net.server_ns,
+            rpcbind_addr: self.net.server_v4,
+            argv,
+            log,
+        })
+    }
+
+    /// Wait until the server answers (xdp-mountd: READY, i.e. XDP attached), then require
+    /// rpcinfo over UDP and TCP and showmount -e to work from the client namespace.
+    pub fn verify(&self, server: &mut Server, variant: Variant) -> Result<()> {
+        let addr = self.net.server_v4;
+        let log = server.log.clone();
+        let port = PORT.to_string();
+        let client = |args: &[&str]| {
+            Command::new("ip")
+                .args(["netns", "exec", self.net.client_ns, "timeout", "5"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+        };
+        let udp = ["rpcinfo", "-n", &port, "-u", addr, "100005", "3"];
+        server.wait_ready(Duration::from_secs(30), self.stop, || {
+            let ready = variant == Variant::Ganesha
+                || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("READY"));
+            ready && client(&udp).is_ok_and(|o| o.status.success())
+        })?;
+        let tcp = ["rpcinfo", "-n", &port, "-t", addr, "100005", "3"];
+        let out = client(&tcp)?;
+        if !out.status.success() {
+            bail!("{}: rpcinfo -t fails", variant.id());
+        }
+        let out = client(&["showmount", "-e", addr])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !text.contains(&self.export_path) {
+            bail!(
+                "{}: showmount -e does not list {}: {text}",
+                variant.id(),
+                self.export_path
+            );
+        }
+        Ok(())
+    }
+}
