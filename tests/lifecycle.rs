@@ -357,7 +357,11 @@ fn reload_under_load_is_atomic() {
         } else {
             "/srv/y *(insecure)\n"
         };
-        std::fs::write(&exports, format!("{base}{extra}")).unwrap();
+        // Replace the file atomically, as configuration tools do: a plain rewrite could be
+        // read half-written by the reload the previous SIGHUP started.
+        let staged = exports.with_extension("staged");
+        std::fs::write(&staged, format!("{base}{extra}")).unwrap();
+        std::fs::rename(&staged, &exports).unwrap();
         d.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(50));
     }
