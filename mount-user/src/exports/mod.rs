@@ -83,7 +83,8 @@ pub struct Export {
     pub(crate) groups: Vec<String>,
     pub(crate) rules: Vec<Rule>,
     /// Exact addresses (single-address specs and resolved names) -> first rule index.
-    pub(crate) exact: std::collections::HashMap<IpAddr, usize>,
+    /// foldhash, not SipHash: probed on every MNT; the keys are fixed by the exports file.
+    pub(crate) exact: std::collections::HashMap<IpAddr, usize, hashbrown::DefaultHashBuilder>,
     /// Rules that must be scanned in order (`*`, networks, wildcards), by index.
     pub(crate) scan: Vec<usize>,
 }
@@ -134,7 +135,9 @@ fn join_errors(errors: &[LineError]) -> String {
 pub struct ExportTable {
     pub(crate) exports: Vec<Export>,
     /// Normalised export path -> index in `exports`.
-    pub(crate) by_path: std::collections::HashMap<Box<str>, usize>,
+    /// foldhash, not SipHash: probed once per path depth on every MNT (SipHash was ~40% of
+    /// a lookup); the keys are fixed by the exports file, so flooding is not a concern.
+    pub(crate) by_path: std::collections::HashMap<Box<str>, usize, hashbrown::DefaultHashBuilder>,
     pub(crate) xdr: Vec<u8>,
     pub(crate) ends: Vec<usize>,
 }

@@ -61,7 +61,7 @@ pub(crate) fn compile(
         }
         handles.insert(handle, (r.path.clone(), r.line));
         let mut rules = Vec::with_capacity(r.clients.len());
-        let mut exact: HashMap<IpAddr, usize> = HashMap::new();
+        let mut exact: HashMap<IpAddr, usize, hashbrown::DefaultHashBuilder> = HashMap::default();
         let mut scan = Vec::new();
         for (idx, c) in r.clients.iter().enumerate() {
             let matcher = match &c.spec {
