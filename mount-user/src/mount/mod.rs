@@ -260,23 +260,34 @@ fn authorise<'t>(
     ip: IpAddr,
     exports: &'t ExportTable,
 ) -> Access<'t> {
-    let Some(found) = exports.lookup(norm.path) else {
-        return Access::Refused(MountStat::NoEnt);
-    };
+    match exports.lookup(norm.path) {
+        Some(found) => authorise_match(found.export, found.subpath, norm, client, ip),
+        None => Access::Refused(MountStat::NoEnt),
+    }
+}
+
+/// [`authorise`] once the export is known.
+fn authorise_match<'t>(
+    export: &'t Export,
+    subpath: &'t str,
+    norm: &path::Normalised<'_>,
+    client: &Client<'_>,
+    ip: IpAddr,
+) -> Access<'t> {
     if norm
         .min_depth
-        .is_some_and(|d| d < path::depth(found.export.path()))
+        .is_some_and(|d| d < path::depth(export.path()))
     {
         return Access::Refused(MountStat::Acces);
     }
-    match found.export.check_client(ip, client.name) {
+    match export.check_client(ip, client.name) {
         ClientCheck::Allowed(options) => {
             if options.secure && client.addr.port() >= 1024 {
                 Access::Refused(MountStat::Acces)
             } else {
                 Access::Granted {
-                    export: found.export,
-                    subpath: found.subpath,
+                    export,
+                    subpath,
                     options,
                 }
             }
@@ -308,11 +319,26 @@ fn mnt(
     };
     let v3 = call.vers == 3;
     let mut buf = NormBuf::new();
-    let norm = match path::normalise(raw, &mut buf) {
-        Ok(norm) => norm,
-        Err(e) => return mnt_status(out, call.xid, path_status(e)),
+    // The MNT of an export itself (byte-exact, hence already normal) skips normalisation
+    // and the prefix walk; the general path gives the same answer, only slower.
+    let (norm, access) = match ctx.exports.lookup_exact(raw) {
+        Some(export) => {
+            let norm = path::Normalised {
+                path: export.path(),
+                min_depth: None,
+            };
+            let access = authorise_match(export, "", &norm, client, ip);
+            (norm, access)
+        }
+        None => match path::normalise(raw, &mut buf) {
+            Ok(norm) => {
+                let access = authorise(&norm, client, ip, ctx.exports);
+                (norm, access)
+            }
+            Err(e) => return mnt_status(out, call.xid, path_status(e)),
+        },
     };
-    let (export, subpath, options) = match authorise(&norm, client, ip, ctx.exports) {
+    let (export, subpath, options) = match access {
         Access::Granted {
             export,
             subpath,
