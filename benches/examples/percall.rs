@@ -34,10 +34,10 @@ fn main() {
         other => panic!("unknown case {other}"),
     };
     let mut out = vec![0u8; 8800];
-    // Warm up (and put the repeat case's entry on the list) outside the counted loop? No:
-    // the whole run is counted; the N=0 run subtracts this call too.
+    // One call before the loop (for mnt3 it puts the entry on the list); the N=0 run
+    // counts it too, so the difference is the loop alone.
     let first = case == "mnt3_first";
-    let warm = client_at(u32::MAX - 0x0a01_0000);
+    let warm = client_at(if first { u32::MAX - 0x0a01_0000 } else { 0 });
     let _ = answer(&request, &warm, &ctx, &mut out);
     for i in 0..n {
         let client = if first { client_at(i) } else { client_at(0) };
@@ -48,4 +48,6 @@ fn main() {
             other => panic!("{case}: {other:?}"),
         }
     }
+    // Freeing N entries is not part of a call.
+    std::mem::forget(mounts);
 }

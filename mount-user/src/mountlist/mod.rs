@@ -1,5 +1,6 @@
 //! The mount list (MNT adds, UMNT/UMNTALL remove, DUMP lists) and its rmtab persistence.
 use parking_lot::RwLock;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -52,13 +53,17 @@ impl MountList {
     /// Insert into both views under the write lock; `ip` is `ip_key(host)`.
     fn insert(&self, host: &str, ip: Option<IpAddr>, dir: &str) -> bool {
         let mut map = self.entries.write();
-        let inserted = match map.get_mut(host) {
-            Some(dirs) => {
-                // `insert` would allocate the key before finding it there.
+        // One tree walk via `entry`: the host key is allocated up front, which a known host
+        // wastes (~150 instructions), but a new host (the usual first MNT) saves a second
+        // walk of string compares (~600 at 20k hosts).
+        let inserted = match map.entry(host.to_owned()) {
+            Entry::Occupied(mut e) => {
+                let dirs = e.get_mut();
+                // `insert` would allocate the dir before finding it there.
                 !dirs.contains(dir) && dirs.insert(dir.to_owned())
             }
-            None => {
-                map.insert(host.to_owned(), BTreeSet::from([dir.to_owned()]));
+            Entry::Vacant(e) => {
+                e.insert(BTreeSet::from([dir.to_owned()]));
                 true
             }
         };
