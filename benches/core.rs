@@ -1,38 +1,15 @@
 //! Decode + answer + encode per call, through `mount::answer`, on in-memory buffers.
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
+use benches::{call, dirpath, hundred_exports};
 use criterion::{criterion_group, criterion_main, Criterion};
-use mount_user::exports::ExportTable;
 use mount_user::mount::{answer, Client, Context, Outcome, Policy, Transport};
 use mount_user::mountlist::MountList;
 
-/// A CALL with AUTH_NONE credentials: xid, CALL, rpcvers 2, prog, vers, proc, cred, verf, args.
-fn call(vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
-    let mut m = Vec::new();
-    for w in [0x1234_5678u32, 0, 2, 100_005, vers, proc_, 0, 0, 0, 0] {
-        m.extend_from_slice(&w.to_be_bytes());
-    }
-    m.extend_from_slice(args);
-    m
-}
-
-fn dirpath(path: &str) -> Vec<u8> {
-    let mut a = (path.len() as u32).to_be_bytes().to_vec();
-    a.extend_from_slice(path.as_bytes());
-    a.resize(a.len().div_ceil(4) * 4, 0);
-    a
-}
-
 fn bench_answer(c: &mut Criterion) {
-    let mut text = String::new();
-    for i in 0..100 {
-        text.push_str(&format!("/srv/export{i} 10.0.0.0/8(rw,insecure) *(ro)\n"));
-    }
-    let exports = match ExportTable::parse_str(&text, "bench") {
-        Ok(t) => t,
-        Err(e) => panic!("bench exports: {e}"),
-    };
+    let exports = hundred_exports();
     let mounts = MountList::new();
     let policy = Policy::default();
     let ctx = Context {
@@ -78,6 +55,36 @@ fn bench_answer(c: &mut Criterion) {
             )
         });
     }
+    // The first MNT of a new (client, dir): a fresh mount list per batch, a new client
+    // address per call; dropping the list is not timed.
+    let request = call(3, 1, &dirpath("/srv/export42"));
+    c.bench_function("mnt_v3_first", |b| {
+        b.iter_custom(|iters| {
+            let mounts = MountList::new();
+            let ctx = Context {
+                exports: &exports,
+                mounts: &mounts,
+                policy: &policy,
+            };
+            let mut total = Duration::ZERO;
+            let start = Instant::now();
+            for i in 0..iters {
+                let client = Client {
+                    addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + (i as u32)), 700)),
+                    name: None,
+                    transport: Transport::Udp,
+                };
+                if !matches!(
+                    answer(black_box(&request), &client, &ctx, &mut out),
+                    Outcome::Reply { .. }
+                ) {
+                    panic!("mnt_v3_first: no reply");
+                }
+            }
+            total += start.elapsed();
+            total
+        })
+    });
 }
 
 criterion_group!(benches, bench_answer);

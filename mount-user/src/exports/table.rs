@@ -61,7 +61,7 @@ pub(crate) fn compile(
         }
         handles.insert(handle, (r.path.clone(), r.line));
         let mut rules = Vec::with_capacity(r.clients.len());
-        let mut exact: HashMap<IpAddr, usize> = HashMap::new();
+        let mut exact: HashMap<IpAddr, usize, hashbrown::DefaultHashBuilder> = HashMap::default();
         let mut scan = Vec::new();
         for (idx, c) in r.clients.iter().enumerate() {
             let matcher = match &c.spec {
@@ -131,7 +131,7 @@ pub(crate) fn compile(
     let by_path = exports
         .iter()
         .enumerate()
-        .map(|(i, e)| (Box::from(e.path.as_str()), i))
+        .map(|(i, e)| (Box::from(e.path.as_bytes()), i))
         .collect();
     let (xdr, ends) = encode_export_list(&exports);
     Ok(ExportTable {
@@ -151,7 +151,7 @@ pub(crate) fn lookup<'t>(table: &'t ExportTable, path: &'t str) -> Option<Export
     let mut end = path.len();
     loop {
         let prefix = if end == 0 { "/" } else { &path[..end] };
-        if let Some(&i) = table.by_path.get(prefix) {
+        if let Some(&i) = table.by_path.get(prefix.as_bytes()) {
             let rest = path.get(end..).unwrap_or("");
             let subpath = rest.strip_prefix('/').unwrap_or(rest);
             return table

@@ -439,3 +439,25 @@ proptest::proptest! {
         let _ = ExportTable::parse_str_with(&text, "p", &StaticResolver::default());
     }
 }
+
+#[test]
+fn lookup_exact_only_for_byte_exact_export_paths() {
+    let t = table("/srv/a *(ro)\n/ *(ro)\n/srv/\\303\\251t\\303\\251 *(ro)\n");
+    assert_eq!(t.lookup_exact(b"/srv/a").map(Export::path), Some("/srv/a"));
+    assert_eq!(t.lookup_exact(b"/").map(Export::path), Some("/"));
+    assert_eq!(
+        t.lookup_exact("/srv/été".as_bytes()).map(Export::path),
+        Some("/srv/été")
+    );
+    // Not normal, or below an export: the general lookup's business.
+    for raw in [
+        &b"/srv/a/"[..],
+        b"//srv/a",
+        b"/srv/./a",
+        b"/srv/a/x",
+        b"",
+        b"/srv",
+    ] {
+        assert!(t.lookup_exact(raw).is_none(), "{raw:?}");
+    }
+}

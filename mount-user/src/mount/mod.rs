@@ -33,10 +33,11 @@ pub mod results;
 #[cfg(test)]
 mod tests;
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, FileHandle};
+/// Re-exported: the mount list owns its host key text.
+pub use crate::mountlist::IpText;
 use crate::mountlist::MountList;
 use crate::rpc::{self, AcceptStat, Call, CallError, RejectStat};
 use crate::xdr::{Reader, Writer, XdrError};
@@ -222,7 +223,7 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
             };
             let mut buf = NormBuf::new();
             if let Ok(norm) = path::normalise(raw, &mut buf) {
-                ctx.mounts.remove(IpText::new(ip).as_str(), norm.path);
+                ctx.mounts.remove_ip(ip, norm.path);
             }
             success(out, call.xid, |_| Ok(false))
         }
@@ -259,23 +260,34 @@ fn authorise<'t>(
     ip: IpAddr,
     exports: &'t ExportTable,
 ) -> Access<'t> {
-    let Some(found) = exports.lookup(norm.path) else {
-        return Access::Refused(MountStat::NoEnt);
-    };
+    match exports.lookup(norm.path) {
+        Some(found) => authorise_match(found.export, found.subpath, norm, client, ip),
+        None => Access::Refused(MountStat::NoEnt),
+    }
+}
+
+/// [`authorise`] once the export is known.
+fn authorise_match<'t>(
+    export: &'t Export,
+    subpath: &'t str,
+    norm: &path::Normalised<'_>,
+    client: &Client<'_>,
+    ip: IpAddr,
+) -> Access<'t> {
     if norm
         .min_depth
-        .is_some_and(|d| d < path::depth(found.export.path()))
+        .is_some_and(|d| d < path::depth(export.path()))
     {
         return Access::Refused(MountStat::Acces);
     }
-    match found.export.check_client(ip, client.name) {
+    match export.check_client(ip, client.name) {
         ClientCheck::Allowed(options) => {
             if options.secure && client.addr.port() >= 1024 {
                 Access::Refused(MountStat::Acces)
             } else {
                 Access::Granted {
-                    export: found.export,
-                    subpath: found.subpath,
+                    export,
+                    subpath,
                     options,
                 }
             }
@@ -307,11 +319,26 @@ fn mnt(
     };
     let v3 = call.vers == 3;
     let mut buf = NormBuf::new();
-    let norm = match path::normalise(raw, &mut buf) {
-        Ok(norm) => norm,
-        Err(e) => return mnt_status(out, call.xid, path_status(e)),
+    // The MNT of an export itself (byte-exact, hence already normal) skips normalisation
+    // and the prefix walk; the general path gives the same answer, only slower.
+    let (norm, access) = match ctx.exports.lookup_exact(raw) {
+        Some(export) => {
+            let norm = path::Normalised {
+                path: export.path(),
+                min_depth: None,
+            };
+            let access = authorise_match(export, "", &norm, client, ip);
+            (norm, access)
+        }
+        None => match path::normalise(raw, &mut buf) {
+            Ok(norm) => {
+                let access = authorise(&norm, client, ip, ctx.exports);
+                (norm, access)
+            }
+            Err(e) => return mnt_status(out, call.xid, path_status(e)),
+        },
     };
-    let (export, subpath, options) = match authorise(&norm, client, ip, ctx.exports) {
+    let (export, subpath, options) = match access {
         Access::Granted {
             export,
             subpath,
@@ -353,7 +380,7 @@ fn mnt(
     });
     // Only a mount the client hears about goes on the list.
     if matches!(outcome, Outcome::Reply { .. }) {
-        ctx.mounts.add(IpText::new(ip).as_str(), norm.path);
+        ctx.mounts.add_ip(ip, norm.path);
     }
     outcome
 }
@@ -449,39 +476,5 @@ fn denied(out: &mut [u8], xid: u32, stat: &RejectStat) -> Outcome {
             truncated: false,
         },
         Err(_) => Outcome::Drop(DropReason::NoRoom),
-    }
-}
-
-/// An IP address formatted on the stack (the mount list's host key), no allocation.
-pub struct IpText {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl IpText {
-    /// Format `ip` (callers pass it canonicalised).
-    pub fn new(ip: IpAddr) -> Self {
-        let mut t = IpText {
-            buf: [0; 48],
-            len: 0,
-        };
-        // An IPv6 address is at most 45 characters, so this cannot fail.
-        let _ = write!(t, "{ip}");
-        t
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl std::fmt::Write for IpText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }

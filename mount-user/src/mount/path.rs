@@ -30,9 +30,10 @@ pub enum PathError {
     TooLong,
 }
 
-/// Stack storage for a normalised path.
+/// Stack storage for a normalised path, filled only when the path is not normal already.
 pub struct NormBuf {
-    buf: [u8; MNTPATHLEN],
+    // Lazily: zeroing 1 KiB costs more than the whole fast path of a normal path.
+    buf: Option<[u8; MNTPATHLEN]>,
 }
 
 impl Default for NormBuf {
@@ -44,9 +45,7 @@ impl Default for NormBuf {
 impl NormBuf {
     /// Empty storage.
     pub const fn new() -> Self {
-        Self {
-            buf: [0; MNTPATHLEN],
-        }
+        Self { buf: None }
     }
 }
 
@@ -68,8 +67,52 @@ pub fn depth(path: &str) -> usize {
     }
 }
 
-/// Normalise `raw` into `buf`.
-pub fn normalise<'b>(raw: &[u8], buf: &'b mut NormBuf) -> Result<Normalised<'b>, PathError> {
+/// Whether `raw` is already normal: `/`, or `/`-separated components that are neither
+/// empty, `.` nor `..`, with no NUL. Clients send such paths almost always.
+fn is_normal(raw: &[u8]) -> bool {
+    let Some((b'/', rest)) = raw.split_first() else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    // One pass: a component is bad when empty, or all dots and at most two long.
+    let mut len = 0usize;
+    let mut dots = 0usize;
+    for &b in rest {
+        match b {
+            0 => return false,
+            b'/' => {
+                if len == 0 || (dots == len && len <= 2) {
+                    return false;
+                }
+                len = 0;
+                dots = 0;
+            }
+            b'.' => {
+                len += 1;
+                dots += 1;
+            }
+            _ => len += 1,
+        }
+    }
+    !(len == 0 || (dots == len && len <= 2))
+}
+
+/// Normalise `raw`: borrowed as it is when already normal, else rebuilt into `buf`.
+pub fn normalise<'b>(raw: &'b [u8], buf: &'b mut NormBuf) -> Result<Normalised<'b>, PathError> {
+    if is_normal(raw) && raw.len() <= MNTPATHLEN {
+        let path = std::str::from_utf8(raw).map_err(|_| PathError::NotUtf8)?;
+        return Ok(Normalised {
+            path,
+            min_depth: None,
+        });
+    }
+    rebuild(raw, buf)
+}
+
+/// The general case of [`normalise`].
+fn rebuild<'b>(raw: &[u8], buf: &'b mut NormBuf) -> Result<Normalised<'b>, PathError> {
     if raw.is_empty() {
         return Ok(Normalised {
             path: "/",
@@ -83,7 +126,7 @@ pub fn normalise<'b>(raw: &[u8], buf: &'b mut NormBuf) -> Result<Normalised<'b>,
         return Err(PathError::Nul);
     }
     let text = std::str::from_utf8(raw).map_err(|_| PathError::NotUtf8)?;
-    let out = &mut buf.buf;
+    let out = buf.buf.insert([0; MNTPATHLEN]);
     let mut len = 0usize;
     let mut depth = 0usize;
     let mut min_depth: Option<usize> = None;
@@ -177,7 +220,34 @@ mod tests {
         assert_eq!(depth("/srv/a/b"), 3);
     }
 
+    #[test]
+    fn fast_path_only_for_normal_paths() {
+        for p in ["/", "/srv", "/srv/a", "/a.b/..c/...", "/\u{e9}t\u{e9}"] {
+            assert!(is_normal(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "", "srv", "//", "/srv/", "/srv//a", "/./a", "/a/.", "/a/..", "/a\0b",
+        ] {
+            assert!(!is_normal(p.as_bytes()), "{p:?}");
+        }
+        // Borrowed, not copied: the buffer stays untouched.
+        let mut buf = NormBuf::new();
+        let raw = b"/srv/a";
+        let n = normalise(raw, &mut buf).unwrap();
+        assert_eq!(n.path.as_ptr(), raw.as_ptr());
+    }
+
     proptest! {
+        #[test]
+        fn fast_path_agrees_with_rebuild(parts in proptest::collection::vec(
+            prop_oneof![Just("".to_string()), Just(".".to_string()), Just("..".to_string()),
+                        Just("\0".to_string()), "[a-c.]{1,3}"], 0..8)) {
+            let raw = format!("/{}", parts.join("/"));
+            let mut a = NormBuf::new();
+            let mut b = NormBuf::new();
+            prop_assert_eq!(normalise(raw.as_bytes(), &mut a), rebuild(raw.as_bytes(), &mut b));
+        }
+
         #[test]
         fn normalised_is_canonical(parts in proptest::collection::vec(
             prop_oneof![Just("".to_string()), Just(".".to_string()), Just("..".to_string()), "[a-c]{1,3}"], 0..12)) {

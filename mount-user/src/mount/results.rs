@@ -7,7 +7,7 @@ use super::path::MNTPATHLEN;
 use crate::exports::{ClientCheck, ExportTable, FileHandle, FHSIZE3};
 use crate::mountlist::MountList;
 use crate::rpc::{AUTH_NONE, AUTH_SYS};
-use crate::xdr::{Writer, XdrError, UNIT};
+use crate::xdr::{padded, Writer, XdrError, UNIT};
 
 /// Longest host or group name (MNTNAMLEN).
 pub const MNTNAMLEN: usize = 255;
@@ -41,32 +41,43 @@ pub fn put_mountres3_ok(
     handle: &[u8],
     flavors: &[u32],
 ) -> Result<(), XdrError> {
-    let m = w.mark();
-    let res = (|| {
-        w.put_u32(0)?;
-        w.put_opaque(handle, FHSIZE3)?;
-        let count_at = w.position();
-        w.put_u32(0)?;
-        let mut count = 0u32;
-        let ordered = flavors
-            .iter()
-            .filter(|&&f| f != AUTH_NONE)
-            .chain(flavors.iter().filter(|&&f| f == AUTH_NONE));
-        for &f in ordered.take(MAX_FLAVORS) {
-            w.put_u32(f)?;
-            count += 1;
-        }
-        if count == 0 {
-            w.put_u32(AUTH_SYS)?;
-            count = 1;
-        }
-        w.patch_u32(count_at, count)
-    })();
-    if res.is_err() {
-        w.rewind(m);
+    if handle.len() > FHSIZE3 {
+        return Err(XdrError::TooLong {
+            len: handle.len(),
+            max: FHSIZE3,
+        });
     }
-    res
+    // Assembled on the stack and written with one bounds check and one copy: word-by-word
+    // writes were ~170 instructions of a ~1500-instruction MNT.
+    let mut buf = [0u8; MOUNTRES3_MAX];
+    // buf[0..4] = MNT3_OK (0), already zero.
+    let hlen = handle.len();
+    buf[UNIT..2 * UNIT].copy_from_slice(&(hlen as u32).to_be_bytes());
+    buf[2 * UNIT..2 * UNIT + hlen].copy_from_slice(handle);
+    let count_at = 2 * UNIT + padded(hlen);
+    let mut at = count_at + UNIT;
+    let mut count = 0u32;
+    let ordered = flavors
+        .iter()
+        .filter(|&&f| f != AUTH_NONE)
+        .chain(flavors.iter().filter(|&&f| f == AUTH_NONE));
+    for &f in ordered.take(MAX_FLAVORS) {
+        buf[at..at + UNIT].copy_from_slice(&f.to_be_bytes());
+        at += UNIT;
+        count += 1;
+    }
+    if count == 0 {
+        buf[at..at + UNIT].copy_from_slice(&AUTH_SYS.to_be_bytes());
+        at += UNIT;
+        count = 1;
+    }
+    buf[count_at..count_at + UNIT].copy_from_slice(&count.to_be_bytes());
+    // All or nothing: `put_raw` checks the room before writing.
+    w.put_raw(&buf[..at])
 }
+
+/// Largest `mountres3` of MNT3_OK: status, `fhandle3` (length + 64 bytes), count, flavors.
+const MOUNTRES3_MAX: usize = UNIT + UNIT + FHSIZE3 + UNIT + MAX_FLAVORS * UNIT;
 
 /// A handle's meaningful bytes, or None when its length field is out of range.
 pub fn handle_bytes(h: &FileHandle) -> Option<&[u8]> {

@@ -1,5 +1,6 @@
 //! The hot path does not touch the heap: NULL, MNT of a known export already on the mount
-//! list, UMNT, EXPORT of the precomputed list. Counted with a per-thread counting allocator
+//! list (also when the entry came from rmtab, by host text), UMNT, EXPORT of the
+//! precomputed list. Counted with a per-thread counting allocator
 //! (the test binary's global allocator; it only counts while a test switches it on).
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -98,4 +99,38 @@ fn hot_path_does_not_allocate() {
         assert!(matches!(outcome, Outcome::Reply { .. }), "{what}");
         assert_eq!(n, 0, "{what} allocated");
     }
+}
+
+#[test]
+fn first_mnt_of_an_entry_from_rmtab_does_not_allocate() {
+    let env = Env::new("/srv/a 10.0.0.0/8(rw,insecure) fd00::/16(rw,insecure)\n");
+    // As `Rmtab::load` adds them: by host text.
+    env.mounts.add("10.1.2.3", "/srv/a");
+    env.mounts.add("fd00::7", "/srv/a");
+    let policy = Policy::default();
+    let ctx = Context {
+        exports: &env.table,
+        mounts: &env.mounts,
+        policy: &policy,
+    };
+    let mut out = vec![0u8; 65536];
+    let generation = env.mounts.generation();
+    for (what, addr, path) in [
+        ("v4", "10.1.2.3:700", &b"/srv/a"[..]),
+        ("mapped v4", "[::ffff:10.1.2.3]:700", b"/srv//a/"),
+        ("v6", "[fd00::7]:700", b"/srv/a"),
+    ] {
+        let client = Client {
+            addr: addr.parse().unwrap(),
+            name: None,
+            transport: Transport::Udp,
+        };
+        let mnt = call(2, 3, 1, &path_arg(path));
+        let mut outcome = Outcome::NeedName;
+        let n = allocations(|| outcome = answer(&mnt, &client, &ctx, &mut out));
+        assert!(matches!(outcome, Outcome::Reply { .. }), "{what}");
+        assert_eq!(n, 0, "{what} allocated");
+    }
+    assert_eq!(env.mounts.generation(), generation, "nothing was added");
+    assert_eq!(env.mounts.len(), 2);
 }
