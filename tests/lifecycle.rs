@@ -271,8 +271,10 @@ fn serve_without_rpcbind_running() {
     });
     let t0 = Instant::now();
     assert_eq!(d.stop().code(), Some(0));
+    // A liveness bound, not a speed target: far below the rpcbind call timeouts that a
+    // hung unregistration would add up to, far above a loaded CI machine's scheduling noise.
     assert!(
-        t0.elapsed() < Duration::from_secs(3),
+        t0.elapsed() < Duration::from_secs(15),
         "stop took {:?}",
         t0.elapsed()
     );
@@ -302,8 +304,10 @@ fn sigterm_with_open_connections_exits_promptly() {
     let t0 = Instant::now();
     let st = d.stop();
     assert_eq!(st.code(), Some(0));
+    // A liveness bound: open connections must not hold shutdown up to the 120 s idle
+    // timeout; generous enough for XDP detach waiting on the RTNL lock under load.
     assert!(
-        t0.elapsed() < Duration::from_secs(3),
+        t0.elapsed() < Duration::from_secs(15),
         "SIGTERM took {:?}",
         t0.elapsed()
     );

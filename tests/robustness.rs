@@ -162,8 +162,10 @@ fn slow_and_idle_tcp_clients_do_not_block_others() {
             let mut c = RpcClient::new(proto, server, SrcPort::High).unwrap();
             assert_eq!(c.mnt3("/srv/a").0, status::OK);
         }
+        // A liveness bound: stalled peers must not block others until their idle timeout
+        // (120 s); not a latency target.
         assert!(
-            t0.elapsed() < Duration::from_secs(2),
+            t0.elapsed() < Duration::from_secs(10),
             "stalled connections slowed others down: {:?}",
             t0.elapsed()
         );
