@@ -196,12 +196,15 @@ fn ordered<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     out
 }
 
-/// 1200000 → "1.2M", 20000 → "20k", 3.5 → "3.5".
+/// 1200000 → "1.2M", 20000 → "20k", 1200 → "1.2k", 3.5 → "3.5".
 fn short_number(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
-    } else if v >= 1e3 {
+    } else if v >= 1e4 {
         format!("{:.0}k", v / 1e3)
+    } else if v >= 1e3 {
+        // Axis ticks of a latency chart step by a few hundred µs: keep them distinct.
+        format!("{:.1}k", v / 1e3)
     } else if v >= 10.0 {
         format!("{v:.0}")
     } else {
@@ -217,6 +220,8 @@ mod tests {
     fn short_numbers() {
         assert_eq!(short_number(1_260_000.0), "1.3M");
         assert_eq!(short_number(20_000.0), "20k");
+        assert_eq!(short_number(1_200.0), "1.2k");
+        assert_eq!(short_number(1_400.0), "1.4k");
         assert_eq!(short_number(42.4), "42");
         assert_eq!(short_number(3.26), "3.3");
     }
