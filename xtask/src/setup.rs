@@ -74,7 +74,7 @@ pub fn install_missing() -> Result<()> {
         run_checked(Command::new("apt-get").arg("update").arg("-q"))?;
         run_checked(
             Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(["install", "-y", "-q"])
                 .args(&packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
