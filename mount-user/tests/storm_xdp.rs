@@ -9,7 +9,7 @@ use std::process::Command;
 #[path = "support/afxdp_bed.rs"]
 mod bed;
 
-use bed::{privileged, Bed, CLI_IF, PORT, SRV_IF};
+use bed::{privileged, Bed, CLI_IF, PORT};
 
 const EXPORTS: &str = "/srv/a *(rw,insecure)\n/srv/b *(ro,insecure)\n";
 
@@ -46,14 +46,6 @@ fn assert_clean(r: &serde_json::Value, n: u64) {
     assert_eq!(r["answered"], n, "{r}");
     assert_eq!(r["wrong"], 0, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
-}
-
-fn client_xdp_attached(bed: &Bed) -> bool {
-    let out = Command::new("ip")
-        .args(["-n", &bed.cli, "-d", "link", "show", CLI_IF])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 const MIX: &str = "null=1,mnt3=6,umnt3=1,export3=1,dump3=1,mnt1=1";
@@ -99,7 +91,7 @@ fn afxdp_mode_against_a_kernel_socket_daemon() {
         assert_eq!(r["afxdp"]["iface"], CLI_IF);
         // The program left with the process.
         assert!(
-            !client_xdp_attached(&bed),
+            !bed.client_xdp_attached(),
             "storm's XDP program outlived it"
         );
     }
@@ -117,15 +109,7 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
         return;
     }
     let bed = Bed::new("stormx", 92, 1);
-    let exports = bed.write("exports", EXPORTS);
-    let _daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        "native",
-    ]);
+    let _daemon = bed.xdp_daemon(EXPORTS, "native");
     let target = bed.srv_addr(false).to_string();
     let r = storm(
         &bed,
@@ -191,7 +175,7 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
     let sent = r["sent"].as_u64().unwrap();
     assert!((4500..=5500).contains(&sent), "{r}");
     assert_eq!(r["answered"], sent, "{r}");
-    assert!(!client_xdp_attached(&bed));
+    assert!(!bed.client_xdp_attached());
 }
 
 #[test]
@@ -200,15 +184,7 @@ fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
         return;
     }
     let bed = Bed::new("stormq", 93, 2);
-    let exports = bed.write("exports", EXPORTS);
-    let _daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        "native",
-    ]);
+    let _daemon = bed.xdp_daemon(EXPORTS, "native");
     let target = bed.srv_addr(false).to_string();
     // Many clients (source ports) so that replies hash onto both rx queues.
     let r = storm(
