@@ -41,6 +41,15 @@ fn storm(bed: &Bed, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// `storm` through its own AF_XDP socket on the client interface, at the server's v4 or
+/// v6 address.
+fn storm_afxdp(bed: &Bed, v6: bool, args: &[&str]) -> serde_json::Value {
+    let target = bed.srv_addr(v6).to_string();
+    let mut list = vec!["--target", &target, "--io", "afxdp", "--iface", CLI_IF];
+    list.extend_from_slice(args);
+    storm(bed, &list)
+}
+
 fn assert_clean(r: &serde_json::Value, n: u64) {
     assert_eq!(r["sent"], n, "{r}");
     assert_eq!(r["answered"], n, "{r}");
@@ -59,16 +68,10 @@ fn afxdp_mode_against_a_kernel_socket_daemon() {
     let exports = bed.write("exports", EXPORTS);
     let _daemon = bed.daemon(&["--exports", exports.to_str().unwrap(), "--xdp", "off"]);
     for (mode, v6) in [("native", false), ("generic", false), ("native", true)] {
-        let target = bed.srv_addr(v6).to_string();
-        let r = storm(
+        let r = storm_afxdp(
             &bed,
+            v6,
             &[
-                "--target",
-                &target,
-                "--io",
-                "afxdp",
-                "--iface",
-                CLI_IF,
                 "--xdp",
                 mode,
                 "--mix",
@@ -111,15 +114,10 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
     let bed = Bed::new("stormx", 92, 1);
     let _daemon = bed.xdp_daemon(EXPORTS, "native");
     let target = bed.srv_addr(false).to_string();
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
+        false,
         &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
             "--mix",
             MIX,
             "--paths",
@@ -154,22 +152,10 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
         assert_eq!(r["transport"], transport);
     }
     // Open loop through AF_XDP: paced, all answered.
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
-        &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
-            "--mix",
-            "null",
-            "--rate",
-            "5000",
-            "--duration",
-            "1",
-        ],
+        false,
+        &["--mix", "null", "--rate", "5000", "--duration", "1"],
     );
     assert_eq!(r["mode"], "open");
     let sent = r["sent"].as_u64().unwrap();
@@ -185,17 +171,11 @@ fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
     }
     let bed = Bed::new("stormq", 93, 2);
     let _daemon = bed.xdp_daemon(EXPORTS, "native");
-    let target = bed.srv_addr(false).to_string();
     // Many clients (source ports) so that replies hash onto both rx queues.
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
+        false,
         &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
             "--mix",
             MIX,
             "--paths",
