@@ -308,23 +308,19 @@ impl Daemon {
 
     /// `xdp-mountd stats --json` against this daemon.
     pub fn stats(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_xdp-mountd"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.stats)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "stats: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&self.stats_output(&["--json"])).unwrap()
     }
 
     /// `xdp-mountd stats` (table) against this daemon.
     pub fn stats_table(&self) -> String {
+        String::from_utf8(self.stats_output(&[])).unwrap()
+    }
+
+    fn stats_output(&self, flags: &[&str]) -> Vec<u8> {
         let out = Command::new(env!("CARGO_BIN_EXE_xdp-mountd"))
-            .args(["stats", "--socket"])
+            .arg("stats")
+            .args(flags)
+            .arg("--socket")
             .arg(&self.stats)
             .output()
             .unwrap();
@@ -333,7 +329,7 @@ impl Daemon {
             "stats: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap()
+        out.stdout
     }
 
     pub fn signal(&self, sig: i32) {
