@@ -45,15 +45,7 @@ fn udp_round(bed: &Bed) -> u64 {
 
 fn answers_through_afxdp(mode: &str, tag: &str, net: u8) {
     let bed = Bed::new(tag, net, 1);
-    let exports = bed.write("exports", EXPORTS);
-    let mut daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        mode,
-    ]);
+    let mut daemon = bed.xdp_daemon(EXPORTS, mode);
     assert!(bed.xdp_attached());
     let before = bed.srv_udp_counters();
     let calls = udp_round(&bed);
@@ -548,15 +540,7 @@ fn two_queues_generic_all_on_queue_zero() {
         return;
     }
     let bed = Bed::new("mqg", 11, 2);
-    let exports = bed.write("exports", EXPORTS);
-    let daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        "generic",
-    ]);
+    let daemon = bed.xdp_daemon(EXPORTS, "generic");
     let before = bed.srv_udp_counters();
     let to = bed.srv_addr(false);
     bed.in_client(|| {

@@ -9,7 +9,7 @@ use std::process::Command;
 #[path = "support/afxdp_bed.rs"]
 mod bed;
 
-use bed::{privileged, Bed, CLI_IF, PORT, SRV_IF};
+use bed::{privileged, Bed, CLI_IF, PORT};
 
 const EXPORTS: &str = "/srv/a *(rw,insecure)\n/srv/b *(ro,insecure)\n";
 
@@ -41,19 +41,20 @@ fn storm(bed: &Bed, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// `storm` through its own AF_XDP socket on the client interface, at the server's v4 or
+/// v6 address.
+fn storm_afxdp(bed: &Bed, v6: bool, args: &[&str]) -> serde_json::Value {
+    let target = bed.srv_addr(v6).to_string();
+    let mut list = vec!["--target", &target, "--io", "afxdp", "--iface", CLI_IF];
+    list.extend_from_slice(args);
+    storm(bed, &list)
+}
+
 fn assert_clean(r: &serde_json::Value, n: u64) {
     assert_eq!(r["sent"], n, "{r}");
     assert_eq!(r["answered"], n, "{r}");
     assert_eq!(r["wrong"], 0, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
-}
-
-fn client_xdp_attached(bed: &Bed) -> bool {
-    let out = Command::new("ip")
-        .args(["-n", &bed.cli, "-d", "link", "show", CLI_IF])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 const MIX: &str = "null=1,mnt3=6,umnt3=1,export3=1,dump3=1,mnt1=1";
@@ -67,16 +68,10 @@ fn afxdp_mode_against_a_kernel_socket_daemon() {
     let exports = bed.write("exports", EXPORTS);
     let _daemon = bed.daemon(&["--exports", exports.to_str().unwrap(), "--xdp", "off"]);
     for (mode, v6) in [("native", false), ("generic", false), ("native", true)] {
-        let target = bed.srv_addr(v6).to_string();
-        let r = storm(
+        let r = storm_afxdp(
             &bed,
+            v6,
             &[
-                "--target",
-                &target,
-                "--io",
-                "afxdp",
-                "--iface",
-                CLI_IF,
                 "--xdp",
                 mode,
                 "--mix",
@@ -99,7 +94,7 @@ fn afxdp_mode_against_a_kernel_socket_daemon() {
         assert_eq!(r["afxdp"]["iface"], CLI_IF);
         // The program left with the process.
         assert!(
-            !client_xdp_attached(&bed),
+            !bed.client_xdp_attached(),
             "storm's XDP program outlived it"
         );
     }
@@ -117,25 +112,12 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
         return;
     }
     let bed = Bed::new("stormx", 92, 1);
-    let exports = bed.write("exports", EXPORTS);
-    let _daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        "native",
-    ]);
+    let _daemon = bed.xdp_daemon(EXPORTS, "native");
     let target = bed.srv_addr(false).to_string();
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
+        false,
         &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
             "--mix",
             MIX,
             "--paths",
@@ -170,28 +152,16 @@ fn afxdp_mode_against_an_afxdp_daemon_and_socket_mode() {
         assert_eq!(r["transport"], transport);
     }
     // Open loop through AF_XDP: paced, all answered.
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
-        &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
-            "--mix",
-            "null",
-            "--rate",
-            "5000",
-            "--duration",
-            "1",
-        ],
+        false,
+        &["--mix", "null", "--rate", "5000", "--duration", "1"],
     );
     assert_eq!(r["mode"], "open");
     let sent = r["sent"].as_u64().unwrap();
     assert!((4500..=5500).contains(&sent), "{r}");
     assert_eq!(r["answered"], sent, "{r}");
-    assert!(!client_xdp_attached(&bed));
+    assert!(!bed.client_xdp_attached());
 }
 
 #[test]
@@ -200,26 +170,12 @@ fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
         return;
     }
     let bed = Bed::new("stormq", 93, 2);
-    let exports = bed.write("exports", EXPORTS);
-    let _daemon = bed.daemon(&[
-        "--exports",
-        exports.to_str().unwrap(),
-        "--iface",
-        SRV_IF,
-        "--xdp",
-        "native",
-    ]);
-    let target = bed.srv_addr(false).to_string();
+    let _daemon = bed.xdp_daemon(EXPORTS, "native");
     // Many clients (source ports) so that replies hash onto both rx queues.
-    let r = storm(
+    let r = storm_afxdp(
         &bed,
+        false,
         &[
-            "--target",
-            &target,
-            "--io",
-            "afxdp",
-            "--iface",
-            CLI_IF,
             "--mix",
             MIX,
             "--paths",

@@ -11,10 +11,14 @@ use mount_ebpf::Counter;
 use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
 use mount_user::packet;
 
+#[path = "support/afxdp_bed.rs"]
+mod bed;
 #[path = "support/inject.rs"]
 mod inject;
 #[path = "support/raw_xsk.rs"]
 mod raw_xsk;
+
+use bed::{del_netns, ip, privileged, veth_between, xdp_attached_in, Bed};
 
 const PORT: u16 = 644;
 const OTHER_PORT: u16 = 2049;
@@ -23,32 +27,7 @@ const CLI_V4: &str = "10.231.0.2";
 const SRV_V6: &str = "fd00:231::1";
 const CLI_V6: &str = "fd00:231::2";
 const SRV_IF: &str = "xsm-srv";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// False (after printing SKIPPED) when the test cannot run here.
-fn privileged() -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but not root: the XDP smoke test must run");
-    }
-    println!("SKIPPED (needs root)");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let status = Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "ip {args:?} failed");
-}
+const CLI_IF: &str = "xsm-cli";
 
 /// Two namespaces joined by a veth pair; removed on drop, also when a test panics.
 struct Testbed {
@@ -63,59 +42,24 @@ impl Testbed {
             srv: format!("xsm-srv-{tag}-{pid}"),
             cli: format!("xsm-cli-{tag}-{pid}"),
         };
-        ip(&["netns", "add", &bed.srv]);
-        ip(&["netns", "add", &bed.cli]);
-        ip(&[
-            "link", "add", SRV_IF, "netns", &bed.srv, "type", "veth", "peer", "name", "xsm-cli",
-            "netns", &bed.cli,
-        ]);
-        for (ns, ifname, v4, v6) in [
-            (&bed.srv, SRV_IF, SRV_V4, SRV_V6),
-            (&bed.cli, "xsm-cli", CLI_V4, CLI_V6),
-        ] {
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                ifname,
-                "nodad",
-            ]);
-            ip(&["-n", ns, "link", "set", ifname, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
+        veth_between(
+            [(&bed.srv, SRV_IF), (&bed.cli, CLI_IF)],
+            1,
+            [SRV_V4, CLI_V4].map(String::from),
+            [SRV_V6, CLI_V6].map(String::from),
+        );
         bed
     }
 
-    /// Runs `f` on a thread that has entered namespace `ns`.
-    fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{ns}");
-        thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).unwrap();
-                use std::os::fd::AsRawFd;
-                // SAFETY: a valid namespace fd; only this thread changes namespace.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
     fn attach(&self, mode: XdpMode, port: u16) -> anyhow::Result<XdpAttachment> {
-        Self::run_in(&self.srv, || XdpAttachment::attach(SRV_IF, mode, port))
+        Bed::run_in(&self.srv, || XdpAttachment::attach(SRV_IF, mode, port))
     }
 
     /// Sends `count` datagrams from the client namespace to the server's `port`.
     fn send(&self, server_ip: &str, client_ip: &str, port: u16, count: usize) {
         let to = SocketAddr::new(server_ip.parse().unwrap(), port);
         let from = SocketAddr::new(client_ip.parse().unwrap(), 0);
-        Self::run_in(&self.cli, || {
+        Bed::run_in(&self.cli, || {
             let sock = UdpSocket::bind(from).unwrap();
             for i in 0..count {
                 sock.send_to(&[i as u8; 40], to).unwrap();
@@ -134,38 +78,27 @@ impl Testbed {
     ) -> thread::JoinHandle<(Vec<u8>, SocketAddr)> {
         let to = SocketAddr::new(server_ip.parse().unwrap(), port);
         let from = SocketAddr::new(client_ip.parse().unwrap(), 0);
-        let path = format!("/run/netns/{}", self.cli);
+        let cli = self.cli.clone();
         thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: a valid namespace fd; only this thread changes namespace.
-            assert_eq!(
-                unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            let sock = UdpSocket::bind(from).unwrap();
-            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            sock.send_to(payload, to).unwrap();
-            let mut buf = [0u8; 2048];
-            let (n, peer) = sock.recv_from(&mut buf).unwrap();
-            (buf[..n].to_vec(), peer)
+            Bed::run_in(&cli, || {
+                let sock = UdpSocket::bind(from).unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                sock.send_to(payload, to).unwrap();
+                let mut buf = [0u8; 2048];
+                let (n, peer) = sock.recv_from(&mut buf).unwrap();
+                (buf[..n].to_vec(), peer)
+            })
         })
     }
 
     fn xdp_attached(&self) -> bool {
-        let out = Command::new("ip")
-            .args(["-n", &self.srv, "-d", "link", "show", SRV_IF])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+        xdp_attached_in(&self.srv, SRV_IF)
     }
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        for ns in [&self.srv, &self.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        del_netns([&self.srv, &self.cli]);
     }
 }
 
@@ -268,7 +201,7 @@ fn check_branches(mode: XdpMode, tag: &str) {
         ipv4(15, 0, 17, PORT),     // maximal options
         ipv6(17, PORT),
     ];
-    Testbed::run_in(&bed.cli, || inject::send_frames("xsm-cli", &frames));
+    Bed::run_in(&bed.cli, || inject::send_frames(CLI_IF, &frames));
     let after = settled(&att);
     let delta = |c: Counter| after.get(c) - before.get(c);
     println!("{mode:?} branches: {:?}", after.iter().collect::<Vec<_>>());
@@ -303,7 +236,7 @@ fn native_mode_branches() {
 fn check_round_trip(mode: XdpMode, tag: &str) {
     let bed = Testbed::new(tag);
     let mut att = bed.attach(mode, PORT).unwrap();
-    let mut xsk = Testbed::run_in(&bed.srv, || raw_xsk::RawXsk::bind(SRV_IF, 0));
+    let mut xsk = Bed::run_in(&bed.srv, || raw_xsk::RawXsk::bind(SRV_IF, 0));
     att.register_socket(0, &xsk).unwrap();
     for (srv, cli) in [(SRV_V4, CLI_V4), (SRV_V6, CLI_V6)] {
         let client = bed.spawn_client(srv, cli, PORT, b"ping");
@@ -387,7 +320,7 @@ fn native_mode_refused_by_driver_is_a_clear_error() {
     let bed = Testbed::new("dmy");
     ip(&["-n", &bed.srv, "link", "add", "xsm-ifb", "type", "ifb"]);
     ip(&["-n", &bed.srv, "link", "set", "xsm-ifb", "up"]);
-    let err = Testbed::run_in(&bed.srv, || {
+    let err = Bed::run_in(&bed.srv, || {
         XdpAttachment::attach("xsm-ifb", XdpMode::Native, PORT)
     })
     .unwrap_err();
@@ -395,7 +328,7 @@ fn native_mode_refused_by_driver_is_a_clear_error() {
     println!("native on ifb: {msg}");
     assert!(msg.contains("does not support native XDP"), "{msg}");
     // Generic mode works everywhere.
-    let att = Testbed::run_in(&bed.srv, || {
+    let att = Bed::run_in(&bed.srv, || {
         XdpAttachment::attach("xsm-ifb", XdpMode::Generic, PORT)
     })
     .unwrap();
@@ -409,8 +342,7 @@ fn child_attach_and_wait() {
     let Ok(ns) = std::env::var("XSM_CHILD_NETNS") else {
         return;
     };
-    let _att =
-        Testbed::run_in(&ns, || XdpAttachment::attach(SRV_IF, XdpMode::Native, PORT)).unwrap();
+    let _att = Bed::run_in(&ns, || XdpAttachment::attach(SRV_IF, XdpMode::Native, PORT)).unwrap();
     println!("ATTACHED");
     thread::sleep(Duration::from_secs(60));
 }

@@ -444,6 +444,15 @@ mod tests {
 
     /// Ethernet + IPv4 with 4 bytes of options (so the reply payload, which has none,
     /// starts before the request payload: the overlap case) + UDP to port 644.
+    /// A client socket on loopback that waits up to 5 s for an answer.
+    fn loopback_client() -> UdpSocket {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+    }
+
     fn request(src: Ipv4Addr, src_port: u16, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
         let total = (24 + 8 + payload.len()) as u16;
@@ -502,10 +511,7 @@ mod tests {
 
     #[test]
     fn larger_than_mtu_goes_through_the_kernel_socket() {
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = loopback_client();
         let port = client.local_addr().unwrap().port();
         let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
         let c = QueueCounters::default();
@@ -525,10 +531,7 @@ mod tests {
 
     #[test]
     fn calls_to_a_broadcast_address_are_answered_by_the_kernel_socket() {
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = loopback_client();
         let port = client.local_addr().unwrap().port();
         let s = shared(UdpSocket::bind("127.0.0.1:0").unwrap());
         let c = QueueCounters::default();
@@ -592,10 +595,7 @@ mod tests {
         let Ok(dual) = UdpSocket::bind("[::]:0") else {
             return; // no IPv6 here
         };
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let client = loopback_client();
         send_via_kernel(&dual, b"hi", client.local_addr().unwrap()).unwrap();
         let mut buf = [0u8; 8];
         let (n, from) = client.recv_from(&mut buf).unwrap();

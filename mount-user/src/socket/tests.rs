@@ -184,6 +184,42 @@ fn closed(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Serves `responder` over TCP on loopback (4 connections, 5 s idle, 8 KiB records) while
+/// `client` runs on its own thread with the address and the stop sender; returns what
+/// `client` returned once the server has stopped.
+fn against_tcp<T: Send + 'static>(
+    responder: Arc<dyn Responder>,
+    client: impl FnOnce(SocketAddr, tokio::sync::watch::Sender<bool>) -> T + Send + 'static,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = TcpConfig {
+        max_connections: 4,
+        idle_timeout: Duration::from_secs(5),
+        max_record: 8192,
+        reply_capacity: tcp::TCP_REPLY_CAPACITY,
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let client = std::thread::spawn(move || client(addr, stop));
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tcp::serve(
+            listener,
+            responder,
+            names(),
+            Arc::default(),
+            config,
+            stop_rx,
+        )
+        .await;
+    });
+    client.join().unwrap()
+}
+
 #[test]
 fn tcp_shell_pipelines_frames_and_enforces_limits() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -341,20 +377,7 @@ mod with_core {
     #[test]
     fn null_and_mnt_over_tcp() {
         let (svc, mounts) = service(Transport::Tcp);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = TcpConfig {
-            max_connections: 4,
-            idle_timeout: Duration::from_secs(5),
-            max_record: 8192,
-            reply_capacity: tcp::TCP_REPLY_CAPACITY,
-        };
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let client = std::thread::spawn(move || {
+        let (null, mnt, named) = against_tcp(svc, |addr, stop| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut bytes = record(&[&call(21, 0, &[])]);
@@ -367,11 +390,6 @@ mod with_core {
             stop.send(true).unwrap();
             (null, mnt, named)
         });
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            tcp::serve(listener, svc, names(), Arc::default(), config, stop_rx).await;
-        });
-        let (null, mnt, named) = client.join().unwrap();
         assert!(results(21, &null).is_empty());
         assert_eq!(results(22, &mnt)[..4], [0, 0, 0, 0], "MNT3_OK");
         assert!(mounts.contains("127.0.0.1", "/srv/sub"));
@@ -426,20 +444,7 @@ mod truncation {
         assert!(udp_reply.len() <= UDP_MAX_MESSAGE && udp_reply.len() > UDP_MAX_MESSAGE / 2);
         assert_eq!(counters.udp_truncated.load(Ordering::Relaxed), 1);
 
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = TcpConfig {
-            max_connections: 4,
-            idle_timeout: Duration::from_secs(5),
-            max_record: 8192,
-            reply_capacity: tcp::TCP_REPLY_CAPACITY,
-        };
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let client = std::thread::spawn(move || {
+        let tcp_reply = against_tcp(service(Transport::Tcp), |addr, stop| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             s.write_all(&record(&[&export_call(2)])).unwrap();
@@ -447,19 +452,6 @@ mod truncation {
             stop.send(true).unwrap();
             reply
         });
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            tcp::serve(
-                listener,
-                service(Transport::Tcp),
-                names(),
-                Arc::default(),
-                config,
-                stop_rx,
-            )
-            .await;
-        });
-        let tcp_reply = client.join().unwrap();
         assert!(tcp_reply.len() > 2 * UDP_MAX_MESSAGE);
         // The UDP list is a prefix of the TCP one (same header, entries cut at a boundary).
         assert_eq!(

@@ -109,17 +109,24 @@ pub fn check(reply: &[u8], expect: &Expect) -> Result<(), Wrong> {
     }
 }
 
+/// The leading mount status. `Ok(None)` when it is OK (the body follows); `Ok(Some(_))`
+/// when nothing follows (short, or an error status that is allowed); `Err` for an error
+/// status where OK was required.
+fn not_ok(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Option<Result<(), XdrError>>, Wrong> {
+    let Ok(status) = r.u32() else {
+        return Ok(Some(Err(XdrError::Short)));
+    };
+    match status {
+        0 => Ok(None),
+        _ if must_be_ok => Err(Wrong::MountStatus),
+        _ => Ok(Some(Ok(()))),
+    }
+}
+
 /// `mountres3`: status, then on OK a handle of 1..=64 bytes and the flavor list.
 fn mountres3(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError>, Wrong> {
-    let Ok(status) = r.u32() else {
-        return Ok(Err(XdrError::Short));
-    };
-    if status != 0 {
-        return if must_be_ok {
-            Err(Wrong::MountStatus)
-        } else {
-            Ok(Ok(()))
-        };
+    if let Some(done) = not_ok(r, must_be_ok)? {
+        return Ok(done);
     }
     Ok((|| {
         let fh = r.opaque(FHSIZE3)?;
@@ -142,15 +149,8 @@ fn mountres3(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError
 
 /// v1/v2 `fhstatus`: status, then on OK a fixed 32-byte handle.
 fn fhstatus(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError>, Wrong> {
-    let Ok(status) = r.u32() else {
-        return Ok(Err(XdrError::Short));
-    };
-    if status != 0 {
-        return if must_be_ok {
-            Err(Wrong::MountStatus)
-        } else {
-            Ok(Ok(()))
-        };
+    if let Some(done) = not_ok(r, must_be_ok)? {
+        return Ok(done);
     }
     Ok(r.opaque_fixed(FHSIZE).map(|_| ()))
 }

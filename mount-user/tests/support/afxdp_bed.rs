@@ -29,7 +29,7 @@ pub fn privileged() -> bool {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but not root: the AF_XDP tests must run");
+        panic!("CI=true but not root: the privileged XDP tests must run");
     }
     println!("SKIPPED (needs root)");
     false
@@ -42,6 +42,62 @@ pub fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `ip -d link show` of `ifname` in namespace `ns` mentions an XDP program.
+pub fn xdp_attached_in(ns: &str, ifname: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", ifname])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// Creates namespaces `ends[0].0` (server) and `ends[1].0` (client) joined by a veth
+/// pair `ends[0].1`–`ends[1].1` with `queues` rx/tx queues, each end up with address
+/// `v4[i]`/24 and `v6[i]`/64 (no DAD), loopback up.
+pub fn veth_between(ends: [(&str, &str); 2], queues: u32, v4: [String; 2], v6: [String; 2]) {
+    let [(srv, srv_if), (cli, cli_if)] = ends;
+    ip(&["netns", "add", srv]);
+    ip(&["netns", "add", cli]);
+    let q = queues.to_string();
+    ip(&[
+        "link",
+        "add",
+        srv_if,
+        "netns",
+        srv,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        cli_if,
+        "netns",
+        cli,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+    ]);
+    for (i, (ns, ifname)) in ends.into_iter().enumerate() {
+        let v4 = format!("{}/24", v4[i]);
+        let v6 = format!("{}/64", v6[i]);
+        ip(&["-n", ns, "addr", "add", &v4, "dev", ifname]);
+        ip(&["-n", ns, "addr", "add", &v6, "dev", ifname, "nodad"]);
+        ip(&["-n", ns, "link", "set", ifname, "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+}
+
+/// Removes the namespaces (and with them the veth pair); errors ignored (for `Drop`).
+pub fn del_netns(namespaces: [&str; 2]) {
+    for ns in namespaces {
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
 }
 
 /// Two namespaces joined by a veth pair; removed on drop.
@@ -71,42 +127,12 @@ impl Bed {
             ],
         };
         std::fs::create_dir_all(&bed.dir).unwrap();
-        ip(&["netns", "add", &bed.srv]);
-        ip(&["netns", "add", &bed.cli]);
-        let q = queues.to_string();
-        ip(&[
-            "link",
-            "add",
-            SRV_IF,
-            "netns",
-            &bed.srv,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            CLI_IF,
-            "netns",
-            &bed.cli,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-        ]);
-        for (i, (ns, ifname)) in [(&bed.srv, SRV_IF), (&bed.cli, CLI_IF)]
-            .into_iter()
-            .enumerate()
-        {
-            let v4 = format!("{}/24", bed.v4[i]);
-            let v6 = format!("{}/64", bed.v6[i]);
-            ip(&["-n", ns, "addr", "add", &v4, "dev", ifname]);
-            ip(&["-n", ns, "addr", "add", &v6, "dev", ifname, "nodad"]);
-            ip(&["-n", ns, "link", "set", ifname, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
+        veth_between(
+            [(&bed.srv, SRV_IF), (&bed.cli, CLI_IF)],
+            queues,
+            bed.v4.map(|a| a.to_string()),
+            bed.v6.map(|a| a.to_string()),
+        );
         bed
     }
 
@@ -150,11 +176,12 @@ impl Bed {
 
     /// `ip -d link show` of the server interface mentions an XDP program.
     pub fn xdp_attached(&self) -> bool {
-        let out = Command::new("ip")
-            .args(["-n", &self.srv, "-d", "link", "show", SRV_IF])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+        xdp_attached_in(&self.srv, SRV_IF)
+    }
+
+    /// The same for the client interface (storm's own AF_XDP socket).
+    pub fn client_xdp_attached(&self) -> bool {
+        xdp_attached_in(&self.cli, CLI_IF)
     }
 
     /// (InDatagrams, OutDatagrams) of the server namespace's kernel UDP (v4 + v6).
@@ -194,6 +221,19 @@ impl Bed {
     /// Starts the daemon in the server namespace and waits for READY.
     pub fn daemon(&self, args: &[&str]) -> Daemon {
         self.try_daemon(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Writes `exports` and starts the daemon on the server interface in XDP `mode`.
+    pub fn xdp_daemon(&self, exports: &str, mode: &str) -> Daemon {
+        let exports = self.write("exports", exports);
+        self.daemon(&[
+            "--exports",
+            exports.to_str().unwrap(),
+            "--iface",
+            SRV_IF,
+            "--xdp",
+            mode,
+        ])
     }
 
     pub fn try_daemon(&self, args: &[&str]) -> Result<Daemon, String> {
@@ -249,9 +289,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        for ns in [&self.srv, &self.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        del_netns([&self.srv, &self.cli]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -270,23 +308,19 @@ impl Daemon {
 
     /// `xdp-mountd stats --json` against this daemon.
     pub fn stats(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_xdp-mountd"))
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.stats)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "stats: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&self.stats_output(&["--json"])).unwrap()
     }
 
     /// `xdp-mountd stats` (table) against this daemon.
     pub fn stats_table(&self) -> String {
+        String::from_utf8(self.stats_output(&[])).unwrap()
+    }
+
+    fn stats_output(&self, flags: &[&str]) -> Vec<u8> {
         let out = Command::new(env!("CARGO_BIN_EXE_xdp-mountd"))
-            .args(["stats", "--socket"])
+            .arg("stats")
+            .args(flags)
+            .arg("--socket")
             .arg(&self.stats)
             .output()
             .unwrap();
@@ -295,7 +329,7 @@ impl Daemon {
             "stats: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap()
+        out.stdout
     }
 
     pub fn signal(&self, sig: i32) {
