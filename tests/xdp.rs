@@ -3,31 +3,11 @@
 //! correct checksums and addresses, while TCP, fragments and everything else still reach
 //! the kernel-stack listeners; the program is attached while serving and gone after exit.
 //!
-//! Runs only when the binary's `serve --help` offers `--xdp` and `--iface`; otherwise each
-//! test prints `SKIPPED (no XDP data path in this binary)` (a feature not built yet is not a
-//! capability problem, so this skip is not turned into a failure by CI=true).
 //! The whole suite can also be run over XDP: `XMD_E2E_DAEMON_ARGS="--iface veth0 --xdp generic"`.
 
 use e2e::*;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
-
-fn xdp_supported(test: &str) -> bool {
-    static HELP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let help = HELP.get_or_init(|| {
-        Command::new(daemon_bin())
-            .args(["serve", "--help"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    });
-    let ok = help.contains("--xdp") && help.contains("--iface");
-    if !ok {
-        eprintln!("\n*** SKIPPED (no XDP data path in this binary): {test} ***\n");
-    }
-    ok
-}
 
 /// `ip link show veth0` in the server namespace.
 fn link_show(pair: &NetPair) -> String {
@@ -84,9 +64,6 @@ fn udp_checks(server: SocketAddr, n: u8) {
 /// test itself); "generic"/"native" pass `--iface veth0 --xdp MODE`.
 fn run_mode(test: &str, mode: &str) {
     let xdp = mode != "kernel";
-    if xdp && !xdp_supported(test) {
-        return;
-    }
     let Some(pair) = NetPair::new(test) else {
         return;
     };
