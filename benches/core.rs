@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use benches::{call, dirpath, hundred_exports};
 use criterion::{criterion_group, criterion_main, Criterion};
-use mount_user::mount::{answer, Client, Context, Outcome, Policy, Transport};
+use mount_user::mount::{answer, Client, Context, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 fn bench_answer(c: &mut Criterion) {
@@ -20,7 +20,6 @@ fn bench_answer(c: &mut Criterion) {
     let client = Client {
         addr: SocketAddr::from((Ipv4Addr::new(10, 1, 2, 3), 700)),
         name: None,
-        transport: Transport::Udp,
     };
     let mut out = vec![0u8; 8800];
     let cases = [
@@ -72,7 +71,6 @@ fn bench_answer(c: &mut Criterion) {
                 let client = Client {
                     addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + (i as u32)), 700)),
                     name: None,
-                    transport: Transport::Udp,
                 };
                 if !matches!(
                     answer(black_box(&request), &client, &ctx, &mut out),

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use benches::{call, dirpath, hundred_exports};
-use mount_user::mount::{answer, Client, Context, Outcome, Policy, Transport};
+use mount_user::mount::{answer, Client, Context, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 fn main() {
@@ -25,7 +25,6 @@ fn main() {
     let client_at = |i: u32| Client {
         addr: SocketAddr::from((Ipv4Addr::from(0x0a01_0000 + i), 700)),
         name: None,
-        transport: Transport::Udp,
     };
     let request = match case.as_str() {
         "null" => call(3, 0, &[]),

@@ -49,7 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Transport::Udp => counts.udp.clone(),
             Transport::Tcp => counts.tcp.clone(),
         };
-        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone(), transport);
+        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone());
         Arc::new(Counted::new(service, counted))
     };
     // AF_XDP answers from the same core, uncounted here (its workers count per queue).
@@ -57,7 +57,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         exports.clone(),
         mounts.clone(),
         policy.clone(),
-        Transport::Udp,
     ));
     let kernel_udp = udp_sockets.first().context("no UDP socket")?.try_clone()?;
     let udp = UdpServer::start(

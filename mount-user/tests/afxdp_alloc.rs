@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mount_user::afxdp::worker::{handle, QueueCounters, Shared};
 use mount_user::exports::{ExportTable, SharedExports};
-use mount_user::mount::{Policy, Transport};
+use mount_user::mount::Policy;
 use mount_user::mountlist::MountList;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
@@ -85,12 +85,7 @@ fn rx_to_tx_does_not_allocate() {
     )
     .unwrap();
     let exports = Arc::new(SharedExports::new(table));
-    let service = MountService::new(
-        exports,
-        Arc::new(MountList::new()),
-        Policy::default(),
-        Transport::Udp,
-    );
+    let service = MountService::new(exports, Arc::new(MountList::new()), Policy::default());
     let (lookups, _rx) = crossbeam_channel::bounded(1);
     let shared = Shared {
         responder: Arc::new(service),

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use mount_user::exports::ExportTable;
-use mount_user::mount::{answer, Client, Context, Outcome, Policy, Transport};
+use mount_user::mount::{answer, Client, Context, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 const EXPORTS: &str = "\
@@ -33,8 +33,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, msg)) = data.split_first() else {
         return;
     };
-    let addrs = ["10.1.2.3:700", "10.1.2.3:4000", "192.0.2.1:700", "[::ffff:10.0.0.1]:700"];
-    let addr: SocketAddr = addrs[usize::from(sel & 3)].parse().expect("literal address");
+    let addrs = [
+        "10.1.2.3:700",
+        "10.1.2.3:4000",
+        "192.0.2.1:700",
+        "[::ffff:10.0.0.1]:700",
+    ];
+    let addr: SocketAddr = addrs[usize::from(sel & 3)]
+        .parse()
+        .expect("literal address");
     let name = (sel & 4 != 0).then_some("h.example.com");
     let cap = [24usize, 64, 512, 65536][usize::from(sel >> 3 & 3)];
     let policy = Policy {
@@ -46,11 +53,7 @@ fuzz_target!(|data: &[u8]| {
         mounts: &mounts,
         policy: &policy,
     };
-    let client = Client {
-        addr,
-        name,
-        transport: Transport::Udp,
-    };
+    let client = Client { addr, name };
     let mut out = vec![0u8; cap];
     if let Outcome::Reply { len, .. } = answer(msg, &client, &ctx, &mut out) {
         assert!(len <= cap);

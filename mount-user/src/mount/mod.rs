@@ -98,8 +98,8 @@ pub enum MountStat {
     ServerFault = 10006,
 }
 
-/// How the call arrived (for the shells' accounting; the answer does not depend on it,
-/// the size of `out` does).
+/// How a call arrived: the shells count per transport. The answer does not depend on it
+/// (only on the size of `out`), so [`Client`] does not carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// A datagram.
@@ -115,8 +115,6 @@ pub struct Client<'a> {
     pub addr: SocketAddr,
     /// Reverse-resolved host name, when the shell has one.
     pub name: Option<&'a str>,
-    /// Transport the call came on.
-    pub transport: Transport,
 }
 
 /// Knobs of the protocol core.

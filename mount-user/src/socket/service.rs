@@ -5,30 +5,23 @@ use std::sync::Arc;
 
 use super::{Answer, Responder};
 use crate::exports::SharedExports;
-use crate::mount::{self, Client, Context, Outcome, Policy, Transport};
+use crate::mount::{self, Client, Context, Outcome, Policy};
 use crate::mountlist::MountList;
 
-/// The MOUNT service as seen from one transport.
+/// The MOUNT service behind every transport: the core with the live table and list.
 pub struct MountService {
     exports: Arc<SharedExports>,
     mounts: Arc<MountList>,
     policy: Policy,
-    transport: Transport,
 }
 
 impl MountService {
-    /// The service for calls arriving over `transport`.
-    pub fn new(
-        exports: Arc<SharedExports>,
-        mounts: Arc<MountList>,
-        policy: Policy,
-        transport: Transport,
-    ) -> Self {
+    /// The service over the shared export table and mount list.
+    pub fn new(exports: Arc<SharedExports>, mounts: Arc<MountList>, policy: Policy) -> Self {
         Self {
             exports,
             mounts,
             policy,
-            transport,
         }
     }
 }
@@ -42,11 +35,7 @@ impl Responder for MountService {
         out: &mut [u8],
     ) -> Answer {
         let table = self.exports.load();
-        let client = Client {
-            addr: peer,
-            name,
-            transport: self.transport,
-        };
+        let client = Client { addr: peer, name };
         let ctx = Context {
             exports: &table,
             mounts: &self.mounts,

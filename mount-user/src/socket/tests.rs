@@ -294,7 +294,7 @@ mod with_core {
     //! The shells around the real protocol core: NULL and MNT over UDP and TCP.
     use super::*;
     use crate::exports::{ExportTable, SharedExports};
-    use crate::mount::{Policy, Transport};
+    use crate::mount::Policy;
     use crate::mountlist::MountList;
     use crate::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
     use crate::socket::service::MountService;
@@ -340,21 +340,20 @@ mod with_core {
     /// name cache calls every peer client.example).
     const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/w *.example(ro,insecure)\n";
 
-    fn service(transport: Transport) -> (Arc<MountService>, Arc<MountList>) {
+    fn service() -> (Arc<MountService>, Arc<MountList>) {
         let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
         let mounts = Arc::new(MountList::new());
         let svc = MountService::new(
             Arc::new(SharedExports::new(table)),
             mounts.clone(),
             Policy::default(),
-            transport,
         );
         (Arc::new(svc), mounts)
     }
 
     #[test]
     fn null_and_mnt_over_udp() {
-        let (svc, mounts) = service(Transport::Udp);
+        let (svc, mounts) = service();
         let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         let server = UdpServer::start(sockets, svc, names(), Arc::default()).unwrap();
@@ -376,7 +375,7 @@ mod with_core {
 
     #[test]
     fn null_and_mnt_over_tcp() {
-        let (svc, mounts) = service(Transport::Tcp);
+        let (svc, mounts) = service();
         let (null, mnt, named) = against_tcp(svc, |addr, stop| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -401,14 +400,14 @@ mod truncation {
     //! Long EXPORT lists: cut to a datagram over UDP (and counted), whole over TCP.
     use super::*;
     use crate::exports::{ExportTable, SharedExports};
-    use crate::mount::{Policy, Transport};
+    use crate::mount::Policy;
     use crate::mountlist::MountList;
     use crate::rpc::{encode_call, Credential};
     use crate::socket::service::MountService;
     use crate::socket::udp::UDP_MAX_MESSAGE;
     use std::sync::atomic::Ordering;
 
-    fn service(transport: Transport) -> Arc<MountService> {
+    fn service() -> Arc<MountService> {
         let text: String = (0..400)
             .map(|i| format!("/export/a/rather/long/path/number/{i:04} *(ro)\n"))
             .collect();
@@ -418,7 +417,6 @@ mod truncation {
             Arc::new(SharedExports::new(table)),
             Arc::new(MountList::new()),
             Policy::default(),
-            transport,
         ))
     }
 
@@ -433,8 +431,7 @@ mod truncation {
         let counters = Arc::new(Counters::default());
         let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let addr = sockets[0].local_addr().unwrap();
-        let server =
-            UdpServer::start(sockets, service(Transport::Udp), names(), counters.clone()).unwrap();
+        let server = UdpServer::start(sockets, service(), names(), counters.clone()).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -444,7 +441,7 @@ mod truncation {
         assert!(udp_reply.len() <= UDP_MAX_MESSAGE && udp_reply.len() > UDP_MAX_MESSAGE / 2);
         assert_eq!(counters.udp_truncated.load(Ordering::Relaxed), 1);
 
-        let tcp_reply = against_tcp(service(Transport::Tcp), |addr, stop| {
+        let tcp_reply = against_tcp(service(), |addr, stop| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             s.write_all(&record(&[&export_call(2)])).unwrap();

@@ -26,7 +26,6 @@ fn hot_path_does_not_allocate() {
     let client = Client {
         addr: "10.1.2.3:700".parse().unwrap(),
         name: None,
-        transport: Transport::Udp,
     };
     let mapped = Client {
         addr: "[::ffff:10.1.2.3]:700".parse().unwrap(),
@@ -80,7 +79,6 @@ fn first_mnt_of_an_entry_from_rmtab_does_not_allocate() {
         let client = Client {
             addr: addr.parse().unwrap(),
             name: None,
-            transport: Transport::Udp,
         };
         let mnt = call(2, 3, 1, &path_arg(path));
         let mut outcome = Outcome::NeedName;

@@ -43,7 +43,6 @@ impl Env {
         let client = Client {
             addr: addr.parse().unwrap(),
             name,
-            transport: Transport::Udp,
         };
         let ctx = Context {
             exports: &self.table,

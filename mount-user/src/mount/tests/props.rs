@@ -23,7 +23,6 @@ fn check(env: &Env, req: &[u8], addr: &str, name: Option<&str>, cap: usize, filt
     let client = Client {
         addr: addr.parse().unwrap(),
         name,
-        transport: Transport::Tcp,
     };
     let ctx = Context {
         exports: &env.table,
@@ -71,7 +70,7 @@ proptest! {
             check(&env, &bytes, "10.1.2.3:700", None, cap, false);
         } else {
             // Too short for an xid: always dropped.
-            let client = Client { addr: "10.1.2.3:700".parse().unwrap(), name: None, transport: Transport::Udp };
+            let client = Client { addr: "10.1.2.3:700".parse().unwrap(), name: None };
             let policy = Policy::default();
             let ctx = Context { exports: &env.table, mounts: &env.mounts, policy: &policy };
             let mut out = [0u8; 64];

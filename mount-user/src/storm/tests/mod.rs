@@ -9,7 +9,7 @@ use clap::Parser;
 
 use super::{execute, StormArgs};
 use crate::exports::{ExportTable, SharedExports};
-use crate::mount::{Policy, Transport};
+use crate::mount::Policy;
 use crate::mountlist::MountList;
 use crate::rpc::{encode_success, Call};
 use crate::socket::resolve::NameCache;
@@ -35,13 +35,12 @@ fn names() -> Arc<NameCache> {
 
 const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/data *(ro,insecure)\n";
 
-fn service(transport: Transport) -> Arc<MountService> {
+fn service() -> Arc<MountService> {
     let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
     Arc::new(MountService::new(
         Arc::new(SharedExports::new(table)),
         Arc::new(MountList::new()),
         Policy::default(),
-        transport,
     ))
 }
 
@@ -107,7 +106,7 @@ fn assert_clean(r: &super::Report, n: u64) {
 
 #[test]
 fn udp_against_the_real_core_answers_everything() {
-    let (server, addr) = udp_server(service(Transport::Udp));
+    let (server, addr) = udp_server(service());
     let target = addr.to_string();
     let a = args(&[
         "--target",
@@ -138,7 +137,7 @@ fn udp_against_the_real_core_answers_everything() {
 
 #[test]
 fn udp_two_threads_and_open_loop() {
-    let (server, addr) = udp_server(service(Transport::Udp));
+    let (server, addr) = udp_server(service());
     let target = addr.to_string();
     let a = args(&[
         "--target",
@@ -187,7 +186,7 @@ fn udp_two_threads_and_open_loop() {
 #[test]
 fn tcp_against_the_real_core_answers_everything() {
     let r = against_tcp(
-        service(Transport::Tcp),
+        service(),
         &[
             "--mix",
             FULL_MIX,
@@ -347,7 +346,7 @@ fn silence_is_loss_and_the_run_is_bounded() {
 
 #[test]
 fn stop_flag_ends_the_run_early_with_a_report() {
-    let (server, addr) = udp_server(service(Transport::Udp));
+    let (server, addr) = udp_server(service());
     let target = addr.to_string();
     let a = args(&[
         "--target",
