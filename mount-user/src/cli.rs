@@ -4,11 +4,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--version`: the release, the commit and the toolchain that built the embedded XDP program.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("XDP_MOUNTD_COMMIT"),
+    ")\neBPF toolchain: ",
+    env!("XDP_MOUNTD_EBPF_TOOLCHAIN")
+);
+
 /// xdp-mountd: an NFS MOUNT service (ONC RPC program 100005, versions 1-3).
 #[derive(Debug, Parser)]
 #[command(
     name = "xdp-mountd",
     version,
+    long_version = LONG_VERSION,
     about = "NFS MOUNT service (ONC RPC program 100005, versions 1-3)",
     long_about = "xdp-mountd answers NFS MOUNT calls (RPC program 100005, versions 1, 2 and 3: \
                   MNT, UMNT, UMNTALL, DUMP, EXPORT, PATHCONF) for the exports described in an \

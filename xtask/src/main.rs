@@ -1,7 +1,7 @@
 //! `cargo xtask …`: everything a newcomer needs beyond `cargo` itself.
 //!
-//! - `setup` installs, idempotently, what a fresh machine lacks (Debian packages,
-//!   nightly rust-src, bpf-linker).
+//! - `setup` installs, idempotently, what a fresh machine lacks (Debian packages, the
+//!   pinned eBPF and fuzz toolchains, a bpf-linker built against the eBPF toolchain's LLVM).
 //! - `run` serves the example exports on a demo namespace pair (or, after `--`, runs
 //!   `xdp-mountd serve` with your arguments).
 //! - `test` runs the whole suite, privileged end-to-end tests included.
@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what this machine lacks: Debian packages, nightly rust-src, bpf-linker.
+    /// Install what this machine lacks: Debian packages, the pinned eBPF toolchain with
+    /// rust-src, and bpf-linker built against that toolchain's LLVM (checked to match).
     Setup,
     /// Serve the example exports on a demo namespace pair, or pass `-- ARGS` to
     /// `xdp-mountd serve` to run on this host's network.

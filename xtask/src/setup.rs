@@ -1,13 +1,22 @@
-//! Idempotent installation of the toolchain and the packages the tests use.
+//! Idempotent installation of the toolchains and the packages the tests use.
+//!
+//! Every toolchain is pinned (see README "Pinned toolchains"): userspace by the workspace's
+//! rust-toolchain.toml (rustup installs it when cargo first runs), the XDP program by
+//! `mount-ebpf/rust-toolchain.toml`, the fuzz crate by its own. bpf-linker is built against
+//! the LLVM major that the eBPF toolchain reports, into the workspace's `.tools/`.
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::run_checked;
+use crate::{run_checked, workspace_root};
 
-/// Debian packages: LLVM for bpf-linker, BPF tools, the real clients and the peer.
+#[path = "../../mount-user/build/ebpf_toolchain.rs"]
+#[allow(dead_code)] // the build script uses the PATH half
+pub(crate) mod ebpf_toolchain;
+
+/// Debian packages: BPF tools, the real clients and the peer. Debian's LLVM for
+/// bpf-linker (`llvm-NN-dev`) is added to these with NN from the eBPF toolchain.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "clang-22",
     "bpftool",
     "iproute2",
     "rpcbind",
@@ -20,13 +29,16 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
 ];
 
-/// The bpf-linker release that matches nightly's LLVM 22 (see shared/platform.md).
-const BPF_LINKER_VERSION: &str = "0.13.0";
+fn llvm_package(llvm_major: u32) -> String {
+    format!("llvm-{llvm_major}-dev")
+}
 
-fn missing_packages() -> Vec<&'static str> {
+fn missing_packages(llvm_major: Option<u32>) -> Vec<String> {
+    let llvm = llvm_major.map(llvm_package);
     DEBIAN_PACKAGES
         .iter()
-        .copied()
+        .map(|p| p.to_string())
+        .chain(llvm)
         .filter(|p| {
             let out = Command::new("dpkg-query")
                 .args(["-W", "-f=${Status}", p])
@@ -37,86 +49,141 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
-fn has_nightly_rust_src() -> bool {
-    Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("rust-src"))
-        .unwrap_or(false)
-}
-
-fn has_bpf_linker() -> bool {
-    Command::new("bpf-linker")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
-        })
-        .unwrap_or(false)
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Install whatever is missing; does nothing on a machine that has everything.
-pub fn install_missing() -> Result<()> {
-    let packages = missing_packages();
-    if !packages.is_empty() {
-        if !is_root() {
-            bail!(
-                "missing Debian packages {packages:?}; run `sudo cargo xtask setup` or install them with apt-get"
-            );
-        }
-        eprintln!("xtask: installing Debian packages {packages:?}");
-        run_checked(Command::new("apt-get").arg("update").arg("-q"))?;
-        run_checked(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q"])
-                .args(&packages)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+fn install_packages(packages: &[String]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
     }
-    if !has_nightly_rust_src() {
-        eprintln!("xtask: installing nightly toolchain with rust-src (for the eBPF build)");
-        run_checked(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
+    if !is_root() {
+        bail!(
+            "missing Debian packages {packages:?}; run `sudo cargo xtask setup` or install them with apt-get"
+        );
     }
-    if !has_bpf_linker() {
-        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22");
-        run_checked(
-            Command::new("cargo")
-                .args([
-                    "install",
-                    "bpf-linker",
-                    "--locked",
-                    "--version",
-                    BPF_LINKER_VERSION,
-                ])
-                .args(["--no-default-features", "--features", "llvm-22"])
-                // Without these its build script finds Debian's default LLVM 14 and fails.
-                .env("LLVM_PREFIX", "/usr/lib/llvm-22")
-                .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22"),
+    eprintln!("xtask: installing Debian packages {packages:?}");
+    run_checked(Command::new("apt-get").arg("update").arg("-q"))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// `rustup toolchain install CHANNEL` (a no-op when it is there with the components).
+fn install_toolchain(channel: &str, components: &[&str]) -> Result<()> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["toolchain", "install", channel, "--profile", "minimal"]);
+    for c in components {
+        cmd.args(["--component", c]);
+    }
+    run_checked(&mut cmd).with_context(|| format!("installing the pinned toolchain {channel}"))
+}
+
+/// Builds bpf-linker against Debian's LLVM `major` into the workspace's `.tools/`.
+fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
+    use ebpf_toolchain::BPF_LINKER_VERSION;
+    let root = ebpf_toolchain::bpf_linker_root(workspace, major);
+    let llvm = format!("/usr/lib/llvm-{major}");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} into {} (about a minute)",
+        root.display()
+    );
+    run_checked(
+        Command::new("cargo")
+            .args(["install", "bpf-linker", "--locked", "--force"])
+            .args(["--version", BPF_LINKER_VERSION])
+            .arg("--root")
+            .arg(&root)
+            .args(["--no-default-features", "--features"])
+            .arg(format!("llvm-{major}"))
+            // Without these its build script finds Debian's default LLVM 14 and fails.
+            // llvm-sys names its variable after its own version (221 for LLVM 22.1).
+            .env("LLVM_PREFIX", &llvm)
+            .env(format!("LLVM_SYS_{major}0_PREFIX"), &llvm)
+            .env(format!("LLVM_SYS_{major}1_PREFIX"), &llvm)
+            // The userspace pin builds it, wherever this is run from.
+            .current_dir(workspace),
+    )
+    .with_context(|| {
+        format!(
+            "building bpf-linker {BPF_LINKER_VERSION} with feature llvm-{major}: if that \
+             feature does not exist, this bpf-linker release does not support LLVM {major}; \
+             move BPF_LINKER_VERSION in mount-user/build/ebpf_toolchain.rs with the pin"
         )
-        .context("installing bpf-linker")?;
+    })
+}
+
+/// Install whatever is missing; does little on a machine that has everything.
+pub fn install_missing() -> Result<()> {
+    let workspace = workspace_root();
+    let ebpf = ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::TOOLCHAIN_FILE))?;
+    if ebpf_toolchain::rustc_info(&ebpf)?.is_none() || !ebpf_toolchain::has_rust_src(&ebpf) {
+        eprintln!("xtask: installing the eBPF toolchain {ebpf} with rust-src");
+        install_toolchain(&ebpf, &["rust-src"])?;
     }
-    eprintln!("xtask: setup complete");
+    let fuzz = ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
+    if ebpf_toolchain::rustc_info(&fuzz)?.is_none() {
+        eprintln!("xtask: installing the fuzz crate's toolchain {fuzz}");
+        install_toolchain(&fuzz, &[])?;
+    }
+    let rustc = ebpf_toolchain::rustc_info(&ebpf)?
+        .with_context(|| format!("{ebpf} is still not installed after rustup installed it"))?;
+    let major = rustc.llvm_major()?;
+    eprintln!(
+        "xtask: eBPF toolchain {ebpf}: {} with LLVM {}",
+        rustc.release, rustc.llvm
+    );
+    install_packages(&missing_packages(Some(major))).with_context(|| {
+        format!(
+            "bpf-linker for {ebpf} needs Debian's {}",
+            llvm_package(major)
+        )
+    })?;
+
+    let linker = ebpf_toolchain::bpf_linker_root(&workspace, major).join("bin/bpf-linker");
+    match ebpf_toolchain::bpf_linker_llvm_major(&linker) {
+        Ok(m) if m == major => {}
+        Ok(m) => {
+            eprintln!(
+                "xtask: {} reads LLVM {m}, {ebpf} emits LLVM {major}: rebuilding it",
+                linker.display()
+            );
+            install_bpf_linker(&workspace, major)?;
+        }
+        Err(_) => install_bpf_linker(&workspace, major)?,
+    }
+    let ready = ebpf_toolchain::check(&workspace)?;
+    eprintln!(
+        "xtask: setup complete: eBPF toolchain {} (LLVM {}) with bpf-linker {} (LLVM {major}) from {}",
+        ready.channel,
+        ready.rustc.llvm,
+        ebpf_toolchain::BPF_LINKER_VERSION,
+        ready.bpf_linker_bin.display()
+    );
     Ok(())
 }
 
 /// Run `install_missing` only when something is missing (the cheap checks first).
 pub fn ensure_ready() -> Result<()> {
-    if missing_packages().is_empty() && has_nightly_rust_src() && has_bpf_linker() {
-        return Ok(());
+    let workspace = workspace_root();
+    let ready =
+        ebpf_toolchain::check(&workspace).and_then(|t| {
+            let major = t.rustc.llvm_major()?;
+            let fuzz =
+                ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
+            Ok(missing_packages(Some(major)).is_empty()
+                && ebpf_toolchain::rustc_info(&fuzz)?.is_some())
+        });
+    match ready {
+        Ok(true) => Ok(()),
+        Ok(false) => install_missing(),
+        Err(e) => {
+            eprintln!("xtask: set-up needed: {e:#}");
+            install_missing()
+        }
     }
-    install_missing()
 }

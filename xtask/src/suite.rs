@@ -3,6 +3,7 @@ use anyhow::{bail, Result};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use crate::setup::ebpf_toolchain;
 use crate::{run_checked, workspace_root};
 
 /// Options of `cargo xtask test`.
@@ -36,11 +37,13 @@ pub fn run(args: TestArgs) -> Result<()> {
     let bin = root.join("target/debug/xdp-mountd");
     let fuzz = root.join("mount-user/fuzz/Cargo.toml");
     if fuzz.exists() {
-        // The fuzz target must keep compiling against the library it exercises.
-        // Through rustup: the fuzz crate needs nightly (cargo-fuzz's sanitizer flags).
+        // The fuzz target must keep compiling against the library it exercises, with the
+        // crate's pinned nightly (cargo-fuzz's sanitizer flags need one).
+        let nightly =
+            ebpf_toolchain::read_channel(&root.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
         run_checked(
             Command::new("rustup")
-                .args(["run", "nightly", "cargo", "check", "--manifest-path"])
+                .args(["run", &nightly, "cargo", "check", "--manifest-path"])
                 .arg(&fuzz)
                 // The fuzz target exercises the protocol core, not the XDP object.
                 .env("AYA_BUILD_SKIP", "1")
