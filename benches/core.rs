@@ -19,7 +19,7 @@ fn bench_answer(c: &mut Criterion) {
     };
     let client = Client {
         addr: SocketAddr::from((Ipv4Addr::new(10, 1, 2, 3), 700)),
-        name: None,
+        host: None,
     };
     let mut out = vec![0u8; 8800];
     let cases = [
@@ -70,7 +70,7 @@ fn bench_answer(c: &mut Criterion) {
             for i in 0..iters {
                 let client = Client {
                     addr: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + (i as u32)), 700)),
-                    name: None,
+                    host: None,
                 };
                 if !matches!(
                     answer(black_box(&request), &client, &ctx, &mut out),

@@ -24,7 +24,7 @@ fn main() {
     };
     let client_at = |i: u32| Client {
         addr: SocketAddr::from((Ipv4Addr::from(0x0a01_0000 + i), 700)),
-        name: None,
+        host: None,
     };
     let request = match case.as_str() {
         "null" => call(3, 0, &[]),

@@ -1,13 +1,15 @@
-//! `xdp-mountd check`: validate an exports file and print the compiled table.
+//! `xdp-mountd check`: validate the exports and print the compiled table: each export with
+//! its handle, each client rule with its match kind (netgroup, wildcard, network, address,
+//! ...) and its per-flavor options. Warnings are logged (stderr) with their file:line.
 use std::io::Write as _;
 
-use mount_user::exports::ExportTable;
+use mount_user::exports::{ExportSources, ExportTable, SystemResolver};
 
 use crate::cli::CheckArgs;
 
-/// Load the file; print `describe()` on success, return the `FILE:LINE: message` errors.
+/// Load the sources; print `describe()` on success, return the `FILE:LINE: message` errors.
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let table = ExportTable::load(&args.exports)?;
+    let table = ExportTable::load_sources(&ExportSources::new(args.exports), &SystemResolver)?;
     let mut out = std::io::stdout().lock();
     out.write_all(table.describe().as_bytes())?;
     out.flush()?;

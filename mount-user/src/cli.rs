@@ -79,6 +79,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Show a running daemon's counters: per queue, XDP program, AF_XDP sockets, procedures.
     Stats(crate::stats_cmd::StatsArgs),
+    /// Ask the running daemon to reload its exports, and print what changed.
+    #[command(
+        long_about = "Ask the running daemon to reload its exports (as SIGHUP does) over its \
+                      control socket, wait for the outcome and print it: the exports added, \
+                      removed and changed, and any warnings. When the new exports have \
+                      errors, prints them (FILE:LINE: message) and exits 1; the daemon keeps \
+                      serving the previous exports.",
+        after_help = "Examples:\n  xdp-mountd reload\n  xdp-mountd reload --socket /run/xdp-mountd/644.sock"
+    )]
+    Reload(crate::stats_cmd::ControlArgs),
     /// Load a MOUNT server (any implementation) with calls and measure it.
     #[command(
         long_about = "Load a MOUNT server (any implementation) with calls and measure it.\n\n\
@@ -100,9 +110,22 @@ pub enum Command {
 /// Options of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The exports(5) file to serve (also re-read on SIGHUP).
-    #[arg(long, value_name = "FILE")]
-    pub exports: PathBuf,
+    /// An exports(5) file, or a directory whose *.exports files are read; repeat for more
+    /// (re-read on SIGHUP and `xdp-mountd reload`) [default: /etc/exports and
+    /// /etc/exports.d].
+    #[arg(long, value_name = "PATH")]
+    pub exports: Vec<PathBuf>,
+
+    /// Seconds a client's reverse-resolved name and netgroup memberships stay cached
+    /// (name, wildcard and @netgroup rules); a reload forgets them all.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub name_ttl: u64,
+
+    /// Seconds a failed reverse lookup stays cached (at most --name-ttl).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub negative_ttl: u64,
 
     /// UDP and TCP port of the MOUNT service. 0 picks a free port (logged, and printed on
     /// the READY line).
@@ -170,9 +193,10 @@ impl ServeArgs {
 /// Options of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The exports(5) file to validate.
-    #[arg(long, value_name = "FILE")]
-    pub exports: PathBuf,
+    /// An exports(5) file or a directory of *.exports files; repeat for more [default:
+    /// /etc/exports and /etc/exports.d].
+    #[arg(long, value_name = "PATH")]
+    pub exports: Vec<PathBuf>,
 }
 
 #[cfg(test)]
@@ -195,8 +219,17 @@ mod tests {
 
     #[test]
     fn serve_defaults() {
-        let a = serve(&["--exports", "/etc/exports"]);
-        assert_eq!(a.exports, PathBuf::from("/etc/exports"));
+        let a = serve(&[]);
+        assert!(a.exports.is_empty(), "the default set");
+        assert_eq!((a.name_ttl, a.negative_ttl), (300, 30));
+        let a = serve(&["--exports", "/etc/exports", "--exports", "/srv/exports.d"]);
+        assert_eq!(
+            a.exports,
+            [
+                PathBuf::from("/etc/exports"),
+                PathBuf::from("/srv/exports.d")
+            ]
+        );
         assert_eq!(a.port, 644);
         assert_eq!(a.rmtab, None);
         assert!(!a.no_rpcbind && !a.filter_exports);
@@ -243,8 +276,8 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         for bad in [
-            &["serve"][..],
-            &["serve", "--exports", "e", "--udp-workers", "0"],
+            &["serve", "--exports", "e", "--udp-workers", "0"][..],
+            &["serve", "--name-ttl", "0"],
             &["serve", "--exports", "e", "--port", "70000"],
             &["serve", "--exports", "e", "--max-record", "10"],
             &["serve", "--exports", "e", "--bind", "not-an-ip"],
@@ -259,7 +292,7 @@ mod tests {
             ],
             &["serve", "--exports", "e", "--queues", "0"],
             &["serve", "--exports", "e", "--cores", "x"],
-            &["check"],
+            &["reload", "--port", "x"],
             &["--log-format", "xml", "check", "--exports", "e"],
         ] {
             let argv = std::iter::once(&"xdp-mountd").chain(bad);
@@ -280,7 +313,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(
-            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == std::path::Path::new("x"))
+            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == [PathBuf::from("x")])
         );
     }
 }

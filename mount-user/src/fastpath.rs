@@ -14,7 +14,7 @@ use mount_user::ebpf::XdpMode;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::{Counters, Responder};
 use mount_user::stats::procs::{ShardedCounts, PROC_SLOTS};
-use mount_user::stats::server::StatsServer;
+use mount_user::stats::server::{ReloadFn, StatsServer};
 use mount_user::stats::{self, Report};
 
 /// `--xdp` values.
@@ -123,7 +123,8 @@ pub struct FastPath {
 
 impl FastPath {
     /// Starts the data path (when configured) on the kernel UDP socket's port, then the
-    /// stats socket. A data path failure is fatal; a stats socket failure is logged.
+    /// stats (control) socket, which also answers `xdp-mountd reload` through `reload`. A
+    /// data path failure is fatal; a stats socket failure is logged.
     pub fn start(
         args: &XdpArgs,
         kernel_udp: &UdpSocket,
@@ -131,6 +132,7 @@ impl FastPath {
         names: Arc<NameCache>,
         counters: Arc<Counters>,
         counts: &KernelCounts,
+        reload: Arc<ReloadFn>,
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
         let datapath = match args.config(port)? {
@@ -166,7 +168,7 @@ impl FastPath {
             .stats_socket
             .clone()
             .unwrap_or_else(|| stats::default_socket_path(port));
-        let stats = match StatsServer::start(&path, Arc::new(report)) {
+        let stats = match StatsServer::start(&path, Arc::new(report), Some(reload)) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!("stats socket not available: {e:#}");

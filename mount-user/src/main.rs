@@ -1,4 +1,4 @@
-//! The `xdp-mountd` binary: `serve`, `check` and `stats`.
+//! The `xdp-mountd` binary: `serve`, `check`, `reload`, `stats` and `storm`.
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 mod check;
 mod cli;
 mod fastpath;
+mod reload_cmd;
 mod serve;
 mod stats_cmd;
 
@@ -21,6 +22,10 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Stats(args) => stats_cmd::run(args),
         Command::Storm(args) => mount_user::storm::run(args),
+        Command::Reload(args) => match reload_cmd::run(&args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,14 @@
 //! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mount_user::exports::{ExportTable, SharedExports};
+use mount_user::exports::{
+    ExportSources, ExportTable, Reloader, Resolver as _, SharedExports, SystemResolver,
+};
 use mount_user::mount::{Policy, Transport};
 use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
 use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
@@ -22,12 +25,15 @@ use mount_user::stats::procs::Counted;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
+/// How often host names that did not resolve at load are looked up again.
+const RESOLVE_RETRY: Duration = Duration::from_secs(30);
 
 /// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let table = ExportTable::load(&args.exports)?;
-    tracing::info!(file = %args.exports.display(), exports = table.exports().len(), "exports loaded");
+    let sources = ExportSources::new(args.exports.clone());
+    let table = ExportTable::load_sources(&sources, &SystemResolver)?;
+    tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
     let exports = Arc::new(SharedExports::new(table));
 
     let (mounts, persister) = open_mount_list(&args)?;
@@ -40,7 +46,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let policy = Policy {
         filter_exports_by_client: args.filter_exports,
     };
-    let names = Arc::new(NameCache::new());
+    let names = {
+        let exports = exports.clone();
+        Arc::new(
+            NameCache::new()
+                .with_netgroups(Box::new(move || exports.load().netgroups().clone()))
+                .with_ttl(
+                    Duration::from_secs(args.name_ttl),
+                    Duration::from_secs(args.negative_ttl),
+                ),
+        )
+    };
+    // A reload forgets cached host facts: the netgroup or hosts files may have changed too.
+    let reloader = {
+        let names = names.clone();
+        Arc::new(Reloader::new(
+            sources,
+            exports.clone(),
+            Box::new(move || names.clear()),
+        ))
+    };
     let counters = Arc::new(Counters::default());
     // Every call is counted per procedure for `xdp-mountd stats`.
     let counts = KernelCounts::default();
@@ -74,6 +99,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
+        {
+            let reloader = reloader.clone();
+            Arc::new(move || reloader.reload("xdp-mountd reload"))
+        },
     );
     let fast = match fast {
         Ok(f) => f,
@@ -129,9 +158,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .flush()
             .context("writing READY to stdout")?;
 
+        let mut retry = tokio::time::interval(RESOLVE_RETRY);
+        let retrying = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&exports, &args).await,
+                _ = hup.recv() => {
+                    let reloader = reloader.clone();
+                    if tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await.is_err() {
+                        tracing::error!("SIGHUP: reload task failed");
+                    }
+                }
+                _ = retry.tick() => retry_unresolved(&exports, &reloader, &retrying),
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
@@ -207,23 +244,27 @@ fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<R
     Ok((list, Some(persister)))
 }
 
-/// SIGHUP: load the exports file again; keep the current table on error.
-async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs) {
-    let path = args.exports.clone();
-    // Loading resolves host names: keep it off the runtime's worker threads.
-    match tokio::task::spawn_blocking(move || ExportTable::load(&path)).await {
-        Ok(Ok(table)) => {
-            let count = table.exports().len();
-            exports.replace(table);
-            tracing::info!(file = %args.exports.display(), exports = count, "SIGHUP: exports reloaded");
-        }
-        Ok(Err(e)) => {
-            for line in e.to_string().lines() {
-                tracing::error!("SIGHUP: reload failed, keeping the current exports: {line}");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+/// Looks up again, off the runtime, the host names that did not resolve at load; when one
+/// does now, reloads so that its rule matches by address. One retry at a time.
+fn retry_unresolved(
+    exports: &Arc<SharedExports>,
+    reloader: &Arc<Reloader>,
+    retrying: &Arc<AtomicBool>,
+) {
+    let names = exports.load().unresolved_names().to_vec();
+    if names.is_empty() || retrying.swap(true, Ordering::AcqRel) {
+        return;
     }
+    let (reloader, retrying) = (reloader.clone(), retrying.clone());
+    tokio::task::spawn_blocking(move || {
+        let resolved = names
+            .iter()
+            .find(|n| SystemResolver.resolve(n).is_ok_and(|a| !a.is_empty()));
+        if let Some(name) = resolved {
+            reloader.reload(&format!("host {name:?} resolves now"));
+        }
+        retrying.store(false, Ordering::Release);
+    });
 }
 
 /// Register with rpcbind; true when rpcbind was reached (so we unregister at exit).

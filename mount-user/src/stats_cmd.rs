@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use clap::Args;
 use mount_user::stats::{self, server};
 
-/// Options of `stats`.
+/// Which daemon to talk to: its control (stats) socket.
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub struct ControlArgs {
     /// The MOUNT port of the daemon to ask (finds /run/xdp-mountd/PORT.sock).
     #[arg(long, value_name = "PORT", default_value_t = 644)]
     pub port: u16,
@@ -14,6 +14,23 @@ pub struct StatsArgs {
     /// The daemon's stats socket (overrides --port).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+}
+
+impl ControlArgs {
+    /// The socket path: --socket, else the default for --port.
+    pub fn path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| stats::default_socket_path(self.port))
+    }
+}
+
+/// Options of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Which daemon.
+    #[command(flatten)]
+    pub control: ControlArgs,
 
     /// Print the report as JSON instead of a table.
     #[arg(long)]
@@ -22,10 +39,7 @@ pub struct StatsArgs {
 
 /// Fetch and print.
 pub fn run(args: StatsArgs) -> anyhow::Result<()> {
-    let path = args
-        .socket
-        .unwrap_or_else(|| stats::default_socket_path(args.port));
-    let report = server::fetch(&path)?;
+    let report = server::fetch(&args.control.path())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

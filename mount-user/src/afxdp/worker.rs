@@ -276,7 +276,7 @@ pub fn handle(
         Answer::NeedName => match shared.names.cached(peer.ip()) {
             Some(name) => shared
                 .responder
-                .respond(request, peer, Some(&name), scratch),
+                .respond(request, peer, Some(&*name), scratch),
             None => {
                 defer(shared, counters, request, peer);
                 return None;
@@ -385,7 +385,7 @@ pub fn resolver(
     while let Ok(job) = queue.recv() {
         let name = names.resolve(job.peer.ip());
         if let Answer::Reply { len, .. } =
-            responder.respond(&job.request, job.peer, Some(&name), &mut out)
+            responder.respond(&job.request, job.peer, Some(&*name), &mut out)
         {
             if let Some(reply) = out.get(..len) {
                 if let Err(e) = send_via_kernel(kernel, reply, job.peer) {
@@ -399,13 +399,20 @@ pub fn resolver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exports::HostFacts;
     use std::net::{IpAddr, Ipv4Addr};
 
     /// Replies "R" + the request, or a `big` reply of 3000 bytes, or nothing.
     struct Echo;
 
     impl Responder for Echo {
-        fn respond(&self, req: &[u8], _: SocketAddr, _: Option<&str>, out: &mut [u8]) -> Answer {
+        fn respond(
+            &self,
+            req: &[u8],
+            _: SocketAddr,
+            _: Option<&HostFacts>,
+            out: &mut [u8],
+        ) -> Answer {
             match req {
                 b"drop" => Answer::Drop,
                 b"big" => {

@@ -1,9 +1,13 @@
-//! Client specs (`10.0.0.0/8`, `fd00::/8`, `*`, `host.example`, `*.example.com`): parsing,
-//! name resolution at load time, and matching.
+//! Client specs (`10.0.0.0/8`, `fd00::/8`, `*`, `host.example`, `*.example.com`,
+//! `@netgroup`): parsing, name resolution at load time, and the compiled matchers.
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::sync::Arc;
+
+use super::glob::{is_pattern, HostPattern};
+use super::options::flavor_from_name;
 
 /// A client spec as parsed, before name resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +18,12 @@ pub enum HostSpec {
     Net(IpNet),
     /// A host name, resolved to addresses when the file is loaded.
     Name(String),
-    /// A pattern with `*`/`?`, matched against the client's reverse-resolved name.
-    Wildcard(String),
+    /// A pattern with `*`, `?` or `[...]`, matched against the client's reverse-resolved name.
+    Wildcard(HostPattern),
+    /// `@group`: an NSS netgroup (innetgr), looked up off the request path.
+    Netgroup(String),
+    /// The obsolete `gss/krb5` form: exportfs still accepts it, and it matches no address.
+    Obsolete(String),
 }
 
 /// Parse the host part of a client token (without options).
@@ -27,13 +35,19 @@ pub fn parse_host_spec(spec: &str) -> Result<HostSpec, String> {
         return Ok(HostSpec::Any);
     }
     if let Some(group) = spec.strip_prefix('@') {
-        return Err(format!("netgroups not supported (\"@{group}\")"));
+        // Netgroup names are NSS keys: anything but blanks, parentheses and commas.
+        if group.is_empty() || group.contains(|c: char| c.is_whitespace() || "(),".contains(c)) {
+            return Err(format!("bad netgroup name {spec:?}"));
+        }
+        return Ok(HostSpec::Netgroup(group.to_string()));
     }
-    if spec.starts_with("gss/") {
-        return Err(format!(
-            "obsolete client syntax {spec:?}; write *(sec={}) instead",
-            spec.trim_start_matches("gss/")
-        ));
+    if let Some(flavor) = spec.strip_prefix("gss/") {
+        if flavor_from_name(flavor).is_none() {
+            return Err(format!(
+                "unknown security flavor in obsolete client {spec:?}"
+            ));
+        }
+        return Ok(HostSpec::Obsolete(flavor.to_string()));
     }
     // Brackets are accepted around an IPv6 address for readability.
     let unbracketed = spec
@@ -46,20 +60,14 @@ pub fn parse_host_spec(spec: &str) -> Result<HostSpec, String> {
     if let Ok(ip) = unbracketed.parse::<IpAddr>() {
         return Ok(HostSpec::Net(IpNet::from(ip.to_canonical())));
     }
-    if spec.contains('[') {
-        return Err(format!("character classes are not supported in {spec:?}"));
-    }
-    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
-    if spec.contains(['*', '?']) {
-        if !spec.chars().all(|c| valid_char(c) || c == '*' || c == '?') {
-            return Err(format!("bad host name pattern {spec:?}"));
-        }
-        return Ok(HostSpec::Wildcard(spec.to_ascii_lowercase()));
+    if is_pattern(spec) {
+        return HostPattern::new(spec).map(HostSpec::Wildcard);
     }
     // getaddrinfo would read "10.1" or "167772161" as legacy IPv4 forms: refuse them.
     if spec.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("bad address {spec:?}"));
     }
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
     if !spec.chars().all(valid_char) || spec.starts_with(['.', '-']) {
         return Err(format!("bad client {spec:?}"));
     }
@@ -130,39 +138,34 @@ pub enum Matcher {
     Any,
     /// A network (single addresses are kept in the export's exact-address map instead).
     Net(IpNet),
-    /// A resolved host name: its addresses (empty when it did not resolve: inert).
+    /// A resolved host name: its addresses.
     Addrs(Vec<IpAddr>),
-    /// A wildcard pattern on the reverse-resolved name, lowercase.
-    Wildcard(String),
+    /// A host name that did not resolve when the table was built: matched against the
+    /// client's reverse-resolved name until a background lookup succeeds and the table is
+    /// rebuilt.
+    Unresolved(String),
+    /// A pattern on the reverse-resolved name.
+    Wildcard(HostPattern),
+    /// Membership of an NSS netgroup, as the shells looked it up.
+    Netgroup(Arc<str>),
+    /// Matches no client (the obsolete `gss/FLAVOR` form).
+    Nothing,
 }
 
-/// Glob match with `*` (any run, dots included, as exports(5) says) and `?` (one char).
-/// `name` must be lowercase; a trailing '.' of a fully-qualified name is ignored.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
-    let pat = pattern.as_bytes();
-    // Iterative glob with single backtrack point: linear-ish, no recursion blow-up.
-    let (mut p, mut n) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pat.len() && (pat[p] == b'?' || pat[p] == name[n].to_ascii_lowercase()) {
-            p += 1;
-            n += 1;
-        } else if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
+impl Matcher {
+    /// The kind of match, as `check` prints it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Matcher::Any => "everyone",
+            Matcher::Net(n) if n.prefix_len() == n.max_prefix_len() => "address",
+            Matcher::Net(_) => "network",
+            Matcher::Addrs(_) => "host name",
+            Matcher::Unresolved(_) => "unresolved host name",
+            Matcher::Wildcard(_) => "wildcard",
+            Matcher::Netgroup(_) => "netgroup",
+            Matcher::Nothing => "obsolete form, matches nothing",
         }
     }
-    while p < pat.len() && pat[p] == b'*' {
-        p += 1;
-    }
-    p == pat.len()
 }
 
 #[cfg(test)]
@@ -193,22 +196,30 @@ mod tests {
         );
         assert_eq!(
             parse_host_spec("*.Example.com"),
-            Ok(HostSpec::Wildcard("*.example.com".into()))
+            Ok(HostSpec::Wildcard(
+                HostPattern::new("*.example.com").unwrap()
+            ))
         );
         assert_eq!(
-            parse_host_spec("node?.x"),
-            Ok(HostSpec::Wildcard("node?.x".into()))
+            parse_host_spec("node[0-9]?.x"),
+            Ok(HostSpec::Wildcard(
+                HostPattern::new("node[0-9]?.x").unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_host_spec("@trusted"),
+            Ok(HostSpec::Netgroup("trusted".into()))
+        );
+        assert_eq!(
+            parse_host_spec("gss/krb5p"),
+            Ok(HostSpec::Obsolete("krb5p".into()))
         );
     }
 
     #[test]
     fn rejects_bad_specs() {
-        assert!(parse_host_spec("@trusted")
-            .unwrap_err()
-            .contains("netgroups not supported"));
-        assert!(parse_host_spec("gss/krb5")
-            .unwrap_err()
-            .contains("*(sec=krb5)"));
+        assert!(parse_host_spec("@").is_err());
+        assert!(parse_host_spec("gss/krb6").is_err());
         assert!(parse_host_spec("10.0.0.0/33")
             .unwrap_err()
             .contains("too long"));
@@ -219,7 +230,7 @@ mod tests {
         assert!(parse_host_spec("10.0.0/8")
             .unwrap_err()
             .contains("bad network"));
-        assert!(parse_host_spec("host[12].x").is_err());
+        assert!(parse_host_spec("host[12.x").is_err());
         assert!(parse_host_spec("ho st").is_err());
         assert!(parse_host_spec("a$b").is_err());
         assert!(parse_host_spec("10.1").unwrap_err().contains("bad address"));
@@ -227,19 +238,5 @@ mod tests {
             .unwrap_err()
             .contains("bad address"));
         assert!(parse_host_spec("").is_err());
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("*.example.com", "a.example.com"));
-        assert!(wildcard_match("*.example.com", "a.b.example.com"));
-        assert!(wildcard_match("*.example.com", "A.Example.com."));
-        assert!(!wildcard_match("*.example.com", "example.com"));
-        assert!(!wildcard_match("*.example.com", "a.example.org"));
-        assert!(wildcard_match("node?.x", "node1.x"));
-        assert!(!wildcard_match("node?.x", "node12.x"));
-        assert!(wildcard_match("*", ""));
-        assert!(wildcard_match("a*b*c", "axxbyyc"));
-        assert!(!wildcard_match("a*b*c", "axxbyy"));
     }
 }

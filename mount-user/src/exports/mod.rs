@@ -4,32 +4,50 @@
 //! names, compile matchers, handles and the precomputed EXPORT reply list) -> [`SharedExports`]
 //! (atomic publication; readers never lock).
 //!
+//! Sources: `/etc/exports` plus `/etc/exports.d/*.exports` by default, or the files and
+//! directories given ([`ExportSources`]); lines exporting one path are merged across files
+//! as exportfs merges them.
+//!
 //! Syntax decisions where exports(5) leaves room:
 //! - `path` alone exports to `*` with a warning (as nfs-utils does);
 //! - `client (opts)` with a blank before `(` is an error (nfs-utils would export to the world);
-//! - `@netgroup` and the obsolete `gss/krb5` client syntax are errors;
-//! - a path exported on two lines is an error;
-//! - a host name that does not resolve makes its rule inert (warning), it does not fail the load;
-//! - `sec=` lists flavors in preference order; several `sec=` in one option list accumulate,
-//!   per-flavor options (nfs-utils applies options after `sec=` to that flavor) are not
-//!   modelled: a rule's options apply to all its flavors.
+//! - the obsolete `gss/krb5` client form loads with a warning and matches nothing;
+//! - a host name that does not resolve is a warning: the rule matches by the client's
+//!   reverse-resolved name meanwhile (the daemon retries the lookup in the background);
+//! - `@netgroup` membership is looked up by the shells (NSS innetgr), never by the core;
+//! - `sec=` lists flavors in preference order; options after a `sec=` apply to its flavors
+//!   (exports(5) "Security flavors"), as nfs-utils' parseopts does.
 use std::net::IpAddr;
 use std::path::Path;
 
+use std::sync::Arc;
+
+mod diff;
+mod facts;
+mod glob;
 mod handle;
 mod hosts;
+mod merge;
 mod options;
 mod parse;
+mod reload;
 mod shared;
+mod sources;
 mod table;
 
+pub use diff::TableDiff;
+pub use facts::HostFacts;
+pub use glob::HostPattern;
 pub use handle::{HandleSource, SYNTHETIC_LEN};
-pub use hosts::{wildcard_match, HostSpec, Matcher, Resolver, StaticResolver, SystemResolver};
+pub use hosts::{HostSpec, Matcher, Resolver, StaticResolver, SystemResolver};
 pub use options::{
-    flavor_from_name, flavor_name, Options, AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P, AUTH_NONE, AUTH_SYS,
+    flavor_from_name, flavor_name, FlavorFlags, Options, AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P,
+    AUTH_NONE, AUTH_SYS,
 };
 pub use parse::{normalise_export_path, LineError, MNTNAMLEN, MNTPATHLEN};
+pub use reload::{ReloadReport, Reloader};
 pub use shared::SharedExports;
+pub use sources::{ExportSources, DEFAULT_DIR, DEFAULT_FILE};
 pub use table::Rule;
 
 /// Maximum length of a file handle (NFSv3 `fhandle3`).
@@ -69,7 +87,8 @@ pub enum ClientCheck<'a> {
     Allowed(&'a ClientOptions),
     /// No rule matches.
     Denied,
-    /// A `*.domain` rule could match but the caller gave no host name: resolve and ask again.
+    /// A name or netgroup rule could match but the caller gave no (or too old) host facts:
+    /// look them up and ask again.
     NeedName,
 }
 
@@ -141,6 +160,12 @@ pub struct ExportTable {
     pub(crate) by_path: hashbrown::HashMap<Box<[u8]>, usize>,
     pub(crate) xdr: Vec<u8>,
     pub(crate) ends: Vec<usize>,
+    /// What loaded with a warning (file:line), logged at load and shown by `check`/`reload`.
+    pub(crate) warnings: Vec<LineError>,
+    /// The netgroups the rules name, sorted: what the shells look up per client.
+    pub(crate) netgroups: Arc<[Arc<str>]>,
+    /// Host names that did not resolve at load (to retry in the background).
+    pub(crate) unresolved: Vec<String>,
 }
 
 impl ExportTable {
@@ -152,29 +177,37 @@ impl ExportTable {
             // The empty `exports` list: just the terminating FALSE.
             xdr: vec![0, 0, 0, 0],
             ends: Vec::new(),
+            warnings: Vec::new(),
+            netgroups: Arc::from(Vec::new()),
+            unresolved: Vec::new(),
         }
     }
-    /// Read, parse, resolve host names and compile an exports file.
+    /// Read, parse, resolve host names and compile one exports file or directory.
     pub fn load(path: &Path) -> Result<Self, ExportsError> {
-        Self::load_with(path, &SystemResolver)
+        Self::load_sources(&ExportSources::new(vec![path.to_owned()]), &SystemResolver)
     }
     /// [`ExportTable::load`] with a chosen resolver.
     pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Self, ExportsError> {
-        let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ExportsError::Io {
-            path: origin.clone(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-            ExportsError::Parse(vec![LineError {
-                origin: origin.clone(),
-                line,
-                message: "not valid UTF-8 (write other bytes as \\ooo octal escapes)".into(),
-            }])
-        })?;
-        Self::parse_str_with(&text, &origin, resolver)
+        Self::load_sources(&ExportSources::new(vec![path.to_owned()]), resolver)
+    }
+    /// Read every source, merge, resolve host names and compile; warnings are logged and
+    /// kept in [`ExportTable::warnings`].
+    pub fn load_sources(
+        sources: &ExportSources,
+        resolver: &dyn Resolver,
+    ) -> Result<Self, ExportsError> {
+        let (texts, mut warnings) = sources.read()?;
+        let texts: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|t| (t.text.as_str(), t.origin.as_str()))
+            .collect();
+        let mut table = Self::compile_texts(&texts, resolver)?;
+        warnings.append(&mut table.warnings);
+        table.warnings = warnings;
+        for w in &table.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(table)
     }
     /// Parse and compile exports text; `origin` names it in errors (file name).
     pub fn parse_str(text: &str, origin: &str) -> Result<Self, ExportsError> {
@@ -186,16 +219,59 @@ impl ExportTable {
         origin: &str,
         resolver: &dyn Resolver,
     ) -> Result<Self, ExportsError> {
-        let (raw, mut errors) = parse::parse(text, origin);
-        match table::compile(raw, origin, resolver) {
-            Ok(t) if errors.is_empty() => Ok(t),
-            Ok(_) => Err(ExportsError::Parse(errors)),
+        Self::compile_texts(&[(text, origin)], resolver)
+    }
+    /// Parse several texts (text, origin) in order, merge and compile them. Every error
+    /// of every text is reported, sorted by origin order and line.
+    pub fn compile_texts(
+        texts: &[(&str, &str)],
+        resolver: &dyn Resolver,
+    ) -> Result<Self, ExportsError> {
+        let mut raw = Vec::new();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for (text, origin) in texts {
+            let mut parsed = parse::parse(text, origin);
+            raw.append(&mut parsed.exports);
+            errors.append(&mut parsed.errors);
+            warnings.append(&mut parsed.warnings);
+        }
+        let (merged, mut merge_errors, mut merge_warnings) = merge::merge(raw);
+        errors.append(&mut merge_errors);
+        warnings.append(&mut merge_warnings);
+        let compiled = table::compile(merged, resolver, &mut warnings);
+        let order = |e: &LineError| {
+            let file = texts.iter().position(|(_, o)| *o == e.origin);
+            (file, e.line)
+        };
+        match compiled {
+            Ok(mut t) if errors.is_empty() => {
+                warnings.sort_by_key(order);
+                t.warnings = warnings;
+                Ok(t)
+            }
+            Ok(_) => {
+                errors.sort_by_key(order);
+                Err(ExportsError::Parse(errors))
+            }
             Err(more) => {
                 errors.extend(more);
-                errors.sort_by_key(|e| e.line);
+                errors.sort_by_key(order);
                 Err(ExportsError::Parse(errors))
             }
         }
+    }
+    /// What loaded with a warning, each naming its file:line.
+    pub fn warnings(&self) -> &[LineError] {
+        &self.warnings
+    }
+    /// The netgroups the rules name (sorted): what the shells look up per client.
+    pub fn netgroups(&self) -> &Arc<[Arc<str>]> {
+        &self.netgroups
+    }
+    /// Host names that did not resolve when the table was built.
+    pub fn unresolved_names(&self) -> &[String] {
+        &self.unresolved
     }
     /// Longest-prefix match of a normalised absolute path (no "//", no trailing '/', no
     /// "." or ".." components).
@@ -268,9 +344,9 @@ impl Export {
             .identity(&self.path, subpath)
             .map(|id| FileHandle::synthetic(&id))
     }
-    /// Match a client; `name` is its reverse-resolved host name when the caller has one.
-    pub fn check_client(&self, addr: IpAddr, name: Option<&str>) -> ClientCheck<'_> {
-        table::check_client(self, addr.to_canonical(), name)
+    /// Match a client; `host` is what the caller looked up about it (name, netgroups).
+    pub fn check_client(&self, addr: IpAddr, host: Option<&HostFacts>) -> ClientCheck<'_> {
+        table::check_client(self, addr.to_canonical(), host)
     }
     /// The client specs as written in the exports file, for the EXPORT `groups` list.
     pub fn groups(&self) -> &[String] {

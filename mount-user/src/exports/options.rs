@@ -39,15 +39,55 @@ pub fn flavor_name(flavor: u32) -> &'static str {
     }
 }
 
+/// The options exports(5) keeps per security flavor (nfs-utils' `NFSEXP_SECINFO_FLAGS`):
+/// options after a `sec=` in a list apply to that `sec=`'s flavors only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlavorFlags {
+    /// `ro` / `rw`.
+    pub read_only: bool,
+    /// `secure` / `insecure`.
+    pub secure: bool,
+    /// `root_squash` / `no_root_squash`.
+    pub root_squash: bool,
+    /// `all_squash` / `no_all_squash`.
+    pub all_squash: bool,
+}
+
+impl FlavorFlags {
+    /// `ro,secure,root_squash` style text.
+    pub fn describe(&self) -> String {
+        format!(
+            "{},{},{},{}",
+            if self.read_only { "ro" } else { "rw" },
+            if self.secure { "secure" } else { "insecure" },
+            if self.root_squash {
+                "root_squash"
+            } else {
+                "no_root_squash"
+            },
+            if self.all_squash {
+                "all_squash"
+            } else {
+                "no_all_squash"
+            },
+        )
+    }
+}
+
 /// Every option of one client rule (after applying the line's `-defaults`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// `ro` (default) / `rw`.
+    /// `ro` (default) / `rw`, as last set for the whole rule.
     pub read_only: bool,
-    /// `secure` (default) / `insecure`.
+    /// `secure` (default) / `insecure`, as last set for the whole rule; MNT's port rule.
     pub secure: bool,
-    /// `sec=`; empty means "not given" (the default [sys] is applied when compiling).
-    pub flavors: Vec<u32>,
+    /// `root_squash` (default) / `no_root_squash`, as last set for the whole rule.
+    pub root_squash: bool,
+    /// `all_squash` / `no_all_squash` (default), as last set for the whole rule.
+    pub all_squash: bool,
+    /// `sec=` flavors in preference order, each with its own options; empty means "not
+    /// given" (`sys` with the rule's options is applied when compiling).
+    pub flavors: Vec<(u32, FlavorFlags)>,
     /// `fh=HEX`: explicit root handle of the export.
     pub fh: Option<FileHandle>,
     /// `fsid=N|root|uuid`.
@@ -63,6 +103,8 @@ impl Default for Options {
         Self {
             read_only: true,
             secure: true,
+            root_squash: true,
+            all_squash: false,
             flavors: Vec::new(),
             fh: None,
             fsid: None,
@@ -77,10 +119,8 @@ const KEPT_FLAGS: &[(&str, &str)] = &[
     ("async", "sync"),
     ("subtree_check", "subtree_check"),
     ("no_subtree_check", "subtree_check"),
-    ("root_squash", "root_squash"),
-    ("no_root_squash", "root_squash"),
-    ("all_squash", "all_squash"),
-    ("no_all_squash", "all_squash"),
+    ("map_identity", "mapping"),
+    ("map_daemon", "mapping"),
     ("wdelay", "wdelay"),
     ("no_wdelay", "wdelay"),
     ("hide", "hide"),
@@ -100,48 +140,92 @@ const KEPT_FLAGS: &[(&str, &str)] = &[
 ];
 
 impl Options {
-    /// Apply a comma-separated option list on top of `self`. A `sec=` in this list replaces
-    /// the inherited flavors; several `sec=` in one list accumulate in order.
+    /// Apply a comma-separated option list on top of `self`, as nfs-utils' parseopts: a
+    /// `sec=` adds its flavors (a new flavor starts from the rule's options so far) and
+    /// makes them the ones that later `ro`/`rw`/`secure`/`insecure`/squash options of this
+    /// list also set.
     pub fn apply_list(&mut self, list: &str) -> Result<(), OptionError> {
         let list = list.trim();
         if list.is_empty() {
             return Ok(());
         }
-        let mut sec_seen = false;
+        let mut active: Vec<u32> = Vec::new();
         for raw in list.split(',') {
             let opt = raw.trim();
             if opt.is_empty() {
                 return Err(OptionError::Malformed("empty option".into()));
             }
-            self.apply_one(opt, &mut sec_seen)?;
+            self.apply_one(opt, &mut active)?;
         }
         Ok(())
     }
 
-    fn apply_one(&mut self, opt: &str, sec_seen: &mut bool) -> Result<(), OptionError> {
+    /// The per-flavor options a flavor added now starts with.
+    fn current_flags(&self) -> FlavorFlags {
+        FlavorFlags {
+            read_only: self.read_only,
+            secure: self.secure,
+            root_squash: self.root_squash,
+            all_squash: self.all_squash,
+        }
+    }
+
+    /// Sets a per-flavor option for the rule and for the active `sec=` flavors.
+    fn set_flag(&mut self, active: &[u32], set: impl Fn(&mut FlavorFlags)) {
+        let mut rule = self.current_flags();
+        set(&mut rule);
+        self.read_only = rule.read_only;
+        self.secure = rule.secure;
+        self.root_squash = rule.root_squash;
+        self.all_squash = rule.all_squash;
+        for (flavor, flags) in &mut self.flavors {
+            if active.contains(flavor) {
+                set(flags);
+            }
+        }
+    }
+
+    fn apply_one(&mut self, opt: &str, active: &mut Vec<u32>) -> Result<(), OptionError> {
         let (name, value) = match opt.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim())),
             None => (opt, None),
         };
         let bad = |msg: String| Err(OptionError::Malformed(msg));
         match (name, value) {
-            ("ro", None) => self.read_only = true,
-            ("rw", None) => self.read_only = false,
-            ("secure", None) => self.secure = true,
-            ("insecure", None) => self.secure = false,
+            ("ro", None) => self.set_flag(active, |f| f.read_only = true),
+            ("rw", None) => self.set_flag(active, |f| f.read_only = false),
+            ("secure", None) => self.set_flag(active, |f| f.secure = true),
+            ("insecure", None) => self.set_flag(active, |f| f.secure = false),
+            ("root_squash", None) => {
+                self.kept.insert("root_squash", name.to_string());
+                self.set_flag(active, |f| f.root_squash = true);
+            }
+            ("no_root_squash", None) => {
+                self.kept.insert("root_squash", name.to_string());
+                self.set_flag(active, |f| f.root_squash = false);
+            }
+            ("all_squash", None) => {
+                self.kept.insert("all_squash", name.to_string());
+                self.set_flag(active, |f| f.all_squash = true);
+            }
+            ("no_all_squash", None) => {
+                self.kept.insert("all_squash", name.to_string());
+                self.set_flag(active, |f| f.all_squash = false);
+            }
             ("sec", Some(v)) => {
-                if !*sec_seen {
-                    self.flavors.clear();
-                    *sec_seen = true;
-                }
+                active.clear();
                 for fl in v.split(':') {
                     let Some(n) = flavor_from_name(fl) else {
                         return bad(format!(
                             "unknown security flavor {fl:?} in \"{opt}\" (known: sys, none, krb5, krb5i, krb5p)"
                         ));
                     };
-                    if !self.flavors.contains(&n) {
-                        self.flavors.push(n);
+                    if !self.flavors.iter().any(|(f, _)| *f == n) {
+                        let flags = self.current_flags();
+                        self.flavors.push((n, flags));
+                    }
+                    if !active.contains(&n) {
+                        active.push(n);
                     }
                 }
             }
@@ -187,6 +271,20 @@ impl Options {
                 let group = if name == "refer" { "refer" } else { "replicas" };
                 self.kept.insert(group, format!("{name}={v}"));
             }
+            ("mapping", Some(v)) => {
+                if !matches!(v, "identity" | "ugidd" | "file") {
+                    return bad(format!("bad mapping {v:?} (identity, ugidd, file)"));
+                }
+                self.kept.insert("mapping", format!("mapping={v}"));
+            }
+            ("reexport", Some(v)) => {
+                if !matches!(v, "auto-fsidnum" | "predefined-fsidnum" | "none") {
+                    return bad(format!(
+                        "bad reexport {v:?} (auto-fsidnum, predefined-fsidnum, none)"
+                    ));
+                }
+                self.kept.insert("reexport", format!("reexport={v}"));
+            }
             ("xprtsec", Some(v)) => {
                 if v.is_empty() || !v.split(':').all(|m| matches!(m, "none" | "tls" | "mtls")) {
                     return bad(format!("bad xprtsec value {v:?} (none, tls, mtls)"));
@@ -194,7 +292,8 @@ impl Options {
                 self.kept.insert("xprtsec", format!("xprtsec={v}"));
             }
             (
-                "sec" | "fh" | "fsid" | "anonuid" | "anongid" | "refer" | "replicas" | "xprtsec",
+                "sec" | "fh" | "fsid" | "anonuid" | "anongid" | "refer" | "replicas" | "xprtsec"
+                | "mapping" | "reexport",
                 None,
             ) => return bad(format!("option {name:?} needs a value")),
             (flag, None) => match KEPT_FLAGS.iter().find(|(f, _)| *f == flag) {
@@ -204,8 +303,16 @@ impl Options {
                 None => return Err(OptionError::Unknown(opt.to_string())),
             },
             (name, Some(_)) => {
-                let takes_no_value = matches!(name, "ro" | "rw" | "secure" | "insecure")
-                    || KEPT_FLAGS.iter().any(|(f, _)| *f == name);
+                let takes_no_value = matches!(
+                    name,
+                    "ro" | "rw"
+                        | "secure"
+                        | "insecure"
+                        | "root_squash"
+                        | "no_root_squash"
+                        | "all_squash"
+                        | "no_all_squash"
+                ) || KEPT_FLAGS.iter().any(|(f, _)| *f == name);
                 if takes_no_value {
                     return bad(format!("option {name:?} takes no value"));
                 }
@@ -217,11 +324,26 @@ impl Options {
 
     /// The sec= flavors to advertise: as given, or [sys] when none was given.
     pub fn effective_flavors(&self) -> Vec<u32> {
+        self.flavor_sections().into_iter().map(|(f, _)| f).collect()
+    }
+
+    /// Each flavor with its own options: as given, or `sys` with the rule's options.
+    pub fn flavor_sections(&self) -> Vec<(u32, FlavorFlags)> {
         if self.flavors.is_empty() {
-            vec![AUTH_SYS]
+            vec![(AUTH_SYS, self.current_flags())]
         } else {
             self.flavors.clone()
         }
+    }
+
+    /// The per-flavor options, one `sec=FLAVOR(ro,secure,...)` per flavor.
+    pub fn describe_flavors(&self) -> String {
+        let parts: Vec<String> = self
+            .flavor_sections()
+            .iter()
+            .map(|(f, flags)| format!("sec={}({})", flavor_name(*f), flags.describe()))
+            .collect();
+        parts.join(" ")
     }
 
     /// The options in a canonical, readable form (`rw,insecure,sec=krb5p:sys,async,...`).
@@ -316,28 +438,83 @@ mod tests {
         let o = opts("rw,insecure,sec=krb5p:krb5i:sys").unwrap();
         assert!(!o.read_only);
         assert!(!o.secure);
-        assert_eq!(o.flavors, vec![AUTH_KRB5P, AUTH_KRB5I, AUTH_SYS]);
+        assert_eq!(
+            o.effective_flavors(),
+            vec![AUTH_KRB5P, AUTH_KRB5I, AUTH_SYS]
+        );
         assert_eq!(o.describe(), "rw,insecure,sec=krb5p:krb5i:sys");
     }
 
     #[test]
     fn flavor_aliases() {
         assert_eq!(
-            opts("sec=unix:null").unwrap().flavors,
+            opts("sec=unix:null").unwrap().effective_flavors(),
             vec![AUTH_SYS, AUTH_NONE]
         );
         assert_eq!(
-            opts("sec=sys:unix").unwrap().flavors,
+            opts("sec=sys:unix").unwrap().effective_flavors(),
             vec![AUTH_SYS],
             "deduplicated"
         );
     }
 
     #[test]
-    fn sec_in_later_list_replaces_defaults() {
+    fn sec_in_later_list_adds_to_defaults_as_nfs_utils() {
         let mut o = opts("sec=krb5").unwrap();
-        o.apply_list("sec=sys,sec=none").unwrap();
-        assert_eq!(o.flavors, vec![AUTH_SYS, AUTH_NONE]);
+        o.apply_list("sec=sys,sec=none,sec=krb5").unwrap();
+        assert_eq!(o.effective_flavors(), vec![AUTH_KRB5, AUTH_SYS, AUTH_NONE]);
+    }
+
+    fn flags(o: &Options, flavor: u32) -> FlavorFlags {
+        o.flavor_sections()
+            .into_iter()
+            .find(|(f, _)| *f == flavor)
+            .map(|(_, f)| f)
+            .unwrap()
+    }
+
+    #[test]
+    fn options_after_sec_apply_to_its_flavors() {
+        // The exports(5) example: krb5 and krb5i read-write, sys read-only.
+        let o = opts("sec=krb5:krb5i,rw,sec=sys,ro").unwrap();
+        assert_eq!(o.effective_flavors(), vec![AUTH_KRB5, AUTH_KRB5I, AUTH_SYS]);
+        assert!(!flags(&o, AUTH_KRB5).read_only);
+        assert!(!flags(&o, AUTH_KRB5I).read_only);
+        assert!(flags(&o, AUTH_SYS).read_only);
+        // Options before any sec= set the rule, and flavors added later start from it.
+        let o = opts("rw,insecure,no_root_squash,sec=sys:krb5p,all_squash,sec=none").unwrap();
+        let sys = flags(&o, AUTH_SYS);
+        assert!(!sys.read_only && !sys.secure && !sys.root_squash && sys.all_squash);
+        let none = flags(&o, AUTH_NONE);
+        assert!(none.all_squash, "added after all_squash set the rule");
+        assert_eq!(
+            o.describe_flavors(),
+            "sec=sys(rw,insecure,no_root_squash,all_squash) \
+             sec=krb5p(rw,insecure,no_root_squash,all_squash) \
+             sec=none(rw,insecure,no_root_squash,all_squash)"
+        );
+        // An option list without sec= leaves inherited flavors' options alone (nfs-utils).
+        let mut o = opts("sec=krb5,rw").unwrap();
+        o.apply_list("ro").unwrap();
+        assert!(o.read_only);
+        assert!(!flags(&o, AUTH_KRB5).read_only);
+        // Without sec=, sys carries the rule's final options.
+        assert!(!flags(&opts("rw").unwrap(), AUTH_SYS).read_only);
+    }
+
+    #[test]
+    fn every_exports5_option_is_accepted() {
+        let all = "ro,rw,secure,insecure,sync,async,wdelay,no_wdelay,hide,nohide,crossmnt,\
+                   nocrossmnt,subtree_check,no_subtree_check,insecure_locks,secure_locks,\
+                   no_auth_nlm,auth_nlm,mp,mp=/srv,mountpoint,mountpoint=/srv,fsid=1,fsid=root,\
+                   fsid=6f1c3a2e-8d2b-4c1f-9e3a-0123456789ab,nordirplus,\
+                   refer=/a@h1+h2:/b@h3,replicas=/a@h1,pnfs,no_pnfs,security_label,root_squash,\
+                   no_root_squash,all_squash,no_all_squash,anonuid=65534,anongid=-2,\
+                   sec=sys:krb5:krb5i:krb5p:none,xprtsec=tls:mtls:none,acl,no_acl,\
+                   mapping=identity,map_identity,map_daemon,reexport=auto-fsidnum,\
+                   reexport=predefined-fsidnum,reexport=none";
+        let o = opts(all).unwrap();
+        assert!(o.describe().contains("reexport=none"), "{}", o.describe());
     }
 
     #[test]
@@ -368,6 +545,12 @@ mod tests {
             Err(OptionError::Malformed(_))
         ));
         assert!(matches!(opts("fh=abc"), Err(OptionError::Malformed(_))));
+        assert!(matches!(opts("reexport=x"), Err(OptionError::Malformed(_))));
+        assert!(matches!(opts("mapping=x"), Err(OptionError::Malformed(_))));
+        assert!(matches!(
+            opts("no_root_squash=1"),
+            Err(OptionError::Malformed(_))
+        ));
     }
 
     #[test]

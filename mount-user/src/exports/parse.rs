@@ -4,8 +4,10 @@
 //! - a line with a path and no client exports to `*` (nfs-utils does, with a warning; so do we);
 //! - `host (rw)` (blank before the parenthesis) is an error: nfs-utils would export `(rw)`
 //!   to the world, a classic security mistake;
-//! - `@netgroup` and the obsolete `gss/krb5` client forms are errors;
-//! - the same path on two lines is an error (nfs-utils merges them; an error is clearer).
+//! - the obsolete `gss/krb5` client form loads with a warning pointing to `sec=` (it matches
+//!   no client), as exportfs still accepts it;
+//! - the same path on several lines (or files) is merged later, as exportfs does
+//!   (`merge.rs`).
 use std::fmt;
 
 use super::hosts::{parse_host_spec, HostSpec};
@@ -48,6 +50,8 @@ pub struct RawClient {
 /// One export line as parsed.
 #[derive(Debug, Clone)]
 pub struct RawExport {
+    /// The file it came from.
+    pub origin: String,
     /// Normalised absolute path.
     pub path: String,
     /// Line number of the export.
@@ -62,13 +66,22 @@ pub struct RawExport {
     pub implicit_world: bool,
 }
 
+/// What one exports text gave: its exports, its errors and its warnings (all with line).
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Every export line that parsed, in order.
+    pub exports: Vec<RawExport>,
+    /// Every error found.
+    pub errors: Vec<LineError>,
+    /// Things exportfs accepts with a warning.
+    pub warnings: Vec<LineError>,
+}
+
 /// Parse exports text; returns every export that parsed and every error found.
-pub fn parse(text: &str, origin: &str) -> (Vec<RawExport>, Vec<LineError>) {
-    let mut exports: Vec<RawExport> = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+pub fn parse(text: &str, origin: &str) -> Parsed {
+    let mut out = Parsed::default();
     for (line_no, logical) in logical_lines(text) {
-        let err = |message: String| LineError {
+        let note = |message: String| LineError {
             origin: origin.to_string(),
             line: line_no,
             message,
@@ -77,27 +90,29 @@ pub fn parse(text: &str, origin: &str) -> (Vec<RawExport>, Vec<LineError>) {
             Ok(None) => {}
             Ok(Some(mut raw)) => {
                 raw.line = line_no;
-                if let Some(first) = seen.get(&raw.path) {
-                    errors.push(err(format!(
-                        "duplicate export {:?} (first exported on line {first})",
+                raw.origin = origin.to_string();
+                if raw.implicit_world {
+                    out.warnings.push(note(format!(
+                        "export {:?} names no client: exporting to the world (*), as \
+                         nfs-utils does",
                         raw.path
                     )));
-                    continue;
                 }
-                seen.insert(raw.path.clone(), line_no);
-                if raw.implicit_world {
-                    tracing::warn!(
-                        "{origin}:{line_no}: export {:?} names no client: exporting to the \
-                         world (*), as nfs-utils does",
-                        raw.path
-                    );
+                for c in &raw.clients {
+                    if let HostSpec::Obsolete(flavor) = &c.spec {
+                        out.warnings.push(note(format!(
+                            "obsolete client form {:?} matches no client; write \
+                             *(sec={flavor}) instead",
+                            c.spec_text
+                        )));
+                    }
                 }
-                exports.push(raw);
+                out.exports.push(raw);
             }
-            Err(message) => errors.push(err(message)),
+            Err(message) => out.errors.push(note(message)),
         }
     }
-    (exports, errors)
+    out
 }
 
 /// Join continued lines (trailing `\`); yields (first line number, text). Comments are
@@ -229,6 +244,7 @@ fn parse_line(line: &str) -> Result<Option<RawExport>, String> {
     let fh = agree(&clients, |o| o.fh, "fh=", |fh| fh.to_hex())?;
     let fsid = agree(&clients, |o| o.fsid.clone(), "fsid=", |s| s.clone())?;
     Ok(Some(RawExport {
+        origin: String::new(),
         path,
         line: 0,
         clients,
@@ -432,7 +448,11 @@ mod tests {
 
     #[test]
     fn clients_and_defaults() {
-        let (ex, errs) = parse("/a -rw h() 10.0.0.1(ro) *\n", "f");
+        let Parsed {
+            exports: ex,
+            errors: errs,
+            ..
+        } = parse("/a -rw h() 10.0.0.1(ro) *\n", "f");
         assert!(errs.is_empty(), "{errs:?}");
         let c = &ex[0].clients;
         assert_eq!(c.len(), 3);
@@ -440,7 +460,9 @@ mod tests {
         assert!(c[1].options.read_only);
         assert!(!c[2].options.read_only);
         assert!(!ex[0].implicit_world);
-        let (ex, _) = parse("/a\n/b -rw\n", "f");
+        let parsed = parse("/a\n/b -rw\n", "f");
+        assert_eq!(parsed.warnings.len(), 2, "{:?}", parsed.warnings);
+        let ex = parsed.exports;
         assert!(ex[0].implicit_world && ex[1].implicit_world);
         assert!(
             !ex[1].clients[0].options.read_only,

@@ -4,7 +4,7 @@ use arc_swap::{ArcSwap, Guard};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{ExportTable, ExportsError};
+use super::{ExportSources, ExportTable, ExportsError, SystemResolver};
 
 /// The live export table, shared by every worker.
 pub struct SharedExports {
@@ -32,9 +32,17 @@ impl SharedExports {
     }
     /// Load `path` and swap it in; on error the current table stays in force.
     pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {
-        let table = ExportTable::load(path)?;
-        self.replace(table);
-        Ok(())
+        self.reload_sources(&ExportSources::new(vec![path.to_owned()]))
+            .map(drop)
+    }
+    /// Load `sources` and swap them in, returning the table replaced; on error the
+    /// current table stays in force.
+    pub fn reload_sources(
+        &self,
+        sources: &ExportSources,
+    ) -> Result<Arc<ExportTable>, ExportsError> {
+        let table = ExportTable::load_sources(sources, &SystemResolver)?;
+        Ok(self.current.swap(Arc::new(table)))
     }
 }
 

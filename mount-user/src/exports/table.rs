@@ -5,8 +5,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
+use super::facts::HostFacts;
 use super::handle::HandleSource;
-use super::hosts::{wildcard_match, HostSpec, Matcher, Resolver};
+use super::hosts::{HostSpec, Matcher, Resolver};
+use super::merge::place;
 use super::options::Options;
 use super::parse::{LineError, RawExport};
 use super::{ClientCheck, ClientOptions, Export, ExportMatch, ExportTable, FileHandle};
@@ -24,15 +28,18 @@ pub struct Rule {
     pub options: Options,
 }
 
-/// Compile parsed exports; host names are resolved once each through `resolver`.
+/// Compile merged exports; host names are resolved once each through `resolver`. A name
+/// that does not resolve is a warning (its rule matches by reverse-resolved name), not an
+/// error.
 pub(crate) fn compile(
     raw: Vec<RawExport>,
-    origin: &str,
     resolver: &dyn Resolver,
+    warnings: &mut Vec<LineError>,
 ) -> Result<ExportTable, Vec<LineError>> {
     let mut errors = Vec::new();
     let mut resolved: HashMap<String, Vec<IpAddr>> = HashMap::new();
-    let mut handles: HashMap<FileHandle, (String, usize)> = HashMap::new();
+    let mut netgroups: Vec<Arc<str>> = Vec::new();
+    let mut handles: HashMap<FileHandle, (String, (String, usize))> = HashMap::new();
     let mut exports = Vec::with_capacity(raw.len());
     for r in raw {
         let source = match (&r.fh, &r.fsid) {
@@ -47,19 +54,20 @@ pub(crate) fn compile(
             // path-derived handle rather than panic.
             (None, None) => FileHandle::synthetic(&r.path),
         };
-        if let Some((other, line)) = handles.get(&handle) {
+        if let Some((other, at)) = handles.get(&handle) {
             errors.push(LineError {
-                origin: origin.to_string(),
+                origin: r.origin.clone(),
                 line: r.line,
                 message: format!(
-                    "export {:?} has the same file handle as {other:?} (line {line}); \
+                    "export {:?} has the same file handle as {other:?} ({}); \
                      give each export its own fh= or fsid=",
-                    r.path
+                    r.path,
+                    place(&at.0, at.1, &r.origin)
                 ),
             });
             continue;
         }
-        handles.insert(handle, (r.path.clone(), r.line));
+        handles.insert(handle, (r.path.clone(), (r.origin.clone(), r.line)));
         let mut rules = Vec::with_capacity(r.clients.len());
         let mut exact: HashMap<IpAddr, usize, hashbrown::DefaultHashBuilder> = HashMap::default();
         let mut scan = Vec::new();
@@ -68,28 +76,33 @@ pub(crate) fn compile(
                 HostSpec::Any => Matcher::Any,
                 HostSpec::Net(net) => Matcher::Net(*net),
                 HostSpec::Wildcard(p) => Matcher::Wildcard(p.clone()),
+                HostSpec::Obsolete(_) => Matcher::Nothing,
+                HostSpec::Netgroup(g) => Matcher::Netgroup(intern(&mut netgroups, g)),
                 HostSpec::Name(name) => {
                     let addrs = resolved
                         .entry(name.clone())
-                        .or_insert_with(|| match resolver.resolve(name) {
-                            Ok(a) if !a.is_empty() => a,
-                            Ok(_) => {
-                                tracing::warn!(
-                                    "{origin}:{}: host {name:?} has no address; its rule is inert",
-                                    r.line
-                                );
-                                Vec::new()
-                            }
-                            Err(e) => {
-                                tracing::warn!(
-                                    "{origin}:{}: cannot resolve host {name:?} ({e}); its rule is inert",
-                                    r.line
-                                );
-                                Vec::new()
-                            }
+                        .or_insert_with(|| {
+                            let why = match resolver.resolve(name) {
+                                Ok(a) if !a.is_empty() => return a,
+                                Ok(_) => "it has no address".to_string(),
+                                Err(e) => e.to_string(),
+                            };
+                            warnings.push(LineError {
+                                origin: r.origin.clone(),
+                                line: r.line,
+                                message: format!(
+                                    "cannot resolve host {name:?} ({why}); matching it by the \
+                                     client's reverse-resolved name until it resolves"
+                                ),
+                            });
+                            Vec::new()
                         })
                         .clone();
-                    Matcher::Addrs(addrs)
+                    if addrs.is_empty() {
+                        Matcher::Unresolved(name.clone())
+                    } else {
+                        Matcher::Addrs(addrs)
+                    }
                 }
             };
             match &matcher {
@@ -134,12 +147,31 @@ pub(crate) fn compile(
         .map(|(i, e)| (Box::from(e.path.as_bytes()), i))
         .collect();
     let (xdr, ends) = encode_export_list(&exports);
+    netgroups.sort();
+    let unresolved = resolved
+        .into_iter()
+        .filter(|(_, a)| a.is_empty())
+        .map(|(n, _)| n)
+        .collect();
     Ok(ExportTable {
         exports,
         by_path,
         xdr,
         ends,
+        warnings: Vec::new(),
+        netgroups: netgroups.into(),
+        unresolved,
     })
+}
+
+/// One shared `Arc<str>` per netgroup name in a table.
+fn intern(groups: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(g) = groups.iter().find(|g| ***g == *name) {
+        return g.clone();
+    }
+    let g: Arc<str> = Arc::from(name);
+    groups.push(g.clone());
+    g
 }
 
 /// Longest-prefix lookup: try the path, then each ancestor ('/'-by-'/'), so the cost is
@@ -168,11 +200,12 @@ pub(crate) fn lookup<'t>(table: &'t ExportTable, path: &'t str) -> Option<Export
 }
 
 /// First matching rule wins (exports(5)). Exact addresses are a hash probe; the other rules
-/// are scanned in file order, stopping at the exact hit's position.
+/// are scanned in file order, stopping at the exact hit's position. A rule that needs the
+/// client's looked-up facts (name, netgroups) asks for them only when it could decide.
 pub(crate) fn check_client<'e>(
     export: &'e Export,
     addr: IpAddr,
-    name: Option<&str>,
+    host: Option<&HostFacts>,
 ) -> ClientCheck<'e> {
     let exact = export.exact.get(&addr).copied();
     for &i in &export.scan {
@@ -184,14 +217,23 @@ pub(crate) fn check_client<'e>(
         let Some(rule) = export.rules.get(i) else {
             continue;
         };
-        let hit = match &rule.matcher {
-            Matcher::Any => true,
-            Matcher::Net(net) => net_contains(net, addr),
-            Matcher::Wildcard(p) => match name {
-                Some(n) => wildcard_match(p, n),
+        let hit = match (&rule.matcher, host) {
+            (Matcher::Any, _) => true,
+            (Matcher::Net(net), _) => net_contains(net, addr),
+            (Matcher::Addrs(a), _) => a.contains(&addr),
+            (Matcher::Nothing, _) => false,
+            (Matcher::Wildcard(_) | Matcher::Unresolved(_) | Matcher::Netgroup(_), None) => {
+                return ClientCheck::NeedName
+            }
+            (Matcher::Wildcard(p), Some(h)) => p.matches(&h.name),
+            (Matcher::Unresolved(n), Some(h)) => {
+                *h.name == **n || h.name.strip_suffix('.') == Some(n.as_str())
+            }
+            (Matcher::Netgroup(g), Some(h)) => match h.in_netgroup(g) {
+                Some(member) => member,
+                // Looked up before this table named the group: ask again.
                 None => return ClientCheck::NeedName,
             },
-            Matcher::Addrs(a) => a.contains(&addr),
         };
         if hit {
             return ClientCheck::Allowed(&rule.client);
@@ -256,14 +298,19 @@ pub(crate) fn describe(table: &ExportTable) -> String {
                     format!("address {}", n.addr())
                 }
                 Matcher::Net(n) => format!("network {n}"),
-                Matcher::Addrs(a) if a.is_empty() => "unresolved host: inert".to_string(),
                 Matcher::Addrs(a) => {
                     let list: Vec<String> = a.iter().map(ToString::to_string).collect();
-                    format!("host -> {}", list.join(", "))
+                    format!("host name -> {}", list.join(", "))
                 }
-                Matcher::Wildcard(p) => format!("reverse name matches {p}"),
+                Matcher::Unresolved(n) => {
+                    format!("unresolved host name: reverse name equals {n}")
+                }
+                Matcher::Wildcard(p) => format!("wildcard: reverse name matches {p}"),
+                Matcher::Netgroup(g) => format!("netgroup {g} (NSS innetgr)"),
+                Matcher::Nothing => "obsolete form: matches no client".to_string(),
             };
             let _ = writeln!(s, "    {}({})  [{what}]", r.spec, r.options.describe());
+            let _ = writeln!(s, "        {}", r.options.describe_flavors());
         }
     }
     s

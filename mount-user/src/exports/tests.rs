@@ -36,7 +36,8 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn allowed(e: &Export, addr: &str, name: Option<&str>) -> Option<ClientOptions> {
-    match e.check_client(ip(addr), name) {
+    let facts = name.map(HostFacts::named);
+    match e.check_client(ip(addr), facts.as_ref()) {
         ClientCheck::Allowed(o) => Some(o.clone()),
         ClientCheck::Denied => None,
         ClientCheck::NeedName => panic!("unexpected NeedName for {addr}"),
@@ -106,11 +107,12 @@ fn error_messages_name_file_and_line() {
         ("/a 10.0.0.0/33\n", "/etc/exports:1: prefix length 33 too long in \"10.0.0.0/33\" in \"10.0.0.0/33\""),
         ("/a 10.0.0/8\n", "/etc/exports:1: bad network \"10.0.0/8\" in \"10.0.0/8\""),
         (
-            "/a *\n/a/ 10.0.0.1\n",
-            "/etc/exports:2: duplicate export \"/a\" (first exported on line 1)",
+            "/a *(fsid=1)\n/a/ 10.0.0.1(fsid=2)\n",
+            "/etc/exports:2: conflicting fsid= for \"/a\": fsid=2 here, fsid=1 on line 1",
         ),
-        ("/a @trusted(rw)\n", "/etc/exports:1: netgroups not supported (\"@trusted\") in \"@trusted(rw)\""),
-        ("/a gss/krb5(rw)\n", "/etc/exports:1: obsolete client syntax \"gss/krb5\"; write *(sec=krb5) instead in \"gss/krb5(rw)\""),
+        ("/a @(rw)\n", "/etc/exports:1: bad netgroup name \"@\" in \"@(rw)\""),
+        ("/a gss/krb9(rw)\n", "/etc/exports:1: unknown security flavor in obsolete client \"gss/krb9\" in \"gss/krb9(rw)\""),
+        ("/a h[0-9(rw)\n", "/etc/exports:1: unterminated or empty [...] class in \"h[0-9\" in \"h[0-9(rw)\""),
         ("/a host (rw)\n", "/etc/exports:1: options \"(rw)\" are separated from their client by a blank"),
         ("/a *(rw\n", "/etc/exports:1: missing ')' in \"*(rw\""),
         ("\"/a *\n", "/etc/exports:1: unterminated quote"),
@@ -178,12 +180,22 @@ fn many_exports_lookup_and_list() {
 }
 
 #[test]
-fn unresolvable_name_is_inert_not_fatal() {
+fn unresolvable_name_is_a_warning_and_matches_by_reverse_name() {
     let t = table("/a nosuch.invalid(rw) 10.0.0.1\n");
     let e = &t.exports()[0];
-    assert!(matches!(e.rules()[0].matcher, Matcher::Addrs(ref a) if a.is_empty()));
-    assert!(allowed(e, "10.0.0.1", None).is_some());
-    assert!(allowed(e, "10.0.0.2", None).is_none());
+    assert!(matches!(e.rules()[0].matcher, Matcher::Unresolved(ref n) if n == "nosuch.invalid"));
+    assert_eq!(t.unresolved_names(), ["nosuch.invalid"]);
+    let w: Vec<String> = t.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].starts_with("/etc/exports:1: cannot resolve host \"nosuch.invalid\""),
+        "{w:?}"
+    );
+    // The exact address rule comes later but needs no name.
+    assert!(allowed(e, "10.0.0.1", Some("x")).is_some());
+    assert_eq!(e.check_client(ip("10.0.0.2"), None), ClientCheck::NeedName);
+    assert!(allowed(e, "10.0.0.2", Some("nosuch.invalid")).is_some_and(|o| !o.read_only));
+    assert!(allowed(e, "10.0.0.2", Some("other.invalid")).is_none());
 }
 
 // ---- matching ----
@@ -375,7 +387,10 @@ fn export_list_xdr_golden() {
 
 #[test]
 fn describe_shows_handles_and_rules() {
-    let t = table("/srv/a 10.0.0.0/8(rw,async) host.example nosuch.invalid *.x.org(fh=00ff)\n");
+    let t = table(
+        "/srv/a 10.0.0.0/8(rw,async) host.example nosuch.invalid *.x.org(fh=00ff) \
+         10.1.1.1 @trusted(sec=krb5,rw,sec=sys) gss/krb5p\n",
+    );
     let d = t.describe();
     assert!(d.contains("/srv/a  (line 1)"), "{d}");
     assert!(d.contains("handle 00ff (fh=)"), "{d}");
@@ -383,9 +398,25 @@ fn describe_shows_handles_and_rules() {
         d.contains("10.0.0.0/8(rw,secure,sec=sys,async)  [network 10.0.0.0/8]"),
         "{d}"
     );
-    assert!(d.contains("host -> 192.0.2.10, 2001:db8::10"), "{d}");
-    assert!(d.contains("unresolved host: inert"), "{d}");
-    assert!(d.contains("reverse name matches *.x.org"), "{d}");
+    assert!(d.contains("[host name -> 192.0.2.10, 2001:db8::10]"), "{d}");
+    assert!(
+        d.contains("[unresolved host name: reverse name equals nosuch.invalid]"),
+        "{d}"
+    );
+    assert!(
+        d.contains("[wildcard: reverse name matches *.x.org]"),
+        "{d}"
+    );
+    assert!(d.contains("[address 10.1.1.1]"), "{d}");
+    assert!(d.contains("[netgroup trusted (NSS innetgr)]"), "{d}");
+    assert!(d.contains("[obsolete form: matches no client]"), "{d}");
+    assert!(
+        d.contains(
+            "sec=krb5(rw,secure,root_squash,no_all_squash) \
+             sec=sys(rw,secure,root_squash,no_all_squash)"
+        ),
+        "{d}"
+    );
 }
 
 #[test]
@@ -421,6 +452,27 @@ proptest::proptest! {
     #[test]
     fn parser_never_panics(text in "\\PC*") {
         let _ = ExportTable::parse_str_with(&text, "p", &StaticResolver::default());
+    }
+
+    /// Every rejected line names the file and a line that exists.
+    #[test]
+    fn every_error_names_its_file_and_line(
+        lines in proptest::collection::vec(
+            "(/[a-z]{1,3}|rel|\"/q q\")( ([a-z*?@\\[\\]0-9./-]{1,12}|gss/krb5)(\\([a-z_=:,0-9/-]{0,20}\\))?){0,3}( \\\\)?",
+            1..8,
+        )
+    ) {
+        let text = lines.join("\n");
+        let total = text.lines().count().max(1);
+        if let Err(e) = ExportTable::parse_str_with(&text, "/etc/exports.d/p.exports", &StaticResolver::default()) {
+            proptest::prop_assert!(!e.line_errors().is_empty());
+            for err in e.line_errors() {
+                proptest::prop_assert_eq!(err.origin.as_str(), "/etc/exports.d/p.exports");
+                proptest::prop_assert!((1..=total).contains(&err.line), "{err} of {total} lines");
+                let prefix = format!("/etc/exports.d/p.exports:{}: ", err.line);
+                proptest::prop_assert!(err.to_string().starts_with(&prefix), "{}", err);
+            }
+        }
     }
 
     #[test]
@@ -461,3 +513,6 @@ fn lookup_exact_only_for_byte_exact_export_paths() {
         assert!(t.lookup_exact(raw).is_none(), "{raw:?}");
     }
 }
+
+#[path = "tests_dropin.rs"]
+mod dropin;

@@ -35,7 +35,7 @@ mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, FileHandle};
+use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, FileHandle, HostFacts};
 /// Re-exported: the mount list owns its host key text.
 pub use crate::mountlist::IpText;
 use crate::mountlist::MountList;
@@ -113,8 +113,8 @@ pub enum Transport {
 pub struct Client<'a> {
     /// Source address and port.
     pub addr: SocketAddr,
-    /// Reverse-resolved host name, when the shell has one.
-    pub name: Option<&'a str>,
+    /// What the shell looked up about the client (reverse name, netgroups), when it has.
+    pub host: Option<&'a HostFacts>,
 }
 
 /// Knobs of the protocol core.
@@ -147,8 +147,8 @@ pub enum Outcome {
     },
     /// No reply must be sent; the reason is for counters/logs.
     Drop(DropReason),
-    /// A `*.domain` rule needs the client's host name: resolve `client.addr.ip()` off the hot
-    /// path and call `answer` again with `name: Some(..)`.
+    /// A name, wildcard or netgroup rule needs the client's facts: look `client.addr.ip()` up
+    /// off the hot path and call `answer` again with `host: Some(..)`.
     NeedName,
 }
 
@@ -278,7 +278,7 @@ fn authorise_match<'t>(
     {
         return Access::Refused(MountStat::Acces);
     }
-    match export.check_client(ip, client.name) {
+    match export.check_client(ip, client.host) {
         ClientCheck::Allowed(options) => {
             if options.secure && client.addr.port() >= 1024 {
                 Access::Refused(MountStat::Acces)
@@ -292,7 +292,7 @@ fn authorise_match<'t>(
         }
         ClientCheck::Denied => Access::Refused(MountStat::Acces),
         // Asked with a name already: the table cannot decide, so the client is not allowed.
-        ClientCheck::NeedName if client.name.is_some() => Access::Refused(MountStat::Acces),
+        ClientCheck::NeedName if client.host.is_some() => Access::Refused(MountStat::Acces),
         ClientCheck::NeedName => Access::NeedName,
     }
 }
@@ -399,7 +399,7 @@ fn export(
     }
     let mut need_name = false;
     let outcome = success(out, call.xid, |w| {
-        match results::put_filtered_exports(w, ctx.exports, ip, client.name)? {
+        match results::put_filtered_exports(w, ctx.exports, ip, client.host)? {
             Filtered::Written(truncated) => Ok(truncated),
             Filtered::NeedName => {
                 need_name = true;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::ops::ControlFlow;
 
 use super::path::MNTPATHLEN;
-use crate::exports::{ClientCheck, ExportTable, FileHandle, FHSIZE3};
+use crate::exports::{ClientCheck, ExportTable, FileHandle, HostFacts, FHSIZE3};
 use crate::mountlist::MountList;
 use crate::rpc::{AUTH_NONE, AUTH_SYS};
 use crate::xdr::{padded, Writer, XdrError, UNIT};
@@ -147,16 +147,16 @@ pub fn put_export_list(w: &mut Writer<'_>, table: &ExportTable) -> Result<bool, 
 pub enum Filtered {
     /// The list was written; `true` when entries were left out for lack of room.
     Written(bool),
-    /// A rule needs the client's host name.
+    /// A rule needs the client's looked-up facts (host name, netgroups).
     NeedName,
 }
 
-/// Write the `exports` list restricted to the exports `ip`/`name` could mount.
+/// Write the `exports` list restricted to the exports `ip`/`host` could mount.
 pub fn put_filtered_exports(
     w: &mut Writer<'_>,
     table: &ExportTable,
     ip: IpAddr,
-    name: Option<&str>,
+    host: Option<&HostFacts>,
 ) -> Result<Filtered, XdrError> {
     if w.remaining() < UNIT {
         return Err(XdrError::Overflow);
@@ -164,9 +164,9 @@ pub fn put_filtered_exports(
     let start = w.mark();
     let mut truncated = false;
     for export in table.exports() {
-        match export.check_client(ip, name) {
+        match export.check_client(ip, host) {
             ClientCheck::Denied => continue,
-            ClientCheck::NeedName if name.is_none() => {
+            ClientCheck::NeedName if host.is_none() => {
                 w.rewind(start);
                 return Ok(Filtered::NeedName);
             }

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::exports::HostFacts;
+
 pub mod record;
 
 /// Receive buffer requested for each UDP socket.
@@ -34,13 +36,13 @@ pub enum Answer {
 
 /// The protocol side of a shell: answers one RPC message.
 pub trait Responder: Send + Sync + 'static {
-    /// Answer `request` from `peer` into `out` (the datagram or record capacity). `name` is
-    /// the peer's host name once a previous call returned [`Answer::NeedName`].
+    /// Answer `request` from `peer` into `out` (the datagram or record capacity). `host` is
+    /// what was looked up about the peer once a previous call returned [`Answer::NeedName`].
     fn respond(
         &self,
         request: &[u8],
         peer: SocketAddr,
-        name: Option<&str>,
+        host: Option<&HostFacts>,
         out: &mut [u8],
     ) -> Answer;
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{Answer, Responder};
-use crate::exports::SharedExports;
+use crate::exports::{HostFacts, SharedExports};
 use crate::mount::{self, Client, Context, Outcome, Policy};
 use crate::mountlist::MountList;
 
@@ -31,11 +31,11 @@ impl Responder for MountService {
         &self,
         request: &[u8],
         peer: SocketAddr,
-        name: Option<&str>,
+        host: Option<&HostFacts>,
         out: &mut [u8],
     ) -> Answer {
         let table = self.exports.load();
-        let client = Client { addr: peer, name };
+        let client = Client { addr: peer, host };
         let ctx = Context {
             exports: &table,
             mounts: &self.mounts,

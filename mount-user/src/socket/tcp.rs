@@ -212,7 +212,7 @@ async fn answer(
                 }
             }
         };
-        answer = shared.responder.respond(request, peer, Some(&name), out);
+        answer = shared.responder.respond(request, peer, Some(&*name), out);
     }
     match answer {
         Answer::Reply { len, truncated } => {

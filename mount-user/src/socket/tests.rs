@@ -10,19 +10,26 @@ use super::resolve::NameCache;
 use super::tcp::{self, TcpConfig};
 use super::udp::UdpServer;
 use super::{bind_tcp, bind_udp_group, Answer, Counters, Responder};
+use crate::exports::HostFacts;
 
 /// Replies "re:" + request; "peer" → the peer address; "name" → the host name (asking for
 /// it first); "drop" → nothing.
 struct Fake;
 
 impl Responder for Fake {
-    fn respond(&self, req: &[u8], peer: SocketAddr, name: Option<&str>, out: &mut [u8]) -> Answer {
+    fn respond(
+        &self,
+        req: &[u8],
+        peer: SocketAddr,
+        host: Option<&HostFacts>,
+        out: &mut [u8],
+    ) -> Answer {
         let reply: Vec<u8> = match req {
             b"drop" => return Answer::Drop,
             b"peer" => peer.to_string().into_bytes(),
-            b"name" => match name {
+            b"name" => match host {
                 None => return Answer::NeedName,
-                Some(n) => n.as_bytes().to_vec(),
+                Some(h) => h.name.as_bytes().to_vec(),
             },
             _ => [b"re:", req].concat(),
         };

@@ -267,7 +267,7 @@ impl Worker {
         Counters::bump(&s.counters.name_lookups);
         if let Some(name) = s.names.cached(peer.ip()) {
             return finish(
-                s.responder.respond(request, peer, Some(&name), out),
+                s.responder.respond(request, peer, Some(&*name), out),
                 peer,
                 s,
             );
@@ -384,7 +384,7 @@ fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
         let name = s.names.resolve(job.peer.ip());
         let answer = s
             .responder
-            .respond(&job.request, job.peer, Some(&name), &mut out);
+            .respond(&job.request, job.peer, Some(&*name), &mut out);
         if let Some(len) = finish(answer, job.peer, s) {
             match send_from(socket, &out[..len], job.peer, job.source) {
                 Ok(_) => Counters::bump(&s.counters.udp_replies),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::exports::HostFacts;
 use crate::mount::{procs, MOUNT_PROGRAM};
 use crate::socket::{Answer, Responder};
 
@@ -119,14 +120,14 @@ impl<R: Responder> Responder for Counted<R> {
         &self,
         request: &[u8],
         peer: SocketAddr,
-        name: Option<&str>,
+        host: Option<&HostFacts>,
         out: &mut [u8],
     ) -> Answer {
         // A call asked again with the peer's name was counted the first time.
-        if name.is_none() {
+        if host.is_none() {
             self.counts.bump(proc_slot(request));
         }
-        self.inner.respond(request, peer, name, out)
+        self.inner.respond(request, peer, host, out)
     }
 }
 

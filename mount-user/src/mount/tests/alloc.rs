@@ -25,7 +25,7 @@ fn hot_path_does_not_allocate() {
     };
     let client = Client {
         addr: "10.1.2.3:700".parse().unwrap(),
-        name: None,
+        host: None,
     };
     let mapped = Client {
         addr: "[::ffff:10.1.2.3]:700".parse().unwrap(),
@@ -78,7 +78,7 @@ fn first_mnt_of_an_entry_from_rmtab_does_not_allocate() {
     ] {
         let client = Client {
             addr: addr.parse().unwrap(),
-            name: None,
+            host: None,
         };
         let mnt = call(2, 3, 1, &path_arg(path));
         let mut outcome = Outcome::NeedName;

@@ -78,9 +78,19 @@ fn export_truncates_at_entry_boundaries() {
 fn filtered_export_shows_only_mountable_exports() {
     let mut env = Env::new(EXPORTS);
     env.policy.filter_exports_by_client = true;
-    let r = env.results(&call(6, 3, 5, &[]), "192.168.1.1:700");
-    let dirs: Vec<String> = decode_exports(&r).into_iter().map(|e| e.0).collect();
-    assert_eq!(dirs, vec!["/srv/a", "/srv/b"]);
+    // host.example.com does not resolve here: its rule matches by reverse name, so a
+    // client the other rules do not decide is asked for its name.
+    let (o, _) = env.ask(&call(6, 3, 5, &[]), "192.168.1.1:700");
+    assert_eq!(o, Outcome::NeedName);
+    let dirs = |name: &str| -> Vec<String> {
+        let (_, reply) = env.ask_with(&call(6, 3, 5, &[]), "192.168.1.1:700", Some(name), 4096);
+        decode_exports(&success_results(&reply, 6))
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
+    };
+    assert_eq!(dirs("other.example"), vec!["/srv/a", "/srv/b"]);
+    assert_eq!(dirs("host.example.com"), vec!["/srv/a", "/srv/b", "/srv/c"]);
     // 10.1.2.3 matches /srv/c's first rule before the name rule is needed.
     let r = env.results(&call(7, 2, 6, &[]), CLIENT);
     let entries = decode_exports(&r);

@@ -40,9 +40,10 @@ impl Env {
         name: Option<&str>,
         cap: usize,
     ) -> (Outcome, Vec<u8>) {
+        let facts = name.map(HostFacts::named);
         let client = Client {
             addr: addr.parse().unwrap(),
-            name,
+            host: facts.as_ref(),
         };
         let ctx = Context {
             exports: &self.table,

@@ -20,9 +20,10 @@ fn check(env: &Env, req: &[u8], addr: &str, name: Option<&str>, cap: usize, filt
     let policy = Policy {
         filter_exports_by_client: filter,
     };
+    let facts = name.map(HostFacts::named);
     let client = Client {
         addr: addr.parse().unwrap(),
-        name,
+        host: facts.as_ref(),
     };
     let ctx = Context {
         exports: &env.table,
@@ -70,7 +71,7 @@ proptest! {
             check(&env, &bytes, "10.1.2.3:700", None, cap, false);
         } else {
             // Too short for an xid: always dropped.
-            let client = Client { addr: "10.1.2.3:700".parse().unwrap(), name: None };
+            let client = Client { addr: "10.1.2.3:700".parse().unwrap(), host: None };
             let policy = Policy::default();
             let ctx = Context { exports: &env.table, mounts: &env.mounts, policy: &policy };
             let mut out = [0u8; 64];

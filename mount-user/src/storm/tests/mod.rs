@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use super::{execute, StormArgs};
-use crate::exports::{ExportTable, SharedExports};
+use crate::exports::{ExportTable, HostFacts, SharedExports};
 use crate::mount::Policy;
 use crate::mountlist::MountList;
 use crate::rpc::{encode_success, Call};
@@ -211,7 +211,7 @@ fn tcp_against_the_real_core_answers_everything() {
 struct Wrong;
 
 impl Responder for Wrong {
-    fn respond(&self, req: &[u8], _: SocketAddr, _: Option<&str>, out: &mut [u8]) -> Answer {
+    fn respond(&self, req: &[u8], _: SocketAddr, _: Option<&HostFacts>, out: &mut [u8]) -> Answer {
         let Ok(call) = Call::parse(req) else {
             return Answer::Drop;
         };
@@ -310,7 +310,7 @@ fn wrong_answers_over_tcp() {
 struct Silent;
 
 impl Responder for Silent {
-    fn respond(&self, _: &[u8], _: SocketAddr, _: Option<&str>, _: &mut [u8]) -> Answer {
+    fn respond(&self, _: &[u8], _: SocketAddr, _: Option<&HostFacts>, _: &mut [u8]) -> Answer {
         Answer::Drop
     }
 }
@@ -457,7 +457,13 @@ struct Recorder {
 }
 
 impl Responder for Recorder {
-    fn respond(&self, req: &[u8], peer: SocketAddr, _: Option<&str>, out: &mut [u8]) -> Answer {
+    fn respond(
+        &self,
+        req: &[u8],
+        peer: SocketAddr,
+        _: Option<&HostFacts>,
+        out: &mut [u8],
+    ) -> Answer {
         let Ok(call) = Call::parse(req) else {
             return Answer::Drop;
         };

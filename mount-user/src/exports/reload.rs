@@ -1,0 +1,147 @@
+//! Reloading the exports (SIGHUP, `xdp-mountd reload`, a host name that resolves at last):
+//! one at a time, the old table serving until the new one is complete, and a report of what
+//! changed or why nothing did.
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::{ExportSources, SharedExports, TableDiff};
+
+/// What a reload did, as the control socket sends it to `xdp-mountd reload`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The new table is in force.
+    pub ok: bool,
+    /// Exports in force after the reload (the old count when it failed).
+    pub exports: usize,
+    /// What changed (empty when it failed).
+    pub diff: TableDiff,
+    /// Why it failed: one `FILE:LINE: message` (or `FILE: error`) per entry.
+    pub errors: Vec<String>,
+    /// What loaded with a warning, `FILE:LINE: message` each.
+    pub warnings: Vec<String>,
+}
+
+/// Called after a table was swapped in (e.g. to forget cached host facts).
+type OnReload = dyn Fn() + Send + Sync;
+
+/// Reloads `sources` into `shared`, one reload at a time.
+pub struct Reloader {
+    sources: ExportSources,
+    shared: Arc<SharedExports>,
+    on_reload: Box<OnReload>,
+    serial: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader of `sources` into `shared`; `on_reload` runs after each successful swap.
+    pub fn new(
+        sources: ExportSources,
+        shared: Arc<SharedExports>,
+        on_reload: Box<OnReload>,
+    ) -> Self {
+        Self {
+            sources,
+            shared,
+            on_reload,
+            serial: Mutex::new(()),
+        }
+    }
+
+    /// The sources reloaded.
+    pub fn sources(&self) -> &ExportSources {
+        &self.sources
+    }
+
+    /// Loads the sources again (blocking: reads files, resolves names) and swaps the new
+    /// table in; on error the current table keeps serving. Logs the outcome.
+    pub fn reload(&self, why: &str) -> ReloadReport {
+        let _one_at_a_time = self.serial.lock();
+        match self.shared.reload_sources(&self.sources) {
+            Ok(old) => {
+                (self.on_reload)();
+                let new = self.shared.load();
+                let diff = TableDiff::between(&old, &new);
+                tracing::info!(
+                    exports = new.exports().len(),
+                    added = diff.added.len(),
+                    removed = diff.removed.len(),
+                    changed = diff.changed.len(),
+                    "{why}: exports reloaded"
+                );
+                ReloadReport {
+                    ok: true,
+                    exports: new.exports().len(),
+                    diff,
+                    errors: Vec::new(),
+                    warnings: new.warnings().iter().map(ToString::to_string).collect(),
+                }
+            }
+            Err(e) => {
+                let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+                for line in &errors {
+                    tracing::error!("{why}: reload failed, keeping the current exports: {line}");
+                }
+                ReloadReport {
+                    ok: false,
+                    exports: self.shared.load().exports().len(),
+                    diff: TableDiff::default(),
+                    errors,
+                    warnings: Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exports::ExportTable;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn reports_changes_or_errors_and_keeps_the_old_table() {
+        let dir = std::env::temp_dir().join(format!("xmd-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("exports");
+        std::fs::write(&file, "/a 10.0.0.1\n/b *\n").unwrap();
+        let sources = ExportSources::new(vec![file.clone()]);
+        let shared = Arc::new(SharedExports::new(ExportTable::empty()));
+        let hooks = Arc::new(AtomicUsize::new(0));
+        let h = hooks.clone();
+        let r = Reloader::new(
+            sources,
+            shared.clone(),
+            Box::new(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        let first = r.reload("test");
+        assert!(first.ok, "{first:?}");
+        assert_eq!(first.diff.added, ["/a", "/b"]);
+        std::fs::write(&file, "/a 10.0.0.2\n/c *\n").unwrap();
+        let second = r.reload("test");
+        assert_eq!(
+            (
+                second.diff.added.clone(),
+                second.diff.removed.clone(),
+                second.diff.changed.clone()
+            ),
+            (
+                vec!["/c".to_string()],
+                vec!["/b".to_string()],
+                vec!["/a".to_string()]
+            )
+        );
+        std::fs::write(&file, "/a *\n/d *(bogus)\n").unwrap();
+        let failed = r.reload("test");
+        assert!(!failed.ok);
+        assert_eq!(failed.exports, 2);
+        assert!(failed.errors[0].ends_with("exports:2: unknown option \"bogus\" in \"*(bogus)\""));
+        assert!(shared.load().lookup("/c").is_some(), "old table kept");
+        assert_eq!(hooks.load(Ordering::SeqCst), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
