@@ -51,6 +51,11 @@ pub struct DaemonOpts {
     /// With the AF_XDP path on: this test sends UDP calls that reach the kernel socket by
     /// design (IP fragments, loopback), so the AF_XDP-only check at stop is skipped.
     pub kernel_udp_ok: bool,
+    /// A directory whose files replace /etc's for the daemon (nsswitch.conf, netgroup,
+    /// hosts): an overlay on /etc in a private mount namespace, so files /etc lacks (the
+    /// host has no /etc/netgroup) can be given too. Rewrite them in place while the daemon
+    /// runs (`std::fs::write`), never rename over them: the overlay keeps the old file.
+    pub etc: Option<PathBuf>,
 }
 
 impl DaemonOpts {
@@ -70,6 +75,7 @@ impl DaemonOpts {
             extra,
             bin: None,
             kernel_udp_ok: false,
+            etc: None,
         }
     }
 }
@@ -88,6 +94,8 @@ pub struct Daemon<'p> {
     /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
     /// teardown in parallel tests can hold for seconds, so exits get more time.
     xdp: bool,
+    /// The daemon's control (stats) socket, private to this test's scratch directory.
+    control: PathBuf,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -126,23 +134,45 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
-        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra)).then(|| {
-            let socket = self.dir.join(format!("stats-{seq}.sock"));
+        // Always a private control socket: the default under /run is shared by every
+        // network namespace, so parallel daemons on one port would collide there.
+        let control = self.dir.join(format!("stats-{seq}.sock"));
+        if opts.bin.is_none() {
             args.push("--stats-socket".into());
-            args.push(socket.display().to_string());
-            (socket, opts.kernel_udp_ok)
-        });
+            args.push(control.display().to_string());
+        }
+        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra))
+            .then(|| (control.clone(), opts.kernel_udp_ok));
 
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
         let mut rpcbind_pidfile = None;
-        if opts.rpcbind {
+        // Runs first in the private mount namespace of the rpcbind cases below.
+        let etc_overlay = match &opts.etc {
+            Some(dir) => format!(
+                "mount -t overlay overlay -o lowerdir={}:/etc /etc; ",
+                dir.display()
+            ),
+            None => String::new(),
+        };
+        if opts.etc.is_some() && !opts.rpcbind && !opts.rpcbind_absent {
+            cmd.args([
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &format!("set -e; {etc_overlay}exec \"$@\""),
+                "sh",
+            ]);
+        } else if opts.rpcbind {
             // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
             // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
             // so its registration reaches this rpcbind (platform.md).
             let pidfile = self.dir.join(format!("rpcbind-{seq}.pid"));
             let script = format!(
-                "set -e; mount -t tmpfs tmpfs /run; \
+                "set -e; {etc_overlay}mount -t tmpfs tmpfs /run; \
                  rpcbind -f -w -h {v4} -h {v6} & echo $! > {pidfile}; \
                  i=0; while [ ! -S /run/rpcbind.sock ]; do i=$((i+1)); \
                  [ $i -lt 100 ] || {{ echo 'rpcbind did not start' >&2; exit 97; }}; sleep 0.05; done; \
@@ -171,7 +201,7 @@ impl NetPair {
                 "private",
                 "sh",
                 "-c",
-                "set -e; mount -t tmpfs tmpfs /run; exec \"$@\"",
+                &format!("set -e; {etc_overlay}mount -t tmpfs tmpfs /run; exec \"$@\""),
                 "sh",
             ]);
         }
@@ -209,6 +239,7 @@ impl NetPair {
             status: None,
             xdp: xdp_stats.is_some(),
             xdp_stats,
+            control,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -241,6 +272,29 @@ impl Daemon<'_> {
     /// The daemon's pid (host pid namespace).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The daemon's control socket (`xdp-mountd stats|reload --socket`).
+    pub fn control_socket(&self) -> &Path {
+        &self.control
+    }
+
+    /// Runs `xdp-mountd reload` against this daemon (from the host: the socket is a file
+    /// in the scratch directory); returns (exit code, stdout, stderr).
+    pub fn reload(&self) -> (Option<i32>, String, String) {
+        let out = Command::new("timeout")
+            .args(["-k", "2", "60"])
+            .arg(daemon_bin())
+            .args(["reload", "--socket"])
+            .arg(&self.control)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running xdp-mountd reload: {e}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Everything the daemon wrote to stderr so far.

@@ -299,6 +299,17 @@ impl NetPair {
         std::fs::write(d.join("hosts"), text).unwrap();
     }
 
+    /// Writes `files` (name, text) into the scratch directory's `etc/`, for
+    /// [`crate::DaemonOpts::etc`]; returns that directory.
+    pub fn private_etc(&self, files: &[(&str, &str)]) -> PathBuf {
+        let d = self.dir.join("etc");
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, text) in files {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        d
+    }
+
     /// Writes a file in the scratch directory and returns its path.
     pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.join(name);
