@@ -54,13 +54,15 @@ pub enum Command {
     /// Serve MOUNT over UDP and TCP until SIGINT or SIGTERM.
     #[command(
         long_about = "Serve MOUNT over UDP and TCP until SIGINT or SIGTERM.\n\n\
-                      Loads the exports file (a malformed file is refused with FILE:LINE: \
-                      message and exit status 1), loads the mount list from --rmtab, binds \
-                      UDP and TCP on --bind:--port, registers with rpcbind, then prints one \
-                      line containing READY to stdout.\n\n\
-                      Signals: SIGHUP reloads the exports file (on error the current exports \
-                      stay in force and the error is logged); SIGINT/SIGTERM stop the \
-                      listeners, unregister from rpcbind, write the rmtab and exit 0.",
+                      Loads the exports (default: /etc/exports and /etc/exports.d/*.exports; \
+                      a malformed file is refused with FILE:LINE: message and exit status 1), \
+                      loads the mount list from --rmtab, binds UDP and TCP on --bind:--port, \
+                      registers with rpcbind, then prints one line containing READY to \
+                      stdout.\n\n\
+                      Reload: `xdp-mountd reload` or SIGHUP reads the exports again (on error \
+                      the current exports stay in force and the errors are reported); \
+                      SIGINT/SIGTERM stop the listeners, unregister from rpcbind, write the \
+                      rmtab and exit 0.",
         after_help = "Examples:\n  \
                       xdp-mountd serve --exports /etc/exports\n  \
                       xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab --udp-workers 4\n  \
@@ -68,12 +70,15 @@ pub enum Command {
                       xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind"
     )]
     Serve(ServeArgs),
-    /// Validate an exports file and print what it compiles to.
+    /// Validate the exports and print what they compile to.
     #[command(
-        long_about = "Validate an exports file and print what it compiles to: each export with \
+        long_about = "Validate the exports and print what they compile to: each export with \
                       its root file handle (and where the handle comes from) and each client \
-                      rule with its effective options. Exit status 0 when the file is valid; \
-                      otherwise 1, with one FILE:LINE: message per error on stderr.",
+                      rule with its match kind (address, network, host name, wildcard, \
+                      netgroup, ...), its effective options and its per-flavor options. \
+                      Warnings (an unresolvable host, a duplicated client) are logged with \
+                      FILE:LINE. Exit status 0 when the exports are valid; otherwise 1, with \
+                      one FILE:LINE: message per error on stderr.",
         after_help = "Example:\n  xdp-mountd check --exports /etc/exports"
     )]
     Check(CheckArgs),
