@@ -17,6 +17,18 @@ fn hosts(n: u8, names: [&str; 3]) -> String {
     )
 }
 
+/// The daemon's private /etc: [`NSSWITCH`], hosts naming the client's addresses 10.77.N.2..4
+/// and, when given, a netgroup file. Adds the client addresses .3 and .4.
+fn private_etc(pair: &NetPair, names: [&str; 3], netgroup: Option<&str>) -> std::path::PathBuf {
+    let n = pair.n;
+    pair.add_cli_addr(&format!("10.77.{n}.3/24"));
+    pair.add_cli_addr(&format!("10.77.{n}.4/24"));
+    let hosts = hosts(n, names);
+    let mut files = vec![("nsswitch.conf", NSSWITCH), ("hosts", hosts.as_str())];
+    files.extend(netgroup.map(|g| ("netgroup", g)));
+    pair.private_etc(&files)
+}
+
 /// MNT v3 status of `path` over UDP from client address 10.77.N.`host`.
 fn mnt_from(srv: SocketAddr, n: u8, host: u8, path: &str) -> u32 {
     let local: SocketAddr = format!("10.77.{n}.{host}:0").parse().unwrap();
@@ -57,15 +69,11 @@ fn netgroups_through_nss() {
         return;
     };
     let n = pair.n;
-    pair.add_cli_addr(&format!("10.77.{n}.3/24"));
-    let etc = pair.private_etc(&[
-        ("nsswitch.conf", NSSWITCH),
-        (
-            "hosts",
-            &hosts(n, ["c2.e2e.test", "c3.e2e.test", "c4.e2e.test"]),
-        ),
-        ("netgroup", "trusted (c2.e2e.test,,) (-,nobody,)\n"),
-    ]);
+    let etc = private_etc(
+        &pair,
+        ["c2.e2e.test", "c3.e2e.test", "c4.e2e.test"],
+        Some("trusted (c2.e2e.test,,) (-,nobody,)\n"),
+    );
     let netgroup = etc.join("netgroup");
     let exports = pair.write_file(
         "exports",
@@ -133,15 +141,11 @@ fn wildcard_classes_and_question_marks() {
         return;
     };
     let n = pair.n;
-    pair.add_cli_addr(&format!("10.77.{n}.3/24"));
-    pair.add_cli_addr(&format!("10.77.{n}.4/24"));
-    let etc = pair.private_etc(&[
-        ("nsswitch.conf", NSSWITCH),
-        (
-            "hosts",
-            &hosts(n, ["node5.lab.test", "node55.lab.test", "rack2-a.lab.test"]),
-        ),
-    ]);
+    let etc = private_etc(
+        &pair,
+        ["node5.lab.test", "node55.lab.test", "rack2-a.lab.test"],
+        None,
+    );
     let exports = pair.write_file(
         "exports",
         "/srv/q node?.lab.test(rw,insecure)\n\

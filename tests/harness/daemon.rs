@@ -147,7 +147,7 @@ impl NetPair {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
         let mut rpcbind_pidfile = None;
-        // Runs first in the private mount namespace of the rpcbind cases below.
+        // Runs first in the private mount namespace below.
         let etc_overlay = match &opts.etc {
             Some(dir) => format!(
                 "mount -t overlay overlay -o lowerdir={}:/etc /etc; ",
@@ -155,18 +155,8 @@ impl NetPair {
             ),
             None => String::new(),
         };
-        if opts.etc.is_some() && !opts.rpcbind && !opts.rpcbind_absent {
-            cmd.args([
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &format!("set -e; {etc_overlay}exec \"$@\""),
-                "sh",
-            ]);
-        } else if opts.rpcbind {
+        // The shell script to run the daemon under in a private mount namespace, if any.
+        let private_ns = if opts.rpcbind {
             // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
             // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
             // so its registration reaches this rpcbind (platform.md).
@@ -181,19 +171,19 @@ impl NetPair {
                 v6 = self.srv_v6(),
                 pidfile = pidfile.display(),
             );
-            cmd.args([
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-                "sh",
-            ]);
             rpcbind_pidfile = Some(pidfile);
+            Some(script)
         } else if opts.rpcbind_absent {
             // An empty private /run: no rpcbind socket, and the host's is out of reach.
+            Some(format!(
+                "set -e; {etc_overlay}mount -t tmpfs tmpfs /run; exec \"$@\""
+            ))
+        } else if opts.etc.is_some() {
+            Some(format!("set -e; {etc_overlay}exec \"$@\""))
+        } else {
+            None
+        };
+        if let Some(script) = &private_ns {
             cmd.args([
                 "unshare",
                 "-m",
@@ -201,7 +191,7 @@ impl NetPair {
                 "private",
                 "sh",
                 "-c",
-                &format!("set -e; {etc_overlay}mount -t tmpfs tmpfs /run; exec \"$@\""),
+                script,
                 "sh",
             ]);
         }

@@ -210,21 +210,15 @@ impl Options {
             ("rw", None) => self.set_flag(active, |f| f.read_only = false),
             ("secure", None) => self.set_flag(active, |f| f.secure = true),
             ("insecure", None) => self.set_flag(active, |f| f.secure = false),
-            ("root_squash", None) => {
+            ("root_squash" | "no_root_squash", None) => {
+                let on = name == "root_squash";
                 self.kept.insert("root_squash", name.to_string());
-                self.set_flag(active, |f| f.root_squash = true);
+                self.set_flag(active, |f| f.root_squash = on);
             }
-            ("no_root_squash", None) => {
-                self.kept.insert("root_squash", name.to_string());
-                self.set_flag(active, |f| f.root_squash = false);
-            }
-            ("all_squash", None) => {
+            ("all_squash" | "no_all_squash", None) => {
+                let on = name == "all_squash";
                 self.kept.insert("all_squash", name.to_string());
-                self.set_flag(active, |f| f.all_squash = true);
-            }
-            ("no_all_squash", None) => {
-                self.kept.insert("all_squash", name.to_string());
-                self.set_flag(active, |f| f.all_squash = false);
+                self.set_flag(active, |f| f.all_squash = on);
             }
             ("sec", Some(v)) => {
                 active.clear();

@@ -32,6 +32,12 @@ fn grant<'e>(e: &'e Export, addr: &str, host: &HostFacts) -> Option<&'e ClientOp
     }
 }
 
+/// Compiles `text` (file "e") with no host name resolving.
+fn table(text: &str) -> ExportTable {
+    ExportTable::parse_str_with(text, "e", &StaticResolver::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn export<'t>(t: &'t ExportTable, path: &str) -> &'t Export {
     t.lookup_exact(path.as_bytes()).unwrap()
 }
@@ -151,12 +157,7 @@ fn man_page_example_loads_with_the_man_pages_meaning() {
 
 #[test]
 fn netgroup_rules_need_facts_and_follow_membership() {
-    let t = ExportTable::parse_str_with(
-        "/a 10.0.0.1(ro) @ops(rw) 10.0.0.0/8(ro,insecure)\n",
-        "e",
-        &StaticResolver::default(),
-    )
-    .unwrap();
+    let t = table("/a 10.0.0.1(ro) @ops(rw) 10.0.0.0/8(ro,insecure)\n");
     let e = export(&t, "/a");
     // An exact address before the netgroup decides without facts.
     assert!(matches!(
@@ -186,12 +187,7 @@ fn netgroup_rules_need_facts_and_follow_membership() {
 
 #[test]
 fn per_flavor_sections_give_the_mnt_flavor_list_and_their_own_ro_rw() {
-    let t = ExportTable::parse_str_with(
-        "/k *(sec=krb5:krb5i,rw,sec=sys,ro)\n/d -sec=krb5p,rw 10.0.0.0/8(sec=sys,ro)\n",
-        "e",
-        &StaticResolver::default(),
-    )
-    .unwrap();
+    let t = table("/k *(sec=krb5:krb5i,rw,sec=sys,ro)\n/d -sec=krb5p,rw 10.0.0.0/8(sec=sys,ro)\n");
     let k = &export(&t, "/k").rules()[0];
     assert_eq!(k.client.flavors, [AUTH_KRB5, AUTH_KRB5I, AUTH_SYS]);
     let ro: Vec<(u32, bool)> = k
@@ -263,12 +259,7 @@ fn files_merge_like_exportfs_and_duplicates_are_reported() {
 
 #[test]
 fn obsolete_gss_client_loads_with_a_warning_and_matches_nothing() {
-    let t = ExportTable::parse_str_with(
-        "/a gss/krb5p(rw) 10.0.0.1\n",
-        "e",
-        &StaticResolver::default(),
-    )
-    .unwrap();
+    let t = table("/a gss/krb5p(rw) 10.0.0.1\n");
     let w = t.warnings()[0].to_string();
     assert!(
         w.starts_with("e:1: obsolete client form \"gss/krb5p\""),
@@ -288,12 +279,7 @@ fn obsolete_gss_client_loads_with_a_warning_and_matches_nothing() {
 
 #[test]
 fn wildcard_classes_and_question_marks_match_reverse_names() {
-    let t = ExportTable::parse_str_with(
-        "/w node?.lab(rw) rack[1-3]-[!x]*.lab(ro)\n",
-        "e",
-        &StaticResolver::default(),
-    )
-    .unwrap();
+    let t = table("/w node?.lab(rw) rack[1-3]-[!x]*.lab(ro)\n");
     let e = export(&t, "/w");
     assert!(
         !grant(e, "10.0.0.1", &facts("node5.lab", &[]))
