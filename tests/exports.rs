@@ -338,3 +338,65 @@ fn reload_command_success_and_failure() {
     });
     assert_eq!(st, status::OK, "SIGHUP reloads too");
 }
+
+/// A host name that does not resolve is a warning, not a failed start; its rule matches by
+/// reverse name meanwhile, and once the name resolves (the background retry) the table is
+/// rebuilt and the rule matches by address.
+#[test]
+fn unresolvable_host_loads_and_resolves_later() {
+    let Some(pair) = NetPair::new("late_host") else {
+        return;
+    };
+    let n = pair.n;
+    // .3's reverse name is other.e2e.test: only the forward lookup of late.e2e.test can
+    // ever let it in.
+    let etc = private_etc(
+        &pair,
+        ["late.e2e.test", "other.e2e.test", "c4.e2e.test"],
+        None,
+    );
+    let hosts_file = etc.join("hosts");
+    let exports = pair.write_file("exports", "/srv/late late.e2e.test(insecure)\n");
+    std::fs::write(
+        &hosts_file,
+        format!("127.0.0.1 localhost\n10.77.{n}.2 late2.e2e.test\n10.77.{n}.3 other.e2e.test\n"),
+    )
+    .unwrap();
+    let mut opts = DaemonOpts::new(exports);
+    opts.etc = Some(etc);
+    opts.extra
+        .extend(["--resolve-retry", "1", "--negative-ttl", "1"].map(String::from));
+    let d = pair.start_daemon(&opts);
+    assert!(
+        d.stderr().contains("cannot resolve host \"late.e2e.test\""),
+        "{}",
+        d.stderr()
+    );
+    let srv = pair.srv_addr(false, PORT);
+    pair.in_client(move || {
+        assert_eq!(mnt_from(srv, n, 3, "/srv/late"), status::ACCES);
+    });
+    // late.e2e.test now names .3 (an alias: .3's reverse name stays other.e2e.test).
+    std::fs::write(
+        &hosts_file,
+        format!(
+            "127.0.0.1 localhost\n10.77.{n}.2 late2.e2e.test\n\
+             10.77.{n}.3 other.e2e.test late.e2e.test\n"
+        ),
+    )
+    .unwrap();
+    let st = eventually(&pair, 15, status::OK, move || {
+        mnt_from(srv, n, 3, "/srv/late")
+    });
+    assert_eq!(
+        st,
+        status::OK,
+        "matched by address after the retry:\n{}",
+        d.stderr()
+    );
+    assert!(
+        d.stderr().contains("host \"late.e2e.test\" resolves now"),
+        "{}",
+        d.stderr()
+    );
+}

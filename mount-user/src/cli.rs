@@ -127,6 +127,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub name_ttl: u64,
 
+    /// Seconds between background lookups of exported host names that did not resolve
+    /// (a name that resolves at last triggers a reload).
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub resolve_retry: u64,
+
     /// Seconds a failed reverse lookup stays cached (at most --name-ttl).
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -226,7 +232,7 @@ mod tests {
     fn serve_defaults() {
         let a = serve(&[]);
         assert!(a.exports.is_empty(), "the default set");
-        assert_eq!((a.name_ttl, a.negative_ttl), (300, 30));
+        assert_eq!((a.name_ttl, a.negative_ttl, a.resolve_retry), (300, 30, 30));
         let a = serve(&["--exports", "/etc/exports", "--exports", "/srv/exports.d"]);
         assert_eq!(
             a.exports,

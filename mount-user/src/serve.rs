@@ -25,8 +25,6 @@ use mount_user::stats::procs::Counted;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
-/// How often host names that did not resolve at load are looked up again.
-const RESOLVE_RETRY: Duration = Duration::from_secs(30);
 
 /// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
@@ -158,7 +156,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .flush()
             .context("writing READY to stdout")?;
 
-        let mut retry = tokio::time::interval(RESOLVE_RETRY);
+        let mut retry = tokio::time::interval(Duration::from_secs(args.resolve_retry));
         let retrying = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
