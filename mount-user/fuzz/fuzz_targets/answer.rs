@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::exports::ExportTable;
+use mount_user::exports::{ExportTable, HostFacts};
 use mount_user::mount::{answer, Client, Context, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let addr: SocketAddr = addrs[usize::from(sel & 3)]
         .parse()
         .expect("literal address");
-    let name = (sel & 4 != 0).then_some("h.example.com");
+    let facts = (sel & 4 != 0).then(|| HostFacts::named("h.example.com"));
     let cap = [24usize, 64, 512, 65536][usize::from(sel >> 3 & 3)];
     let policy = Policy {
         filter_exports_by_client: sel & 0x20 != 0,
@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
         mounts: &mounts,
         policy: &policy,
     };
-    let client = Client { addr, name };
+    let client = Client {
+        addr,
+        host: facts.as_ref(),
+    };
     let mut out = vec![0u8; cap];
     if let Outcome::Reply { len, .. } = answer(msg, &client, &ctx, &mut out) {
         assert!(len <= cap);
