@@ -202,4 +202,32 @@ mod tests {
         }
         assert!(is_pattern("a[1]") && is_pattern("a?") && !is_pattern("a.b"));
     }
+
+    /// A plain recursive glob over `*` and `?` (exponential, fine for short inputs).
+    fn reference(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..])),
+            (Some(b'?'), Some(_)) => reference(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => reference(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_a_reference_glob(p in "[ab.*?]{0,8}", n in "[ab.]{0,10}") {
+            let compiled = HostPattern::new(&p).unwrap();
+            // A fully-qualified name's trailing dot is not part of the name.
+            let name = n.strip_suffix('.').unwrap_or(&n);
+            proptest::prop_assert_eq!(compiled.matches(&n), reference(p.as_bytes(), name.as_bytes()));
+        }
+
+        #[test]
+        fn classes_never_panic(p in "[a-c*?\\[\\]!^-]{0,12}", n in "[a-z.-]{0,20}") {
+            if let Ok(h) = HostPattern::new(&p) {
+                let _ = h.matches(&n);
+            }
+        }
+    }
 }
