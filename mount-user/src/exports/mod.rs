@@ -19,7 +19,6 @@
 //!   (exports(5) "Security flavors"), as nfs-utils' parseopts does.
 use std::net::IpAddr;
 use std::path::Path;
-
 use std::sync::Arc;
 
 mod diff;
