@@ -76,7 +76,7 @@ pub enum Command {
                       its root file handle (and where the handle comes from) and each client \
                       rule with its match kind (address, network, host name, wildcard, \
                       netgroup, ...), its effective options and its per-flavor options. \
-                      Warnings (an unresolvable host, a duplicated client) are logged with \
+                      Warnings (an unresolvable host, a duplicated client) go to stderr with \
                       FILE:LINE. Exit status 0 when the exports are valid; otherwise 1, with \
                       one FILE:LINE: message per error on stderr.",
         after_help = "Example:\n  xdp-mountd check --exports /etc/exports"

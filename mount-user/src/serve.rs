@@ -64,6 +64,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Box::new(move || names.clear()),
         ))
     };
+    reloader.log_new_warnings(&exports.load());
     let counters = Arc::new(Counters::default());
     // Every call is counted per procedure for `xdp-mountd stats`.
     let counts = KernelCounts::default();

@@ -189,8 +189,8 @@ impl ExportTable {
     pub fn load_with(path: &Path, resolver: &dyn Resolver) -> Result<Self, ExportsError> {
         Self::load_sources(&ExportSources::new(vec![path.to_owned()]), resolver)
     }
-    /// Read every source, merge, resolve host names and compile; warnings are logged and
-    /// kept in [`ExportTable::warnings`].
+    /// Read every source, merge, resolve host names and compile; warnings are kept in
+    /// [`ExportTable::warnings`] for the caller to show (the daemon logs each once).
     pub fn load_sources(
         sources: &ExportSources,
         resolver: &dyn Resolver,
@@ -203,9 +203,6 @@ impl ExportTable {
         let mut table = Self::compile_texts(&texts, resolver)?;
         warnings.append(&mut table.warnings);
         table.warnings = warnings;
-        for w in &table.warnings {
-            tracing::warn!("{w}");
-        }
         Ok(table)
     }
     /// Parse and compile exports text; `origin` names it in errors (file name).

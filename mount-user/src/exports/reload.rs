@@ -1,12 +1,13 @@
 //! Reloading the exports (SIGHUP, `xdp-mountd reload`, a host name that resolves at last):
 //! one at a time, the old table serving until the new one is complete, and a report of what
 //! changed or why nothing did.
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{ExportSources, SharedExports, TableDiff};
+use super::{ExportSources, ExportTable, SharedExports, TableDiff};
 
 /// What a reload did, as the control socket sends it to `xdp-mountd reload`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,9 @@ pub struct Reloader {
     shared: Arc<SharedExports>,
     on_reload: Box<OnReload>,
     serial: Mutex<()>,
+    /// Warnings already logged: a reload logs only new ones (an unresolvable host is
+    /// logged once, not at every reload and background retry).
+    logged: Mutex<HashSet<String>>,
 }
 
 impl Reloader {
@@ -46,6 +50,17 @@ impl Reloader {
             shared,
             on_reload,
             serial: Mutex::new(()),
+            logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Logs the warnings of `table` not logged before.
+    pub fn log_new_warnings(&self, table: &ExportTable) {
+        let mut logged = self.logged.lock();
+        for w in table.warnings() {
+            if logged.insert(w.to_string()) {
+                tracing::warn!("{w}");
+            }
         }
     }
 
@@ -62,6 +77,7 @@ impl Reloader {
             Ok(old) => {
                 (self.on_reload)();
                 let new = self.shared.load();
+                self.log_new_warnings(&new);
                 let diff = TableDiff::between(&old, &new);
                 tracing::info!(
                     exports = new.exports().len(),
@@ -142,6 +158,13 @@ mod tests {
         assert!(failed.errors[0].ends_with("exports:2: unknown option \"bogus\" in \"*(bogus)\""));
         assert!(shared.load().lookup("/c").is_some(), "old table kept");
         assert_eq!(hooks.load(Ordering::SeqCst), 2);
+        // Warnings are reported at every reload, logged only the first time.
+        std::fs::write(&file, "/a\n").unwrap();
+        let warned = r.reload("test");
+        assert_eq!(warned.warnings.len(), 1, "{warned:?}");
+        assert_eq!(r.logged.lock().len(), 1);
+        assert_eq!(r.reload("test").warnings, warned.warnings);
+        assert_eq!(r.logged.lock().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
