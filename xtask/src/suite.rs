@@ -15,6 +15,10 @@ pub struct TestArgs {
     /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic).
     #[arg(long)]
     no_xdp_suite: bool,
+    /// Skip the demo check (`cargo xtask run --check`: release build, AF_XDP, the printed
+    /// client commands, clean stop).
+    #[arg(long)]
+    no_demo: bool,
     /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -73,6 +77,27 @@ pub fn run(args: TestArgs) -> Result<()> {
             totals.passed += t.passed;
             totals.failed += t.failed;
             totals.ignored += t.ignored;
+        }
+    }
+    // The newcomer's first command, end to end: what `cargo xtask run` prints must work.
+    if args.cargo_test_args.is_empty() && !args.no_demo {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            println!("xtask: demo check (cargo xtask run --check)");
+            let demo = run_checked(cargo().args(["xtask", "run", "--check", "--storm-secs", "2"]));
+            match demo {
+                Ok(()) => totals.passed += 1,
+                Err(e) => {
+                    eprintln!("xtask: demo check FAILED: {e:#}");
+                    totals.failed += 1;
+                }
+            }
+        } else if std::env::var("CI").as_deref() == Ok("true") {
+            eprintln!("xtask: demo check needs root, and CI=true allows no skip");
+            totals.failed += 1;
+        } else {
+            eprintln!("xtask: demo check SKIPPED (needs root)");
+            totals.ignored += 1;
         }
     }
     // One closing line over every test binary: cargo prints one `test result:` per binary,
