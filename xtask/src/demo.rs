@@ -85,10 +85,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let work = root.join("target/demo");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let outcome = serve_demo(&args, &bin, &root, &work, &stop);
+    let mut program = None;
+    let outcome = serve_demo(&args, &bin, &root, &work, &stop, &mut program);
     // The server and the namespaces are gone by now (dropped inside); say so, and prove it
     // under --check.
-    let leftovers = leftovers();
+    let leftovers = leftovers(program);
     if leftovers.is_empty() {
         eprintln!("xtask: demo stopped; namespaces and XDP program removed");
     } else {
@@ -113,6 +114,7 @@ fn serve_demo(
     root: &Path,
     work: &Path,
     stop: &Interrupt,
+    program: &mut Option<u64>,
 ) -> Result<()> {
     let net = NetPair::create(DEMO_NET)?;
     let exports = root.join("mount-user/examples/exports");
@@ -156,6 +158,11 @@ fn serve_demo(
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    *program = attached_program();
+    ensure!(
+        program.is_some(),
+        "xdp-mountd is READY but no XDP program is attached to {SERVER_IF}"
+    );
     if args.storm_secs > 0 {
         let summary = storm(bin, work, args.storm_secs, stop)?;
         follow.print_new()?;
@@ -331,21 +338,41 @@ fn thousands(v: f64) -> String {
     out
 }
 
-/// What the demo could have left behind: its namespaces, or an XDP program of ours.
-fn leftovers() -> Vec<String> {
+/// The id of the XDP program attached to the demo's server interface, if any
+/// (`ip -j link` reports it as `xdp.prog.id`).
+fn attached_program() -> Option<u64> {
+    let out = Command::new("ip")
+        .args([
+            "-j", "-d", "-n", SERVER_NS, "link", "show", "dev", SERVER_IF,
+        ])
+        .output()
+        .ok()?;
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    links.get(0)?.get("xdp")?.get("prog")?.get("id")?.as_u64()
+}
+
+/// What the demo could have left behind: its namespaces, or its XDP program still loaded
+/// (the kernel frees a program shortly after its last link and process are gone).
+fn leftovers(program: Option<u64>) -> Vec<String> {
     let mut found: Vec<String> = [SERVER_NS, CLIENT_NS]
         .iter()
         .filter(|ns| Path::new("/run/netns").join(ns).exists())
         .map(|ns| format!("namespace {ns}"))
         .collect();
-    // bpftool names each loaded program; ours is the `mount_xdp` entry point.
-    if let Ok(out) = Command::new("bpftool").args(["prog", "show"]).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        found.extend(
-            text.lines()
-                .filter(|l| l.contains("name mount_xdp"))
-                .map(|l| format!("XDP program ({})", l.trim())),
-        );
+    if let Some(id) = program {
+        let loaded = || {
+            Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while loaded() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if loaded() {
+            found.push(format!("XDP program id {id}"));
+        }
     }
     found
 }
