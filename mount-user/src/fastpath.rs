@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use mount_user::afxdp::{Datapath, DatapathConfig};
 use mount_user::ebpf::XdpMode;
+use mount_user::mountlist::MountList;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::{Counters, Responder};
 use mount_user::stats::procs::{ShardedCounts, PROC_SLOTS};
@@ -131,6 +132,7 @@ impl FastPath {
         names: Arc<NameCache>,
         counters: Arc<Counters>,
         counts: &KernelCounts,
+        mounts: Arc<MountList>,
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
         let datapath = match args.config(port)? {
@@ -160,6 +162,7 @@ impl FastPath {
                     &tcp.snapshot(),
                 ),
                 kernel: stats::kernel_counters(&counters),
+                mount_list: stats::mount_list_counters(&mounts),
             }
         };
         let path = args

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mount_user::exports::{ExportTable, SharedExports};
 use mount_user::mount::{Policy, Transport};
-use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
+use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
@@ -74,6 +74,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
+        mounts.clone(),
     );
     let fast = match fast {
         Ok(f) => f,
@@ -195,12 +196,17 @@ fn bind_listeners(
 
 /// The mount list: from `--rmtab` (with a persister writing changes back) or in memory.
 fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<RmtabPersister>)> {
+    let limits = Limits {
+        per_host: args.max_mounts_per_host,
+        total: args.max_mounts,
+    };
     let Some(path) = &args.rmtab else {
         tracing::info!("no --rmtab: the mount list is kept in memory only");
-        return Ok((Arc::new(MountList::new()), None));
+        return Ok((Arc::new(MountList::with_limits(limits)), None));
     };
-    let list =
-        Arc::new(Rmtab::load(path).with_context(|| format!("reading rmtab {}", path.display()))?);
+    let list = Arc::new(
+        Rmtab::load(path, limits).with_context(|| format!("reading rmtab {}", path.display()))?,
+    );
     tracing::info!(file = %path.display(), entries = list.len(), "mount list loaded");
     let persister = Rmtab::spawn(list.clone(), path.clone())
         .with_context(|| format!("starting the rmtab writer for {}", path.display()))?;

@@ -88,6 +88,8 @@ pub struct Daemon<'p> {
     /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
     /// teardown in parallel tests can hold for seconds, so exits get more time.
     xdp: bool,
+    /// This daemon's own stats socket (None for a stand-in binary).
+    stats_socket: Option<PathBuf>,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -126,12 +128,18 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
-        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra)).then(|| {
+        // Every daemon of ours gets its own stats socket: parallel tests' daemons would share
+        // the default path under /run.
+        let stats_socket = opts.bin.is_none().then(|| {
             let socket = self.dir.join(format!("stats-{seq}.sock"));
             args.push("--stats-socket".into());
             args.push(socket.display().to_string());
-            (socket, opts.kernel_udp_ok)
+            socket
         });
+        let xdp_stats = stats_socket
+            .clone()
+            .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
+            .map(|socket| (socket, opts.kernel_udp_ok));
 
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
@@ -209,6 +217,7 @@ impl NetPair {
             status: None,
             xdp: xdp_stats.is_some(),
             xdp_stats,
+            stats_socket,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -238,6 +247,16 @@ impl NetPair {
 }
 
 impl Daemon<'_> {
+    /// The daemon's `xdp-mountd stats --json` report, read from its own stats socket.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let socket = self
+            .stats_socket
+            .as_ref()
+            .expect("a stand-in binary has no stats socket");
+        crate::afxdp::stats_json(&daemon_bin(), socket)
+            .unwrap_or_else(|e| panic!("[{}] {e}", self.pair.test))
+    }
+
     /// The daemon's pid (host pid namespace).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

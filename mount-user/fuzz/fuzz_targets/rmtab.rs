@@ -9,12 +9,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::mountlist::Rmtab;
+use mount_user::mountlist::{Limits, Rmtab};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let list = Rmtab::parse(&text, "fuzz");
+    let list = Rmtab::parse(&text, "fuzz", Limits::default());
     let (_, entries) = list.snapshot();
-    let again = Rmtab::parse(&Rmtab::render(&entries), "fuzz-render");
+    let again = Rmtab::parse(&Rmtab::render(&entries), "fuzz-render", Limits::default());
     assert_eq!(again.snapshot().1, entries);
 });
