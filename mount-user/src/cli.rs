@@ -125,10 +125,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub udp_workers: Option<u16>,
 
-    /// TCP connections served at once; further connections are accepted and closed at once.
+    /// TCP connections served at once (see --max-connections-per-host for what happens
+    /// when they are all taken).
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// TCP connections served at once from one client host; more from it are closed at
+    /// once. At --max-connections, the connection idle longest is closed to admit a new
+    /// one, so neither one host nor many can lock others out with idle connections.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_host: u32,
+
+    /// Close a TCP connection whose call record takes longer than this many seconds from
+    /// its first byte to its last (a client dribbling bytes to hold a connection).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub record_timeout: u64,
 
     /// Close a TCP connection after this many seconds without traffic.
     #[arg(long, value_name = "SECS", default_value_t = 120,

@@ -93,6 +93,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     let tcp_config = TcpConfig {
         max_connections: args.max_connections as usize,
+        max_per_host: args.max_connections_per_host as usize,
+        record_timeout: Duration::from_secs(args.record_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_record: args.max_record as usize,
         reply_capacity: TCP_REPLY_CAPACITY,

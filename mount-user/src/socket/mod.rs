@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+pub mod admission;
 pub mod record;
 
 /// Receive buffer requested for each UDP socket.
@@ -60,8 +61,14 @@ pub struct Counters {
     pub name_queue_full: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed at once because of the connection cap.
+    /// TCP connections closed at once: the total cap was reached and none was idle.
     pub tcp_refused: AtomicU64,
+    /// TCP connections closed at once: the host held its cap of connections.
+    pub tcp_refused_host: AtomicU64,
+    /// Idle TCP connections closed to admit a new one at the total cap.
+    pub tcp_evicted: AtomicU64,
+    /// TCP connections closed because one record took longer than the record timeout.
+    pub tcp_record_timeout: AtomicU64,
     /// TCP connections closed because a record exceeded the cap.
     pub tcp_oversize: AtomicU64,
     /// TCP replies sent.
@@ -85,6 +92,9 @@ impl Counters {
             name_queue_full = get(&self.name_queue_full),
             tcp_connections = get(&self.tcp_connections),
             tcp_refused = get(&self.tcp_refused),
+            tcp_refused_host = get(&self.tcp_refused_host),
+            tcp_evicted = get(&self.tcp_evicted),
+            tcp_record_timeout = get(&self.tcp_record_timeout),
             tcp_oversize = get(&self.tcp_oversize),
             tcp_replies = get(&self.tcp_replies),
             "kernel-stack listener counters"

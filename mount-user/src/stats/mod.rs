@@ -206,6 +206,9 @@ pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
         ("name_queue_full", &c.name_queue_full),
         ("tcp_connections", &c.tcp_connections),
         ("tcp_refused", &c.tcp_refused),
+        ("tcp_refused_host", &c.tcp_refused_host),
+        ("tcp_evicted", &c.tcp_evicted),
+        ("tcp_record_timeout", &c.tcp_record_timeout),
         ("tcp_oversize", &c.tcp_oversize),
         ("tcp_replies", &c.tcp_replies),
     ]
