@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use crate::ebpf::{XdpAttachment, XdpMode};
 use crate::socket::resolve::NameCache;
 use crate::socket::{RateLimit, Responder};
-use crate::stats::procs::PROC_SLOTS;
+use crate::stats::calls::CALL_SLOTS;
 use crate::stats::{QueueReport, XdpReport};
 
 pub mod worker;
@@ -267,13 +267,12 @@ impl Datapath {
         }
     }
 
-    /// Calls per procedure answered on this path, summed over the workers.
-    pub fn proc_counts(&self) -> [u64; PROC_SLOTS] {
-        let mut out = [0; PROC_SLOTS];
+    /// Calls answered on this path by [`crate::stats::calls`] slot, summed over the
+    /// workers.
+    pub fn call_counts(&self) -> Vec<u64> {
+        let mut out = vec![0; CALL_SLOTS];
         for q in &self.queues {
-            for (o, v) in out.iter_mut().zip(q.counters.procs.snapshot()) {
-                *o += v;
-            }
+            q.counters.calls.add_to(&mut out);
         }
         out
     }

@@ -18,7 +18,8 @@ use crate::packet;
 use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
 use crate::socket::{Answer, RateLimit, Responder};
-use crate::stats::procs::{proc_slot, PaddedCounts};
+use crate::stats::calls::{call_slot, Outcome};
+use crate::stats::procs::PaddedCounts;
 
 /// Descriptors taken from the RX ring per round.
 pub const BATCH: u32 = 64;
@@ -44,8 +45,8 @@ pub struct QueueCounters {
     pub name_lookups: AtomicU64,
     /// Replies with a truncated list.
     pub truncated: AtomicU64,
-    /// Calls per procedure.
-    pub procs: PaddedCounts,
+    /// Calls by procedure, version and outcome.
+    pub calls: PaddedCounts,
 }
 
 /// Adds `n` to a counter that only the calling thread writes: a plain load and store,
@@ -269,7 +270,6 @@ pub fn handle(
     }
     let peer = parsed.addressing.source();
     let request = parsed.payload(frame);
-    counters.procs.bump_owned(proc_slot(request));
     // The reply payload may start before the request payload ends (the reply has no IP
     // options): answer into the scratch buffer, then copy into the frame.
     let answer = match shared.responder.respond(request, peer, None, scratch) {
@@ -278,6 +278,9 @@ pub fn handle(
                 .responder
                 .respond(request, peer, Some(&name), scratch),
             None => {
+                counters
+                    .calls
+                    .bump_owned(call_slot(request, Outcome::Deferred));
                 defer(shared, counters, request, peer);
                 return None;
             }
@@ -287,10 +290,16 @@ pub fn handle(
     let (reply_len, truncated) = match answer {
         Answer::Reply { len, truncated } if len <= scratch.len() => (len, truncated),
         _ => {
+            counters
+                .calls
+                .bump_owned(call_slot(request, Outcome::NoReply));
             add(&counters.dropped, 1);
             return None;
         }
     };
+    counters
+        .calls
+        .bump_owned(call_slot(request, Outcome::Reply(&scratch[..reply_len])));
     if truncated {
         add(&counters.truncated, 1);
     }
@@ -506,7 +515,8 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(c.tx.load(Ordering::Relaxed), 1);
-        assert_eq!(c.procs.snapshot()[crate::stats::procs::PROC_SLOTS - 1], 1);
+        let per_proc = crate::stats::calls::proc_totals(&c.calls.snapshot());
+        assert_eq!(per_proc[crate::stats::procs::PROC_SLOTS - 1], 1);
     }
 
     #[test]

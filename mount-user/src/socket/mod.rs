@@ -60,6 +60,8 @@ pub struct Counters {
     pub name_queue_full: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
+    /// Of those, the connections that have ended (open = accepted - closed).
+    pub tcp_closed: AtomicU64,
     /// TCP connections closed at once because of the connection cap.
     pub tcp_refused: AtomicU64,
     /// TCP connections closed because a record exceeded the cap.
@@ -84,6 +86,7 @@ impl Counters {
             name_lookups = get(&self.name_lookups),
             name_queue_full = get(&self.name_queue_full),
             tcp_connections = get(&self.tcp_connections),
+            tcp_closed = get(&self.tcp_closed),
             tcp_refused = get(&self.tcp_refused),
             tcp_oversize = get(&self.tcp_oversize),
             tcp_replies = get(&self.tcp_replies),

@@ -101,6 +101,7 @@ pub async fn serve(
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         tasks.spawn(async move {
             connection(stream, peer, &shared, shutdown).await;
+            Counters::bump(&shared.counters.tcp_closed);
             drop(permit);
         });
     }
