@@ -95,6 +95,9 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
     )]
     Storm(mount_user::storm::StormArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    Manpage(crate::manpage::ManpageArgs),
 }
 
 /// Options of `serve`.

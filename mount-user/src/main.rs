@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 mod check;
 mod cli;
 mod fastpath;
+mod manpage;
 mod serve;
 mod stats_cmd;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Stats(args) => stats_cmd::run(args),
         Command::Storm(args) => mount_user::storm::run(args),
+        Command::Manpage(args) => manpage::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

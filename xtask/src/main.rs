@@ -6,10 +6,13 @@
 //!   `xdp-mountd serve` with your arguments).
 //! - `test` runs the whole suite, privileged end-to-end tests included.
 //! - `bench` measures xdp-mountd (native/generic XDP, XDP off) against NFS-Ganesha.
+//! - `package` builds the Debian package; `deploy` installs it here or over ssh and starts it.
 
 mod bench;
 mod demo;
+mod deploy;
 mod netns;
+mod package;
 mod setup;
 mod suite;
 
@@ -39,6 +42,11 @@ enum Command {
     /// Side-by-side throughput/latency/CPU bench on a namespace pair; writes
     /// target/bench/latest.{json,md,png}.
     Bench(bench::BenchArgs),
+    /// Build the Debian package (target/debian/) with cargo-deb and check it with lintian.
+    Package(package::PackageArgs),
+    /// Build the package, install it here or on `--ssh USER@HOST`, write the serve
+    /// arguments given after `--`, start the service and check that it answers NULL.
+    Deploy(deploy::DeployArgs),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +63,14 @@ fn main() -> Result<()> {
         Command::Bench(args) => {
             setup::ensure_ready()?;
             bench::run(args)
+        }
+        Command::Package(args) => {
+            setup::ensure_ready()?;
+            package::build(&args).map(drop)
+        }
+        Command::Deploy(args) => {
+            setup::ensure_ready()?;
+            deploy::run(args)
         }
     }
 }

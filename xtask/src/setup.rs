@@ -3,7 +3,8 @@
 //! Every toolchain is pinned (see README "Pinned toolchains"): userspace by the workspace's
 //! rust-toolchain.toml (rustup installs it when cargo first runs), the XDP program by
 //! `mount-ebpf/rust-toolchain.toml`, the fuzz crate by its own. bpf-linker is built against
-//! the LLVM major that the eBPF toolchain reports, into the workspace's `.tools/`.
+//! the LLVM major that the eBPF toolchain reports, into the workspace's `.tools/`; cargo-deb
+//! (for `cargo xtask package`) is installed there too, pinned by version.
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,6 +28,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nfs-ganesha-vfs",
     // The bench chart's text (rendered from this TTF, no fontconfig needed).
     "fonts-dejavu-core",
+    // Operations: a real Prometheus (and promtool) for the metrics test, an sshd for the
+    // deploy test, lintian for the package, curl to scrape.
+    "prometheus",
+    "openssh-server",
+    "lintian",
+    "curl",
 ];
 
 fn llvm_package(llvm_major: u32) -> String {
@@ -117,6 +124,25 @@ fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
     })
 }
 
+/// Installs the pinned cargo-deb into the workspace's `.tools/`.
+fn install_cargo_deb(workspace: &Path) -> Result<()> {
+    use crate::package::{cargo_deb_root, CARGO_DEB_VERSION};
+    let root = cargo_deb_root(workspace);
+    eprintln!(
+        "xtask: installing cargo-deb {CARGO_DEB_VERSION} into {} (about a minute)",
+        root.display()
+    );
+    run_checked(
+        Command::new("cargo")
+            .args(["install", "cargo-deb", "--locked", "--force"])
+            .args(["--version", CARGO_DEB_VERSION])
+            .arg("--root")
+            .arg(&root)
+            .current_dir(workspace),
+    )
+    .with_context(|| format!("installing cargo-deb {CARGO_DEB_VERSION}"))
+}
+
 /// Install whatever is missing; does little on a machine that has everything.
 pub fn install_missing() -> Result<()> {
     let workspace = workspace_root();
@@ -156,6 +182,9 @@ pub fn install_missing() -> Result<()> {
         }
         Err(_) => install_bpf_linker(&workspace, major)?,
     }
+    if !crate::package::cargo_deb_bin(&workspace).is_file() {
+        install_cargo_deb(&workspace)?;
+    }
     let ready = ebpf_toolchain::check(&workspace)?;
     eprintln!(
         "xtask: setup complete: eBPF toolchain {} (LLVM {}) with bpf-linker {} (LLVM {major}) from {}",
@@ -176,7 +205,8 @@ pub fn ensure_ready() -> Result<()> {
             let fuzz =
                 ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
             Ok(missing_packages(Some(major)).is_empty()
-                && ebpf_toolchain::rustc_info(&fuzz)?.is_some())
+                && ebpf_toolchain::rustc_info(&fuzz)?.is_some()
+                && crate::package::cargo_deb_bin(&workspace).is_file())
         });
     match ready {
         Ok(true) => Ok(()),
