@@ -66,10 +66,7 @@ pub fn run(args: DeployArgs) -> Result<()> {
          they cannot contain \" \\ $ ` or newlines"
     );
     let root = match &args.root {
-        Some(r) => r
-            .to_str()
-            .context("--root must be valid UTF-8")?
-            .to_owned(),
+        Some(r) => r.to_str().context("--root must be valid UTF-8")?.to_owned(),
         None => "/".to_owned(),
     };
     let (deb_there, host) = match &args.ssh {
@@ -84,7 +81,10 @@ pub fn run(args: DeployArgs) -> Result<()> {
             }
             run_checked(scp.arg(&deb).arg(format!("{target}:{there}")))
                 .with_context(|| format!("copying the package to {target}"))?;
-            println!("xtask: deploy: copied {} to {target}:{there}", deb.display());
+            println!(
+                "xtask: deploy: copied {} to {target}:{there}",
+                deb.display()
+            );
             let host = target.rsplit_once('@').map_or(target.as_str(), |(_, h)| h);
             (there, Some(host.to_owned()))
         }
@@ -126,7 +126,10 @@ pub fn run(args: DeployArgs) -> Result<()> {
         .write_all(INSTALL_SCRIPT.as_bytes())?;
     let status = child.wait()?;
     if !status.success() {
-        bail!("installing on {} failed: {status}", host.as_deref().unwrap_or("this machine"));
+        bail!(
+            "installing on {} failed: {status}",
+            host.as_deref().unwrap_or("this machine")
+        );
     }
     let target = null_target(host.as_deref(), &serve_args)?;
     let took = answers_null(target)?;

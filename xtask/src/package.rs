@@ -43,7 +43,14 @@ pub fn build(args: &PackageArgs) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_checked(
         Command::new(&cargo)
-            .args(["build", "--release", "-p", "mount-user", "--bin", "xdp-mountd"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "mount-user",
+                "--bin",
+                "xdp-mountd",
+            ])
             .current_dir(&root),
     )?;
     let man = root.join("target/man");
@@ -61,7 +68,14 @@ pub fn build(args: &PackageArgs) -> Result<PathBuf> {
     let out_dir = root.join("target/debian");
     std::fs::create_dir_all(&out_dir)?;
     let output = Command::new(&cargo_deb)
-        .args(["deb", "--no-build", "--strip", "-p", "mount-user", "--output"])
+        .args([
+            "deb",
+            "--no-build",
+            "--strip",
+            "-p",
+            "mount-user",
+            "--output",
+        ])
         .arg(&out_dir)
         .current_dir(&root)
         .env("CARGO", &cargo)

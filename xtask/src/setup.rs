@@ -199,15 +199,14 @@ pub fn install_missing() -> Result<()> {
 /// Run `install_missing` only when something is missing (the cheap checks first).
 pub fn ensure_ready() -> Result<()> {
     let workspace = workspace_root();
-    let ready =
-        ebpf_toolchain::check(&workspace).and_then(|t| {
-            let major = t.rustc.llvm_major()?;
-            let fuzz =
-                ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
-            Ok(missing_packages(Some(major)).is_empty()
-                && ebpf_toolchain::rustc_info(&fuzz)?.is_some()
-                && crate::package::cargo_deb_bin(&workspace).is_file())
-        });
+    let ready = ebpf_toolchain::check(&workspace).and_then(|t| {
+        let major = t.rustc.llvm_major()?;
+        let fuzz =
+            ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
+        Ok(missing_packages(Some(major)).is_empty()
+            && ebpf_toolchain::rustc_info(&fuzz)?.is_some()
+            && crate::package::cargo_deb_bin(&workspace).is_file())
+    });
     match ready {
         Ok(true) => Ok(()),
         Ok(false) => install_missing(),
