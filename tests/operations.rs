@@ -162,6 +162,38 @@ impl Prometheus {
     }
 }
 
+/// Scrapes `/metrics` once and checks it with `promtool check metrics`; returns the body.
+fn promtool_clean(pair: &NetPair) -> String {
+    use std::io::Write as _;
+    let body = pair.run_server(
+        &["curl", "-sf", &format!("http://{METRICS_ADDR}/metrics")],
+        10,
+    );
+    assert_eq!(body.code, Some(0), "{body:?}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.stdout.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+        body.stdout
+    );
+    body.stdout
+}
+
 #[test]
 fn prometheus_sees_every_mnt() {
     let test = "prometheus";
@@ -189,35 +221,7 @@ fn prometheus_sees_every_mnt() {
         "READY line: {}",
         daemon.stdout()
     );
-
-    // The exposition is clean for promtool.
-    let body = pair.run_server(
-        &["curl", "-sf", &format!("http://{METRICS_ADDR}/metrics")],
-        10,
-    );
-    assert_eq!(body.code, Some(0), "{body:?}");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (cargo xtask setup installs prometheus)");
-    use std::io::Write as _;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.stdout.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr),
-        body.stdout
-    );
+    promtool_clean(&pair);
 
     let _prometheus = Prometheus::start(&pair);
     let up = Prometheus::wait_for(&pair, r#"up{job="xdp-mountd"}"#, |v| v == Some(1.0));
@@ -247,4 +251,17 @@ fn prometheus_sees_every_mnt() {
         r#"sum(xdp_mountd_calls_total{proc="mnt",version="3",path="afxdp",status="ok"})"#,
     );
     assert_eq!(ok, Some(want));
+    // With calls counted, every family is present; promtool still finds nothing.
+    let body = promtool_clean(&pair);
+    for family in [
+        "xdp_mountd_calls_total{",
+        "xdp_mountd_afxdp_answer_duration_seconds_count ",
+        "xdp_mountd_xdp_frames_total{verdict=\"redirected\"}",
+        "xdp_mountd_afxdp_rx_frames_total{queue=\"0\"}",
+        "xdp_mountd_xsk_rx_ring_full_total{queue=\"0\"}",
+        "xdp_mountd_exports_generation 1",
+        "xdp_mountd_tcp_connections_open 0",
+    ] {
+        assert!(body.contains(family), "no {family} in\n{body}");
+    }
 }

@@ -259,11 +259,16 @@ impl Datapath {
                 xsk: xsk::statistics(q.fd.as_raw_fd()).ok(),
             })
             .collect();
+        let mut latency = crate::stats::latency::LatencyReport::default();
+        for q in &self.queues {
+            q.counters.latency.add_to(&mut latency);
+        }
         XdpReport {
             iface: self.iface.clone(),
             mode: self.mode.as_str().to_owned(),
             program,
             queues,
+            latency,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct QueueCounters {
     pub truncated: AtomicU64,
     /// Calls by procedure, version and outcome.
     pub calls: PaddedCounts,
+    /// Time from taking a batch off the RX ring to kicking its replies out, per call.
+    pub latency: crate::stats::latency::OwnedHistogram,
 }
 
 /// Adds `n` to a counter that only the calling thread writes: a plain load and store,
@@ -138,6 +140,7 @@ impl Worker {
                 continue;
             }
             self.make_tx_room(ready, &mut free);
+            let batch_start = Instant::now();
             add(&self.counters.rx, u64::from(ready));
             for _ in 0..ready {
                 let desc = self.xsk.rx.pop();
@@ -163,6 +166,7 @@ impl Worker {
             self.xsk.rx.release();
             self.xsk.tx.commit();
             self.flush_tx(&mut free);
+            (self.counters.latency).record_owned(batch_start.elapsed(), u64::from(ready));
         }
         tracing::debug!(queue = self.queue, "AF_XDP worker stopped");
     }

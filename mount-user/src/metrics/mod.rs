@@ -7,7 +7,9 @@
 //! metrics` and every Prometheus version read. The metric families are built from the
 //! report on each scrape rather than registered, because every value already lives in a
 //! counter the daemon owns.
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::TextEncoder;
 
 use crate::stats::{calls, Report};
@@ -155,6 +157,9 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
     }
     push(out, seen);
     push(out, verdicts);
+    if xdp.latency.count() > 0 {
+        out.push(latency_family(&xdp.latency));
+    }
 
     type Field = fn(&crate::stats::QueueReport) -> u64;
     let per_queue: [(&str, &str, Field); 6] = [
@@ -225,6 +230,35 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
         }
         push(out, f);
     }
+}
+
+/// The AF_XDP answer-time histogram (classic buckets, cumulative, in seconds).
+fn latency_family(latency: &crate::stats::latency::LatencyReport) -> MetricFamily {
+    let mut histogram = Histogram::default();
+    histogram.set_sample_count(latency.count());
+    histogram.set_sample_sum(latency.sum_seconds);
+    histogram.set_bucket(
+        latency
+            .cumulative()
+            .into_iter()
+            .map(|(bound, count)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(bound);
+                b.set_cumulative_count(count);
+                b
+            })
+            .collect(),
+    );
+    let mut metric = Metric::default();
+    metric.set_histogram(histogram);
+    let mut family = Family::new(
+        "afxdp_answer_duration_seconds",
+        "Per call answered through AF_XDP, the time its RX batch took from the ring to \
+         the TX kick (an upper bound of the call's time inside the daemon).",
+        MetricType::HISTOGRAM,
+    );
+    family.inner.mut_metric().push(metric);
+    family.inner
 }
 
 fn service_families(report: &Report, out: &mut Vec<MetricFamily>) {
@@ -330,6 +364,10 @@ mod tests {
                 iface: "veth0".into(),
                 mode: "native".into(),
                 program: vec![("seen".into(), 10), ("redirected".into(), 9)],
+                latency: crate::stats::latency::LatencyReport {
+                    buckets: vec![4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                    sum_seconds: 1.4e-5,
+                },
                 queues: vec![QueueReport {
                     queue: 0,
                     rx: 9,
@@ -364,6 +402,9 @@ mod tests {
             "xdp_mountd_exports_generation 0",
             r#"xdp_mountd_capability{name="cap_bpf"} 1"#,
             "# TYPE xdp_mountd_calls_total counter",
+            r#"xdp_mountd_afxdp_answer_duration_seconds_bucket{le="0.000002"} 9"#,
+            r#"xdp_mountd_afxdp_answer_duration_seconds_bucket{le="+Inf"} 9"#,
+            "xdp_mountd_afxdp_answer_duration_seconds_count 9",
         ] {
             assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
         }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::afxdp::xsk::XskStatistics;
 
 pub mod calls;
+pub mod latency;
 pub mod procs;
 pub mod server;
 
@@ -80,6 +81,9 @@ pub struct XdpReport {
     pub program: Vec<(String, u64)>,
     /// One entry per AF_XDP socket.
     pub queues: Vec<QueueReport>,
+    /// Per call, the time its RX batch took to be answered (summed over the queues).
+    #[serde(default)]
+    pub latency: latency::LatencyReport,
 }
 
 /// One queue's socket and worker.
@@ -277,6 +281,7 @@ mod tests {
                     tx: 39,
                     ..Default::default()
                 }],
+                ..Default::default()
             }),
             procedures: vec![ProcRow {
                 name: "mnt".into(),
