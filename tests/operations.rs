@@ -54,9 +54,19 @@ fn unprivileged_with_the_units_capabilities_serves_afxdp() {
         .chain([socket.display().to_string()])
         .collect();
 
+    // Registration with rpcbind works for an unprivileged user (its Unix socket).
+    opts.rpcbind = true;
     let bin = daemon_bin();
     opts.bin = Some(unprivileged_launcher(&pair.dir, "as-unit", &bin, &caps));
     let mut daemon = pair.start_daemon(&opts);
+    let registered = pair.run_client(&["rpcinfo", "-p", &pair.srv_v4().to_string()]);
+    assert!(
+        registered
+            .stdout
+            .contains(&format!("100005    3   udp   {PORT}")),
+        "rpcinfo -p: {registered:?}\n{}",
+        daemon.stderr()
+    );
     let server = pair.srv_addr(false, PORT);
     pair.in_client(move || {
         let mut c = RpcClient::new(Proto::Udp, server, SrcPort::Privileged).unwrap();
@@ -76,6 +86,7 @@ fn unprivileged_with_the_units_capabilities_serves_afxdp() {
         let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
         let name = format!("without-{missing}");
         opts.bin = Some(unprivileged_launcher(&pair.dir, &name, &bin, &fewer));
+        opts.rpcbind = false;
         match pair.try_start_daemon(&opts) {
             Ok(_) => panic!("started without CAP_{}", missing.to_uppercase()),
             Err(e) => assert!(
