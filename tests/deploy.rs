@@ -7,10 +7,12 @@
 //! Needs the package (`cargo xtask package`; env XMD_DEB overrides) and the xtask binary
 //! (env XMD_XTASK_BIN, else target/debug/xtask); `cargo xtask test` provides both.
 
-use e2e::unit::{calls_on, reported_capabilities, stats_json, unit_capabilities};
+use e2e::unit::{
+    calls_on, reported_capabilities, rerun_of_the_suite, stats_json, unit_capabilities, KillOnDrop,
+};
 use e2e::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn workspace() -> PathBuf {
@@ -118,14 +120,7 @@ fn unit_verifies_silently_and_reports_its_exposure() {
 
 /// sshd in the server namespace (its own mount namespace, a tmpfs /run); killed on drop.
 struct Sshd {
-    child: Child,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _child: KillOnDrop,
 }
 
 const SSH_PORT: u16 = 2222;
@@ -180,7 +175,9 @@ impl Sshd {
             .stderr(log)
             .spawn()
             .expect("starting sshd (cargo xtask setup installs openssh-server)");
-        let sshd = Sshd { child };
+        let sshd = Sshd {
+            _child: KillOnDrop(child),
+        };
         let addr = std::net::SocketAddr::new(pair.srv_v4(), SSH_PORT);
         let listening = pair.in_client(move || {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -201,8 +198,7 @@ impl Sshd {
 #[test]
 fn deploy_over_ssh_into_a_scratch_root() {
     let test = "deploy";
-    if std::env::var_os("XMD_E2E_DAEMON_ARGS").is_some() {
-        eprintln!("{test}: chooses its own data path; covered by the plain run");
+    if rerun_of_the_suite(test) {
         return;
     }
     let Some((deb, xtask)) = artifacts(test) else {

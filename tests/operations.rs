@@ -6,20 +6,12 @@
 //! XMD_E2E_DAEMON_ARGS (over AF_XDP) skip them: the plain run covers them.
 
 use e2e::unit::{
-    calls_on, reported_capabilities, set_mode, stats_json, unit_capabilities, unprivileged_launcher,
+    calls_on, reported_capabilities, set_mode, stats_json, unit_capabilities,
+    unprivileged_launcher, KillOnDrop,
 };
 use e2e::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// True (with a note) in the suite's XDP reruns, which these tests need not repeat.
-fn rerun_of_the_suite(test: &str) -> bool {
-    let rerun = std::env::var_os("XMD_E2E_DAEMON_ARGS").is_some();
-    if rerun {
-        eprintln!("{test}: chooses its own data path; covered by the plain run");
-    }
-    rerun
-}
 
 #[test]
 fn unprivileged_with_the_units_capabilities_serves_afxdp() {
@@ -102,14 +94,7 @@ fn unprivileged_with_the_units_capabilities_serves_afxdp() {
 
 /// A Prometheus server in the server namespace; killed on drop.
 struct Prometheus {
-    child: Child,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _child: KillOnDrop,
 }
 
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
@@ -140,7 +125,9 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("starting prometheus (cargo xtask setup installs it)");
-        Prometheus { child }
+        Prometheus {
+            _child: KillOnDrop(child),
+        }
     }
 
     /// The value of the instant query `promql`, None while it has no result.

@@ -84,3 +84,24 @@ pub fn reported_capabilities(stats: &serde_json::Value) -> Vec<String> {
     caps.sort();
     caps
 }
+
+/// A helper process (Prometheus, sshd) killed and reaped when the test ends, even when it
+/// fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// True (with a note) in the suite's reruns over AF_XDP (XMD_E2E_DAEMON_ARGS set), which
+/// tests that choose their own data path need not repeat: the plain run covers them.
+pub fn rerun_of_the_suite(test: &str) -> bool {
+    let rerun = std::env::var_os("XMD_E2E_DAEMON_ARGS").is_some();
+    if rerun {
+        eprintln!("{test}: chooses its own data path; covered by the plain run");
+    }
+    rerun
+}

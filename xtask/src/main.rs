@@ -81,6 +81,24 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// Builds the daemon in release (the eBPF object included) and returns its path.
+pub(crate) fn build_release_daemon() -> Result<std::path::PathBuf> {
+    let root = workspace_root();
+    run_checked(
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "mount-user",
+                "--bin",
+                "xdp-mountd",
+            ]),
+    )?;
+    Ok(root.join("target/release/xdp-mountd"))
+}
+
 /// Run a command, failing with its command line when it exits non-zero.
 pub(crate) fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
     let status = cmd

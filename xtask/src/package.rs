@@ -41,26 +41,11 @@ pub fn build(args: &PackageArgs) -> Result<PathBuf> {
         );
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_checked(
-        Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "mount-user",
-                "--bin",
-                "xdp-mountd",
-            ])
-            .current_dir(&root),
-    )?;
+    let daemon = crate::build_release_daemon()?;
     let man = root.join("target/man");
     // Stale pages of a renamed subcommand must not end up in the package.
     let _ = std::fs::remove_dir_all(&man);
-    run_checked(
-        Command::new(root.join("target/release/xdp-mountd"))
-            .args(["manpage", "--out"])
-            .arg(&man),
-    )?;
+    run_checked(Command::new(&daemon).args(["manpage", "--out"]).arg(&man))?;
     for page in std::fs::read_dir(&man).with_context(|| format!("reading {}", man.display()))? {
         // -n: no name or time stamp inside, so the package is reproducible.
         run_checked(Command::new("gzip").args(["-9nf"]).arg(page?.path()))?;

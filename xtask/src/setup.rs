@@ -90,6 +90,22 @@ fn install_toolchain(channel: &str, components: &[&str]) -> Result<()> {
     run_checked(&mut cmd).with_context(|| format!("installing the pinned toolchain {channel}"))
 }
 
+/// `cargo install KRATE --version VERSION --root ROOT` (locked, replacing what is there).
+fn cargo_install(krate: &str, version: &str, root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "install",
+        krate,
+        "--locked",
+        "--force",
+        "--version",
+        version,
+    ])
+    .arg("--root")
+    .arg(root);
+    cmd
+}
+
 /// Builds bpf-linker against Debian's LLVM `major` into the workspace's `.tools/`.
 fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
     use ebpf_toolchain::BPF_LINKER_VERSION;
@@ -100,11 +116,7 @@ fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
         root.display()
     );
     run_checked(
-        Command::new("cargo")
-            .args(["install", "bpf-linker", "--locked", "--force"])
-            .args(["--version", BPF_LINKER_VERSION])
-            .arg("--root")
-            .arg(&root)
+        cargo_install("bpf-linker", BPF_LINKER_VERSION, &root)
             .args(["--no-default-features", "--features"])
             .arg(format!("llvm-{major}"))
             // Without these its build script finds Debian's default LLVM 14 and fails.
@@ -132,15 +144,8 @@ fn install_cargo_deb(workspace: &Path) -> Result<()> {
         "xtask: installing cargo-deb {CARGO_DEB_VERSION} into {} (about a minute)",
         root.display()
     );
-    run_checked(
-        Command::new("cargo")
-            .args(["install", "cargo-deb", "--locked", "--force"])
-            .args(["--version", CARGO_DEB_VERSION])
-            .arg("--root")
-            .arg(&root)
-            .current_dir(workspace),
-    )
-    .with_context(|| format!("installing cargo-deb {CARGO_DEB_VERSION}"))
+    run_checked(cargo_install("cargo-deb", CARGO_DEB_VERSION, &root).current_dir(workspace))
+        .with_context(|| format!("installing cargo-deb {CARGO_DEB_VERSION}"))
 }
 
 /// Install whatever is missing; does little on a machine that has everything.

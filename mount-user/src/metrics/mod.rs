@@ -263,38 +263,40 @@ fn latency_family(latency: &crate::stats::latency::LatencyReport) -> MetricFamil
 
 fn service_families(report: &Report, out: &mut Vec<MetricFamily>) {
     let e = &report.exports;
-    let gauges = [
-        ("exports_loaded", "Exports in the current table.", e.loaded),
+    let scalars = [
         (
+            MetricType::GAUGE,
+            "exports_loaded",
+            "Exports in the current table.",
+            e.loaded,
+        ),
+        (
+            MetricType::GAUGE,
             "exports_generation",
             "Export tables published since start (1, +1 per successful reload).",
             e.generation,
         ),
         (
+            MetricType::GAUGE,
             "mount_list_entries",
             "Entries in the mount list (what DUMP reports).",
             report.mount_list_entries,
         ),
-    ];
-    for (name, help, v) in gauges {
-        let mut f = Family::gauge(name, help);
-        f.sample(&[], v);
-        push(out, f);
-    }
-    let counters = [
         (
+            MetricType::COUNTER,
             "exports_reloads_total",
             "Successful exports reloads.",
             e.reloads,
         ),
         (
+            MetricType::COUNTER,
             "exports_reload_failures_total",
             "Failed exports reloads (the previous table stayed in force).",
             e.reload_failures,
         ),
     ];
-    for (name, help, v) in counters {
-        let mut f = Family::counter(name, help);
+    for (kind, name, help, v) in scalars {
+        let mut f = Family::new(name, help, kind);
         f.sample(&[], v);
         push(out, f);
     }
