@@ -6,7 +6,7 @@
 //! XMD_E2E_DAEMON_ARGS (over AF_XDP) skip them: the plain run covers them.
 
 use e2e::unit::{
-    calls_on, reported_capabilities, set_mode, stats_json, unit_capabilities,
+    calls_on, reported_capabilities, rerun_of_the_suite, set_mode, stats_json, unit_capabilities,
     unprivileged_launcher, KillOnDrop,
 };
 use e2e::*;
