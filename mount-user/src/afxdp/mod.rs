@@ -33,6 +33,7 @@ use crate::socket::{RateLimit, Responder};
 use crate::stats::calls::CALL_SLOTS;
 use crate::stats::{QueueReport, XdpReport};
 
+mod counters;
 pub mod worker;
 pub mod xsk;
 

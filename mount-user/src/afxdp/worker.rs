@@ -7,7 +7,7 @@
 //! deferred for a name lookup) go straight back to the free stack.
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
 use crate::socket::{Answer, RateLimit, Responder};
 use crate::stats::calls::{call_slot, Outcome};
-use crate::stats::procs::PaddedCounts;
+
+use super::counters::add;
+pub use super::counters::QueueCounters;
 
 /// Descriptors taken from the RX ring per round.
 pub const BATCH: u32 = 64;
@@ -27,35 +29,6 @@ pub const BATCH: u32 = 64;
 const IDLE_POLL_MS: i32 = 100;
 /// How long a stopping worker keeps kicking TX so that queued replies leave.
 const DRAIN: Duration = Duration::from_millis(300);
-
-/// One queue's counters: written by its worker only, read by the stats thread.
-#[repr(align(128))]
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    /// Frames received.
-    pub rx: AtomicU64,
-    /// Replies put on the TX ring.
-    pub tx: AtomicU64,
-    /// Frames answered with nothing.
-    pub dropped: AtomicU64,
-    /// Replies sent through the kernel UDP socket (larger than the MTU, or calls to a
-    /// broadcast/multicast address).
-    pub via_kernel: AtomicU64,
-    /// Calls deferred to the name-lookup thread.
-    pub name_lookups: AtomicU64,
-    /// Replies with a truncated list.
-    pub truncated: AtomicU64,
-    /// Calls by procedure, version and outcome.
-    pub calls: PaddedCounts,
-    /// Time from taking a batch off the RX ring to kicking its replies out, per call.
-    pub latency: crate::stats::latency::OwnedHistogram,
-}
-
-/// Adds `n` to a counter that only the calling thread writes: a plain load and store,
-/// no locked read-modify-write on the hot path.
-fn add(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-}
 
 /// A call parked until its peer's host name is known.
 pub struct Deferred {
