@@ -95,6 +95,9 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
     )]
     Storm(mount_user::storm::StormArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    Manpage(crate::manpage::ManpageArgs),
 }
 
 /// Options of `serve`.
@@ -175,6 +178,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED))]
     pub bind: IpAddr,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9644; port 0 picks
+    /// one, printed on the READY line). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// AF_XDP fast path and stats socket.
     #[command(flatten)]
     pub xdp: crate::fastpath::XdpArgs,
@@ -229,6 +237,7 @@ mod tests {
         assert_eq!(a.max_record, 8192);
         assert_eq!(a.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         assert!(a.udp_workers() >= 1);
+        assert_eq!(a.metrics, None);
     }
 
     #[test]
@@ -252,7 +261,10 @@ mod tests {
             "--filter-exports",
             "--bind",
             "127.0.0.1",
+            "--metrics",
+            "127.0.0.1:9644",
         ]);
+        assert_eq!(a.metrics, Some("127.0.0.1:9644".parse().unwrap()));
         assert_eq!(a.port, 0);
         assert_eq!(a.rmtab, Some(PathBuf::from("r")));
         assert!(a.no_rpcbind && a.filter_exports);
@@ -283,6 +295,7 @@ mod tests {
             ],
             &["serve", "--exports", "e", "--queues", "0"],
             &["serve", "--exports", "e", "--cores", "x"],
+            &["serve", "--exports", "e", "--metrics", "9644"],
             &["check"],
             &["--log-format", "xml", "check", "--exports", "e"],
         ] {

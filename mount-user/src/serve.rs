@@ -1,6 +1,7 @@
 //! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,16 +9,18 @@ use anyhow::Context as _;
 use mount_user::exports::{ExportTable, SharedExports};
 use mount_user::mount::{Policy, Transport};
 use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
+use mount_user::privileges::{self, CapSet};
 use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
 use mount_user::socket::udp::UdpServer;
 use mount_user::socket::{self, Counters};
+use mount_user::stats::{self, ExportsReport, Report};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::fastpath::{FastPath, KernelCounts};
+use crate::fastpath::{FastPath, KernelCounts, ReportExtras};
 use mount_user::stats::procs::Counted;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
@@ -26,6 +29,7 @@ const TCP_BACKLOG: i32 = 1024;
 /// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    check_capabilities(&args)?;
     let table = ExportTable::load(&args.exports)?;
     tracing::info!(file = %args.exports.display(), exports = table.exports().len(), "exports loaded");
     let exports = Arc::new(SharedExports::new(table));
@@ -67,6 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
+    let reloads = Arc::new(ReloadCounts::default());
     let fast = FastPath::start(
         &args.xdp,
         &kernel_udp,
@@ -74,7 +79,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
-        mounts.clone(),
+        report_extras(&exports, &mounts, &reloads),
     );
     let fast = match fast {
         Ok(f) => f,
@@ -116,6 +121,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop_rx,
         ));
         tracing::info!(%local, max_connections = args.max_connections, "TCP listening");
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?;
+                let bound = listener.local_addr().context("metrics local address")?;
+                tokio::spawn(mount_user::metrics::http::serve(
+                    listener,
+                    fast.report_fn(),
+                    stop.subscribe(),
+                ));
+                tracing::info!(%bound, "metrics at http://{bound}/metrics");
+                format!(" metrics={bound}")
+            }
+            None => String::new(),
+        };
 
         let registered = if args.no_rpcbind {
             tracing::info!("--no-rpcbind: not registering with rpcbind");
@@ -127,14 +148,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(false)
         };
 
-        println!("READY udp={local} tcp={local}");
+        println!("READY udp={local} tcp={local}{metrics}");
         std::io::stdout()
             .flush()
             .context("writing READY to stdout")?;
 
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&exports, &args).await,
+                _ = hup.recv() => reload(&exports, &args, &reloads).await,
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
@@ -215,22 +236,69 @@ fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<R
     Ok((list, Some(persister)))
 }
 
+/// Exports reloads, for the metrics.
+#[derive(Default)]
+struct ReloadCounts {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Fails naming the capabilities this configuration needs and the process lacks.
+fn check_capabilities(args: &ServeArgs) -> anyhow::Result<()> {
+    let xdp = args.xdp.config(args.port)?.is_some();
+    let needs = privileges::needed(
+        xdp,
+        args.port,
+        privileges::memlock_unlimited(),
+        privileges::unprivileged_port_start(),
+    );
+    let have = CapSet::effective().context("reading the effective capabilities")?;
+    privileges::check(have, &needs)?;
+    tracing::info!(capabilities = %have.names().join(","), "effective capabilities");
+    Ok(())
+}
+
+/// The report's parts owned here: the export table, reloads, mount list, capabilities.
+fn report_extras(
+    exports: &Arc<SharedExports>,
+    mounts: &Arc<MountList>,
+    reloads: &Arc<ReloadCounts>,
+) -> Arc<ReportExtras> {
+    let (exports, mounts, reloads) = (exports.clone(), mounts.clone(), reloads.clone());
+    Arc::new(move |report: &mut Report| {
+        report.exports = ExportsReport {
+            loaded: exports.load().exports().len() as u64,
+            reloads: reloads.done.load(Ordering::Relaxed),
+            reload_failures: reloads.failed.load(Ordering::Relaxed),
+            generation: exports.generation(),
+        };
+        report.mount_list_entries = mounts.len() as u64;
+        report.mount_list = stats::mount_list_counters(&mounts);
+        report.capabilities = CapSet::effective().map(CapSet::names).unwrap_or_default();
+    })
+}
+
 /// SIGHUP: load the exports file again; keep the current table on error.
-async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs) {
+async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs, counts: &ReloadCounts) {
     let path = args.exports.clone();
     // Loading resolves host names: keep it off the runtime's worker threads.
     match tokio::task::spawn_blocking(move || ExportTable::load(&path)).await {
         Ok(Ok(table)) => {
             let count = table.exports().len();
             exports.replace(table);
+            counts.done.fetch_add(1, Ordering::Relaxed);
             tracing::info!(file = %args.exports.display(), exports = count, "SIGHUP: exports reloaded");
         }
         Ok(Err(e)) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
             for line in e.to_string().lines() {
                 tracing::error!("SIGHUP: reload failed, keeping the current exports: {line}");
             }
         }
-        Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+        Err(e) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "SIGHUP: reload task failed");
+        }
     }
 }
 

@@ -51,11 +51,25 @@ pub fn run(args: TestArgs) -> Result<()> {
             "xtask: WARNING: not root — the end-to-end tests (namespaces, veth, rpcbind) will SKIP"
         );
     }
+    // The Debian package (release build, man pages, cargo-deb, lintian), one check of its
+    // own; the deploy tests install it (into a scratch root) with this very xtask.
+    let package = crate::package::build(&crate::package::PackageArgs { no_lintian: false });
     let mut test = cargo();
     test.arg("test")
         .args(&args.cargo_test_args)
-        .env("XDP_MOUNTD_BIN", &bin);
+        .env("XDP_MOUNTD_BIN", &bin)
+        .env("XMD_XTASK_BIN", std::env::current_exe()?);
+    if let Ok(deb) = &package {
+        test.env("XMD_DEB", deb);
+    }
     let mut totals = run_counting(&mut test)?;
+    match package {
+        Ok(_) => totals.passed += 1,
+        Err(e) => {
+            eprintln!("xtask: package check FAILED: {e:#}");
+            totals.failed += 1;
+        }
+    }
     // The whole end-to-end suite again over the AF_XDP data path, native and generic XDP
     // (the harness proves from the daemon's stats that UDP calls went through AF_XDP).
     if args.cargo_test_args.is_empty() && !args.no_xdp_suite {
@@ -64,6 +78,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             let mut e2e = cargo();
             e2e.args(["test", "-p", "e2e", "--no-fail-fast"])
                 .env("XDP_MOUNTD_BIN", &bin)
+                .env("XMD_XTASK_BIN", std::env::current_exe()?)
                 .env("XMD_E2E_DAEMON_ARGS", format!("--iface veth0 --xdp {mode}"));
             let t = run_counting(&mut e2e)?;
             totals.passed += t.passed;

@@ -61,6 +61,8 @@ pub struct Counters {
     pub name_queue_full: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
+    /// Of those, the connections that have ended (open = accepted - closed).
+    pub tcp_closed: AtomicU64,
     /// TCP connections closed at once: the total cap was reached and none was idle.
     pub tcp_refused: AtomicU64,
     /// TCP connections closed at once: the host held its cap of connections.
@@ -91,6 +93,7 @@ impl Counters {
             name_lookups = get(&self.name_lookups),
             name_queue_full = get(&self.name_queue_full),
             tcp_connections = get(&self.tcp_connections),
+            tcp_closed = get(&self.tcp_closed),
             tcp_refused = get(&self.tcp_refused),
             tcp_refused_host = get(&self.tcp_refused_host),
             tcp_evicted = get(&self.tcp_evicted),

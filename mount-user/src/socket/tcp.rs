@@ -137,6 +137,7 @@ pub async fn serve(
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         tasks.spawn(async move {
             connection(stream, peer, &shared, &ticket, shutdown).await;
+            Counters::bump(&shared.counters.tcp_closed);
             drop(ticket);
         });
     }
