@@ -220,22 +220,52 @@ fn tcp_connection_limit() {
         "tcp_connection_limit",
         &["--max-connections", "4"],
         |server| {
-            let mut four: Vec<RpcClient> =
-                (0..4).map(|_| RpcClient::Tcp(connect(server))).collect();
-            for c in four.iter_mut() {
+            let mut four: Vec<RpcClient> = Vec::new();
+            for _ in 0..4 {
+                let mut c = RpcClient::Tcp(connect(server));
+                c.null(3);
+                four.push(c);
+                // Distinct idle-since times: the first is idle longest.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // The fifth is admitted by closing the connection idle longest, the first.
+            let mut fifth = RpcClient::Tcp(connect(server));
+            fifth.null(3);
+            let RpcClient::Tcp(first) = &mut four[0] else {
+                unreachable!()
+            };
+            assert!(
+                first.closed_within(Duration::from_secs(2)).unwrap(),
+                "the longest idle connection makes room at --max-connections"
+            );
+            for c in four.iter_mut().skip(1) {
+                c.null(1);
+            }
+        },
+    );
+}
+
+#[test]
+fn tcp_connection_limit_per_host() {
+    with_server_args(
+        "tcp_connection_limit_per_host",
+        &["--max-connections-per-host", "2"],
+        |server| {
+            let mut two: Vec<RpcClient> = (0..2).map(|_| RpcClient::Tcp(connect(server))).collect();
+            for c in two.iter_mut() {
                 c.null(3);
             }
-            // The fifth is accepted and closed at once.
-            let mut fifth = connect(server);
+            // The third from this host is accepted and closed at once.
+            let mut third = connect(server);
             assert!(
-                fifth.closed_within(Duration::from_secs(2)).unwrap(),
-                "a connection over --max-connections must be closed"
+                third.closed_within(Duration::from_secs(2)).unwrap(),
+                "a connection over --max-connections-per-host must be closed"
             );
-            for c in four.iter_mut() {
+            for c in two.iter_mut() {
                 c.null(1);
             }
             // Closing one makes room.
-            four.pop();
+            two.pop();
             std::thread::sleep(Duration::from_millis(300));
             let mut again = RpcClient::Tcp(connect(server));
             again.null(2);
@@ -256,4 +286,120 @@ fn half_close(server: SocketAddr) {
 #[test]
 fn tcp_half_close_still_gets_the_reply_v4() {
     with_server("tcp_half_close_v4", false, half_close);
+}
+
+/// One host opens 3000 TCP connections and holds them idle; three more hosts fill the
+/// total; a fifth host's calls over TCP are still all answered (the per-host cap stops the
+/// first, eviction of the longest idle makes room for the rest), and the daemon's memory
+/// stays bounded.
+#[test]
+fn idle_connection_floods_lock_no_one_out() {
+    let Some(pair) = NetPair::new("idle_connection_floods_lock_no_one_out") else {
+        return;
+    };
+    let n = pair.n;
+    let hosts: Vec<std::net::IpAddr> = (0..5u8)
+        .map(|h| format!("10.77.{n}.{}", 100 + h).parse().unwrap())
+        .collect();
+    for h in &hosts {
+        pair.add_cli_addr(&format!("{h}/24"));
+    }
+    let mut opts = DaemonOpts::new(pair.standard_exports_file());
+    opts.extra.extend(
+        [
+            "--max-connections",
+            "200",
+            "--max-connections-per-host",
+            "64",
+        ]
+        .map(String::from),
+    );
+    let d = pair.start_daemon(&opts);
+    let rss_before = rss_kib(d.pid());
+    let server = pair.srv_addr(false, PORT);
+    let answered = pair.in_client(move || {
+        raise_fd_limit(4000);
+        let mut held = Vec::new();
+        // The flood: 3000 connections from one host, kept open (most are closed at once by
+        // the server; the client end stays until the test ends).
+        for _ in 0..3000 {
+            if let Ok(c) = TcpClient::connect_from(server, hosts[0]) {
+                held.push(c);
+            }
+        }
+        // Three more hosts take 64 each: the total (200) is reached, and the longest idle
+        // connections (the flooder's) make room.
+        for h in &hosts[1..4] {
+            for _ in 0..64 {
+                held.push(TcpClient::connect_from(server, *h).unwrap());
+            }
+        }
+        // Another host: every call answered, each over a new connection.
+        let mut answered = 0;
+        for _ in 0..5 {
+            let mut c = TcpClient::connect_from(server, hosts[4]).unwrap();
+            if c.call(&Call::mount(3, procs::NULL)).is_ok() {
+                answered += 1;
+            }
+        }
+        drop(held);
+        answered
+    });
+    assert_eq!(
+        answered, 5,
+        "calls from an innocent host while others hold connections"
+    );
+    let rss_after = rss_kib(d.pid());
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let report = d.stats_json();
+    let counter = |name: &str| {
+        report["kernel"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r[0] == name))
+            .and_then(|r| r[1].as_u64())
+            .unwrap_or_else(|| panic!("no counter {name} in {report}"))
+    };
+    assert_eq!(
+        counter("tcp_refused_host"),
+        3000 - 64,
+        "the flooder is held to its cap"
+    );
+    assert!(
+        // 64 + 3 x 64 connections for 200 places; the fifth host's may find a place
+        // freed by its own previous connection.
+        counter("tcp_evicted") >= 56,
+        "idle connections made room: {report}"
+    );
+    assert!(
+        d.stderr().contains("--max-connections-per-host"),
+        "the cap is logged with how to raise it"
+    );
+}
+
+/// The resident set of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+}
+
+/// Lets this test process hold `n` sockets (the soft limit is often 1024).
+fn raise_fd_limit(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(n.max(lim.rlim_cur));
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
 }

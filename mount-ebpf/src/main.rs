@@ -3,6 +3,9 @@
 //! queue they arrived on, and passes everything else to the kernel stack.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `packet_plus` below needs BPF inline assembly (a nightly feature; this crate is built
+// with the pinned nightly only).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod program {
@@ -72,35 +75,60 @@ mod program {
         }
     }
 
-    /// A pointer to a `T` at `offset` from the start of the frame, if it lies entirely
+    /// A pointer to a `T` at `OFFSET` from the start of the frame, if it lies entirely
     /// inside the frame. The comparison is written against `data_end` so the verifier
     /// can mark the range as safe.
+    ///
+    /// Every offset is a compile-time constant, added as an immediate: without
+    /// CAP_PERFMON the verifier refuses packet-pointer arithmetic with a register operand
+    /// (it cannot sanitise it against Spectre v1 and says "R3 has pointer with
+    /// unsupported alu operation, pointer arithmetic with it prohibited for !root"), and
+    /// the daemon loads this program with CAP_BPF and CAP_NET_ADMIN only.
     #[inline(always)]
-    fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-        let start = ctx.data();
-        let end = ctx.data_end();
-        if start + offset + size_of::<T>() > end {
+    fn ptr_at<T, const OFFSET: usize>(ctx: &XdpContext) -> Option<*const T> {
+        let at = packet_plus::<OFFSET>(ctx.data());
+        if at + size_of::<T>() > ctx.data_end() {
             return None;
         }
-        Some((start + offset) as *const T)
+        Some(at as *const T)
     }
 
-    /// Big-endian u16 at `offset`.
+    /// `packet + OFFSET` as one `rX += imm` instruction. Plain Rust would do for one
+    /// constant, but the IPv4 header length picks one of eleven, and the optimiser may
+    /// fold those back into a register computed at run time; inline assembly cannot be
+    /// folded.
     #[inline(always)]
-    fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-        let p = ptr_at::<[u8; 2]>(ctx, offset)?;
+    fn packet_plus<const OFFSET: usize>(packet: usize) -> usize {
+        let mut at = packet;
+        // SAFETY: one register addition, no memory access; callers bounds-check the
+        // result against data_end before any load.
+        unsafe {
+            core::arch::asm!(
+                "{at} += {offset}",
+                at = inout(reg) at,
+                offset = const OFFSET,
+                options(pure, nomem, nostack),
+            );
+        }
+        at
+    }
+
+    /// Big-endian u16 at `OFFSET`.
+    #[inline(always)]
+    fn be16_at<const OFFSET: usize>(ctx: &XdpContext) -> Option<u16> {
+        let p = ptr_at::<[u8; 2], OFFSET>(ctx)?;
         Some(u16::from_be_bytes(unsafe { *p }))
     }
 
     #[inline(always)]
-    fn u8_at(ctx: &XdpContext, offset: usize) -> Option<u8> {
-        let p = ptr_at::<u8>(ctx, offset)?;
+    fn u8_at<const OFFSET: usize>(ctx: &XdpContext) -> Option<u8> {
+        let p = ptr_at::<u8, OFFSET>(ctx)?;
         Some(unsafe { *p })
     }
 
     #[inline(always)]
     fn classify(ctx: &XdpContext) -> Verdict {
-        let Some(ethertype) = be16_at(ctx, 12) else {
+        let Some(ethertype) = be16_at::<12>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         match ethertype {
@@ -115,10 +143,10 @@ mod program {
     fn classify_ipv4(ctx: &XdpContext) -> Verdict {
         // The whole fixed header must be there, even if only bytes 0..10 are read
         // (version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol).
-        if ptr_at::<[u8; IPV4_HDR_LEN]>(ctx, ETH_HDR_LEN).is_none() {
+        if ptr_at::<[u8; IPV4_HDR_LEN], ETH_HDR_LEN>(ctx).is_none() {
             return Verdict::Pass(Counter::Malformed);
         }
-        let Some(hdr) = ptr_at::<[u8; 10]>(ctx, ETH_HDR_LEN) else {
+        let Some(hdr) = ptr_at::<[u8; 10], ETH_HDR_LEN>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         let hdr = unsafe { *hdr };
@@ -136,26 +164,41 @@ mod program {
         if hdr[9] != IPPROTO_UDP {
             return Verdict::Pass(Counter::PassedNotUdp);
         }
-        classify_udp(ctx, ETH_HDR_LEN + ihl * 4)
+        // One constant offset per header length (see `ptr_at`); options are rare but
+        // legal, and the AF_XDP path parses them.
+        match ihl {
+            5 => classify_udp::<{ ETH_HDR_LEN + 5 * 4 }>(ctx),
+            6 => classify_udp::<{ ETH_HDR_LEN + 6 * 4 }>(ctx),
+            7 => classify_udp::<{ ETH_HDR_LEN + 7 * 4 }>(ctx),
+            8 => classify_udp::<{ ETH_HDR_LEN + 8 * 4 }>(ctx),
+            9 => classify_udp::<{ ETH_HDR_LEN + 9 * 4 }>(ctx),
+            10 => classify_udp::<{ ETH_HDR_LEN + 10 * 4 }>(ctx),
+            11 => classify_udp::<{ ETH_HDR_LEN + 11 * 4 }>(ctx),
+            12 => classify_udp::<{ ETH_HDR_LEN + 12 * 4 }>(ctx),
+            13 => classify_udp::<{ ETH_HDR_LEN + 13 * 4 }>(ctx),
+            14 => classify_udp::<{ ETH_HDR_LEN + 14 * 4 }>(ctx),
+            15 => classify_udp::<{ ETH_HDR_LEN + 15 * 4 }>(ctx),
+            _ => Verdict::Pass(Counter::Malformed),
+        }
     }
 
     #[inline(always)]
     fn classify_ipv6(ctx: &XdpContext) -> Verdict {
         // A truncated fixed header is malformed whatever its next-header byte says.
-        if ptr_at::<[u8; IPV6_HDR_LEN]>(ctx, ETH_HDR_LEN).is_none() {
+        if ptr_at::<[u8; IPV6_HDR_LEN], ETH_HDR_LEN>(ctx).is_none() {
             return Verdict::Pass(Counter::Malformed);
         }
-        let Some(version) = u8_at(ctx, ETH_HDR_LEN) else {
+        let Some(version) = u8_at::<ETH_HDR_LEN>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         if version >> 4 != 6 {
             return Verdict::Pass(Counter::Malformed);
         }
-        let Some(next_header) = u8_at(ctx, ETH_HDR_LEN + 6) else {
+        let Some(next_header) = u8_at::<{ ETH_HDR_LEN + 6 }>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         match next_header {
-            IPPROTO_UDP => classify_udp(ctx, ETH_HDR_LEN + IPV6_HDR_LEN),
+            IPPROTO_UDP => classify_udp::<{ ETH_HDR_LEN + IPV6_HDR_LEN }>(ctx),
             // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility,
             // HIP, shim6, and the two experimental values (RFC 7045 list).
             0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254 => {
@@ -166,9 +209,9 @@ mod program {
     }
 
     #[inline(always)]
-    fn classify_udp(ctx: &XdpContext, offset: usize) -> Verdict {
+    fn classify_udp<const OFFSET: usize>(ctx: &XdpContext) -> Verdict {
         // The whole UDP header must be present, not only the destination port.
-        let Some(udp) = ptr_at::<[u8; UDP_HDR_LEN]>(ctx, offset) else {
+        let Some(udp) = ptr_at::<[u8; UDP_HDR_LEN], OFFSET>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         let (wanted, match_source) = match CONFIG.get(0) {
@@ -177,12 +220,17 @@ mod program {
         };
         // Raw (network order) load, compared with the network-order configured port:
         // the destination port (a server's calls) or, for a load generator, the source
-        // port (the server's replies).
-        let port = if match_source {
-            unsafe { u16::from_ne_bytes([(*udp)[0], (*udp)[1]]) }
-        } else {
-            unsafe { u16::from_ne_bytes([(*udp)[2], (*udp)[3]]) }
+        // port (the server's replies). Both ports are read (volatile, so the optimiser
+        // cannot turn the choice into a load at `udp + (match_source ? 0 : 2)`, a
+        // register offset the verifier refuses without CAP_PERFMON; see `ptr_at`).
+        let udp = udp as *const [u8; 2];
+        let (source, destination) = unsafe {
+            (
+                core::ptr::read_volatile(udp),
+                core::ptr::read_volatile(udp.add(1)),
+            )
         };
+        let port = u16::from_ne_bytes(if match_source { source } else { destination });
         if wanted != 0 && port == wanted {
             Verdict::Steer
         } else {

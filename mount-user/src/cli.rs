@@ -110,6 +110,9 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
     )]
     Storm(mount_user::storm::StormArgs),
+    /// Write the man pages (for packaging).
+    #[command(hide = true)]
+    Manpage(crate::manpage::ManpageArgs),
 }
 
 /// Options of `serve`.
@@ -159,10 +162,24 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub udp_workers: Option<u16>,
 
-    /// TCP connections served at once; further connections are accepted and closed at once.
+    /// TCP connections served at once (see --max-connections-per-host for what happens
+    /// when they are all taken).
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// TCP connections served at once from one client host; more from it are closed at
+    /// once. At --max-connections, the connection idle longest is closed to admit a new
+    /// one, so neither one host nor many can lock others out with idle connections.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_host: u32,
+
+    /// Close a TCP connection whose call record takes longer than this many seconds from
+    /// its first byte to its last (a client dribbling bytes to hold a connection).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub record_timeout: u64,
 
     /// Close a TCP connection after this many seconds without traffic.
     #[arg(long, value_name = "SECS", default_value_t = 120,
@@ -175,6 +192,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(64..=16 * 1024 * 1024))]
     pub max_record: u32,
 
+    /// Directories the mount list (showmount -a, rmtab) records per client host; a MNT past
+    /// it is answered but not recorded, counted and logged.
+    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::PER_HOST)]
+    pub max_mounts_per_host: usize,
+
+    /// Entries the mount list records in all (bounds memory, rmtab and DUMP replies against
+    /// MNT floods from spoofed sources); a MNT past it is answered but not recorded.
+    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::TOTAL)]
+    pub max_mounts: usize,
+
     /// EXPORT lists only the exports the calling client may mount (default: all exports,
     /// as nfs-utils' mountd does).
     #[arg(long)]
@@ -184,6 +211,11 @@ pub struct ServeArgs {
     /// IPv6 (falls back to 0.0.0.0 when IPv6 is unavailable).
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED))]
     pub bind: IpAddr,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9644; port 0 picks
+    /// one, printed on the READY line). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// AF_XDP fast path and stats socket.
     #[command(flatten)]
@@ -249,6 +281,7 @@ mod tests {
         assert_eq!(a.max_record, 8192);
         assert_eq!(a.bind, IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         assert!(a.udp_workers() >= 1);
+        assert_eq!(a.metrics, None);
     }
 
     #[test]
@@ -272,7 +305,10 @@ mod tests {
             "--filter-exports",
             "--bind",
             "127.0.0.1",
+            "--metrics",
+            "127.0.0.1:9644",
         ]);
+        assert_eq!(a.metrics, Some("127.0.0.1:9644".parse().unwrap()));
         assert_eq!(a.port, 0);
         assert_eq!(a.rmtab, Some(PathBuf::from("r")));
         assert!(a.no_rpcbind && a.filter_exports);
@@ -304,6 +340,8 @@ mod tests {
             &["serve", "--exports", "e", "--queues", "0"],
             &["serve", "--exports", "e", "--cores", "x"],
             &["reload", "--port", "x"],
+            &["serve", "--exports", "e", "--metrics", "9644"],
+            &["check"],
             &["--log-format", "xml", "check", "--exports", "e"],
         ] {
             let argv = std::iter::once(&"xdp-mountd").chain(bad);

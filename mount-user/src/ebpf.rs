@@ -5,13 +5,16 @@
 //! The attachment is a bpf_link (`BPF_LINK_CREATE`, kernels >= 5.9) owned by this
 //! process: when the process exits or dies, the kernel closes the link fd and the program
 //! leaves the interface. A link is never attached over an existing XDP program (the kernel
-//! answers EBUSY), so a second instance cannot steal the interface.
+//! answers EBUSY), so a second instance cannot steal the interface: the attach itself is
+//! the second-instance check, and it needs no capability beyond the attach's own
+//! (CAP_NET_ADMIN, CAP_BPF). Nothing here lists the system's BPF objects (that needs
+//! CAP_SYS_ADMIN).
 use std::os::fd::AsRawFd;
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
     maps::{Array, MapData, PerCpuArray, XskMap},
-    programs::{links::LinkType, xdp::XdpLinkId, ProgramError, Xdp, XdpError},
+    programs::{links::FdLink, Link as _, ProgramError, Xdp, XdpError},
     Ebpf, Pod,
 };
 use mount_ebpf::{
@@ -76,8 +79,10 @@ impl Counters {
 
 /// The XDP program loaded and attached to one interface. Dropping it detaches it.
 pub struct XdpAttachment {
-    ebpf: Ebpf,
-    link: Option<XdpLinkId>,
+    /// Owns the program (and keeps it loaded while the link holds it).
+    _ebpf: Ebpf,
+    /// The bpf_link; closing it detaches the program.
+    link: Option<FdLink>,
     iface: String,
     mode: XdpMode,
     /// What the config map holds (so `set_port` keeps the matched side).
@@ -104,7 +109,8 @@ impl XdpAttachment {
         }
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
             let hint = if is_permission_error(&e) {
-                " (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)"
+                " (needs CAP_BPF and CAP_NET_ADMIN, and locked memory: CAP_IPC_LOCK or \
+                 LimitMEMLOCK=infinity)"
             } else {
                 ""
             };
@@ -126,15 +132,21 @@ impl XdpAttachment {
             // The verifier log is in the error's Display; keep it whole, it is the only clue.
             anyhow!("the kernel rejected the XDP program: {e}")
         })?;
-        let link = program
+        let link_id = program
             .attach(iface, mode.aya())
             .map_err(|e| explain_attach_error(e, iface, mode))?;
+        let link = program
+            .take_link(link_id)
+            .context("taking the XDP link from aya")?;
         // aya silently falls back to a netlink attachment when BPF_LINK_CREATE says
-        // EINVAL; such a program would outlive a crashed daemon. Refuse it.
-        if let Err(e) = ensure_bpf_link(program) {
-            let _ = program.detach(link);
-            return Err(e.context(format!("attaching XDP to {iface}")));
-        }
+        // EINVAL; such a program would outlive a crashed daemon. Refuse it (dropping the
+        // rejected link detaches it).
+        let link = FdLink::try_from(link).map_err(|_| {
+            anyhow!(
+                "attaching XDP to {iface}: the kernel attached the program without a \
+                 bpf_link (Linux < 5.9?); refusing"
+            )
+        })?;
         tracing::info!(
             iface,
             mode = mode.as_str(),
@@ -143,7 +155,7 @@ impl XdpAttachment {
             "XDP program attached"
         );
         Ok(Self {
-            ebpf,
+            _ebpf: ebpf,
             link: Some(link),
             iface: iface.to_owned(),
             mode,
@@ -212,13 +224,7 @@ impl XdpAttachment {
         let Some(link) = self.link.take() else {
             return Ok(());
         };
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
-            .try_into()?;
-        program
-            .detach(link)
+        link.detach()
             .with_context(|| format!("detaching the XDP program from {}", self.iface))?;
         tracing::info!(iface = %self.iface, "XDP program detached");
         Ok(())
@@ -241,19 +247,6 @@ impl std::fmt::Debug for XdpAttachment {
             .field("attached", &self.link.is_some())
             .finish()
     }
-}
-
-/// Checks that the kernel holds an XDP bpf_link for `program` (and not a netlink
-/// attachment, which nothing removes when the process dies).
-fn ensure_bpf_link(program: &Xdp) -> anyhow::Result<()> {
-    let prog_id = program.info().context("reading the program's id")?.id();
-    for link in aya::programs::loaded_links() {
-        let link = link.context("listing bpf links")?;
-        if link.program_id() == prog_id && matches!(link.link_type(), Ok(LinkType::Xdp)) {
-            return Ok(());
-        }
-    }
-    bail!("the kernel attached the program without a bpf_link (Linux < 5.9?); refusing")
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<M>

@@ -13,8 +13,9 @@ use mount_user::afxdp::{Datapath, DatapathConfig};
 use mount_user::ebpf::XdpMode;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::{Counters, Responder};
-use mount_user::stats::procs::{ShardedCounts, PROC_SLOTS};
-use mount_user::stats::server::{ReloadFn, StatsServer};
+use mount_user::stats::calls::CALL_SLOTS;
+use mount_user::stats::procs::ShardedCounts;
+use mount_user::stats::server::{ReloadFn, ReportFn, StatsServer};
 use mount_user::stats::{self, Report};
 
 /// `--xdp` values.
@@ -115,15 +116,28 @@ pub struct KernelCounts {
     pub tcp: Arc<ShardedCounts>,
 }
 
+/// Fills the parts of a [`Report`] that `serve` owns (exports, mount list, privileges).
+pub type ReportExtras = dyn Fn(&mut Report) + Send + Sync;
+
+/// What the serving daemon adds to the control socket: its parts of the stats report, and
+/// the reload `xdp-mountd reload` asks for.
+pub struct ControlHooks {
+    /// Fills the report's fields owned by `serve` (exports, mount list, capabilities).
+    pub extras: Arc<ReportExtras>,
+    /// Reloads the exports and reports the outcome.
+    pub reload: Arc<ReloadFn>,
+}
+
 /// The running AF_XDP path and stats socket.
 pub struct FastPath {
     datapath: Option<Arc<Datapath>>,
     stats: Option<StatsServer>,
+    report: Arc<ReportFn>,
 }
 
 impl FastPath {
     /// Starts the data path (when configured) on the kernel UDP socket's port, then the
-    /// stats (control) socket, which also answers `xdp-mountd reload` through `reload`. A
+    /// stats (control) socket, which also answers `xdp-mountd reload` through `control`. A
     /// data path failure is fatal; a stats socket failure is logged.
     pub fn start(
         args: &XdpArgs,
@@ -132,7 +146,7 @@ impl FastPath {
         names: Arc<NameCache>,
         counters: Arc<Counters>,
         counts: &KernelCounts,
-        reload: Arc<ReloadFn>,
+        control: ControlHooks,
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
         let datapath = match args.config(port)? {
@@ -151,31 +165,45 @@ impl FastPath {
         };
         let report = {
             let (datapath, udp, tcp) = (datapath.clone(), counts.udp.clone(), counts.tcp.clone());
-            move || Report {
-                port,
-                xdp: datapath.as_ref().map(|d| d.report()),
-                procedures: stats::proc_rows(
-                    &datapath
-                        .as_ref()
-                        .map_or([0; PROC_SLOTS], |d| d.proc_counts()),
-                    &udp.snapshot(),
-                    &tcp.snapshot(),
-                ),
-                kernel: stats::kernel_counters(&counters),
+            move || {
+                let afxdp = datapath
+                    .as_ref()
+                    .map_or_else(|| vec![0; CALL_SLOTS], |d| d.call_counts());
+                let (udp, tcp) = (udp.snapshot(), tcp.snapshot());
+                let mut report = Report {
+                    port,
+                    xdp: datapath.as_ref().map(|d| d.report()),
+                    procedures: stats::proc_rows(&afxdp, &udp, &tcp),
+                    kernel: stats::kernel_counters(&counters),
+                    calls: stats::call_rows(&[("afxdp", &afxdp), ("udp", &udp), ("tcp", &tcp)]),
+                    ..Default::default()
+                };
+                (control.extras)(&mut report);
+                report
             }
         };
+        let report: Arc<ReportFn> = Arc::new(report);
         let path = args
             .stats_socket
             .clone()
             .unwrap_or_else(|| stats::default_socket_path(port));
-        let stats = match StatsServer::start(&path, Arc::new(report), Some(reload)) {
+        let stats = match StatsServer::start(&path, report.clone(), Some(control.reload)) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!("stats socket not available: {e:#}");
                 None
             }
         };
-        Ok(FastPath { datapath, stats })
+        Ok(FastPath {
+            datapath,
+            stats,
+            report,
+        })
+    }
+
+    /// Builds a fresh report (for `/metrics`).
+    pub fn report_fn(&self) -> Arc<ReportFn> {
+        self.report.clone()
     }
 
     /// Stops the stats socket, then the data path (steering off, drain, detach).

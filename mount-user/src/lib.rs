@@ -7,9 +7,11 @@
 pub mod afxdp;
 pub mod ebpf;
 pub mod exports;
+pub mod metrics;
 pub mod mount;
 pub mod mountlist;
 pub mod packet;
+pub mod privileges;
 pub mod rpc;
 pub mod rpcbind;
 pub mod socket;

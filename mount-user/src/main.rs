@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 mod check;
 mod cli;
 mod fastpath;
+mod manpage;
 mod reload_cmd;
 mod serve;
 mod stats_cmd;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Manpage(args) => manpage::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,8 +52,32 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into journald or a file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    // The journal stamps every line itself: under systemd our own timestamps are noise.
+    match (format, stderr_is_journal()) {
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Json, false) => builder.json().init(),
+        (LogFormat::Json, true) => builder.json().without_time().init(),
     }
+}
+
+/// Whether stderr is the journal stream systemd connected (JOURNAL_STREAM names its
+/// `device:inode`, per systemd.exec(5); a redirected stderr no longer matches).
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(value) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.split_once(':') else {
+        return false;
+    };
+    let stderr = std::io::stderr();
+    let Ok(fd) = stderr.as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }

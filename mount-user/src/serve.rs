@@ -10,17 +10,19 @@ use mount_user::exports::{
     ExportSources, ExportTable, Reloader, Resolver as _, SharedExports, SystemResolver,
 };
 use mount_user::mount::{Policy, Transport};
-use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
+use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
+use mount_user::privileges::{self, CapSet};
 use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
 use mount_user::socket::udp::UdpServer;
 use mount_user::socket::{self, Counters};
+use mount_user::stats::{self, ExportsReport, Report};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::fastpath::{FastPath, KernelCounts};
+use crate::fastpath::{ControlHooks, FastPath, KernelCounts, ReportExtras};
 use mount_user::stats::procs::Counted;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
@@ -29,6 +31,7 @@ const TCP_BACKLOG: i32 = 1024;
 /// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    check_capabilities(&args)?;
     let sources = ExportSources::new(args.exports.clone());
     let table = ExportTable::load_sources(&sources, &SystemResolver)?;
     tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
@@ -98,9 +101,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
-        {
-            let reloader = reloader.clone();
-            Arc::new(move || reloader.reload("xdp-mountd reload"))
+        ControlHooks {
+            extras: report_extras(&exports, &mounts, &reloader),
+            reload: {
+                let reloader = reloader.clone();
+                Arc::new(move || reloader.reload("xdp-mountd reload"))
+            },
         },
     );
     let fast = match fast {
@@ -120,6 +126,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     let tcp_config = TcpConfig {
         max_connections: args.max_connections as usize,
+        max_per_host: args.max_connections_per_host as usize,
+        record_timeout: Duration::from_secs(args.record_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_record: args.max_record as usize,
         reply_capacity: TCP_REPLY_CAPACITY,
@@ -141,6 +149,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop_rx,
         ));
         tracing::info!(%local, max_connections = args.max_connections, "TCP listening");
+        let metrics = match args.metrics {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics address {addr}"))?;
+                let bound = listener.local_addr().context("metrics local address")?;
+                tokio::spawn(mount_user::metrics::http::serve(
+                    listener,
+                    fast.report_fn(),
+                    stop.subscribe(),
+                ));
+                tracing::info!(%bound, "metrics at http://{bound}/metrics");
+                format!(" metrics={bound}")
+            }
+            None => String::new(),
+        };
 
         let registered = if args.no_rpcbind {
             tracing::info!("--no-rpcbind: not registering with rpcbind");
@@ -152,7 +176,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(false)
         };
 
-        println!("READY udp={local} tcp={local}");
+        println!("READY udp={local} tcp={local}{metrics}");
         std::io::stdout()
             .flush()
             .context("writing READY to stdout")?;
@@ -231,16 +255,56 @@ fn bind_listeners(
 
 /// The mount list: from `--rmtab` (with a persister writing changes back) or in memory.
 fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<RmtabPersister>)> {
+    let limits = Limits {
+        per_host: args.max_mounts_per_host,
+        total: args.max_mounts,
+    };
     let Some(path) = &args.rmtab else {
         tracing::info!("no --rmtab: the mount list is kept in memory only");
-        return Ok((Arc::new(MountList::new()), None));
+        return Ok((Arc::new(MountList::with_limits(limits)), None));
     };
-    let list =
-        Arc::new(Rmtab::load(path).with_context(|| format!("reading rmtab {}", path.display()))?);
+    let list = Arc::new(
+        Rmtab::load(path, limits).with_context(|| format!("reading rmtab {}", path.display()))?,
+    );
     tracing::info!(file = %path.display(), entries = list.len(), "mount list loaded");
     let persister = Rmtab::spawn(list.clone(), path.clone())
         .with_context(|| format!("starting the rmtab writer for {}", path.display()))?;
     Ok((list, Some(persister)))
+}
+
+/// Fails naming the capabilities this configuration needs and the process lacks.
+fn check_capabilities(args: &ServeArgs) -> anyhow::Result<()> {
+    let xdp = args.xdp.config(args.port)?.is_some();
+    let needs = privileges::needed(
+        xdp,
+        args.port,
+        privileges::memlock_unlimited(),
+        privileges::unprivileged_port_start(),
+    );
+    let have = CapSet::effective().context("reading the effective capabilities")?;
+    privileges::check(have, &needs)?;
+    tracing::info!(capabilities = %have.names().join(","), "effective capabilities");
+    Ok(())
+}
+
+/// The report's parts owned here: the export table, reloads, mount list, capabilities.
+fn report_extras(
+    exports: &Arc<SharedExports>,
+    mounts: &Arc<MountList>,
+    reloader: &Arc<Reloader>,
+) -> Arc<ReportExtras> {
+    let (exports, mounts, reloader) = (exports.clone(), mounts.clone(), reloader.clone());
+    Arc::new(move |report: &mut Report| {
+        report.exports = ExportsReport {
+            loaded: exports.load().exports().len() as u64,
+            reloads: reloader.done(),
+            reload_failures: reloader.failed(),
+            generation: exports.generation(),
+        };
+        report.mount_list_entries = mounts.len() as u64;
+        report.mount_list = stats::mount_list_counters(&mounts);
+        report.capabilities = CapSet::effective().map(CapSet::names).unwrap_or_default();
+    })
 }
 
 /// Looks up again, off the runtime, the host names that did not resolve at load; when one

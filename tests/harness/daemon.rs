@@ -94,8 +94,8 @@ pub struct Daemon<'p> {
     /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
     /// teardown in parallel tests can hold for seconds, so exits get more time.
     xdp: bool,
-    /// The daemon's control (stats) socket, private to this test's scratch directory.
-    control: PathBuf,
+    /// This daemon's own stats socket (None for a stand-in binary).
+    stats_socket: Option<PathBuf>,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -134,15 +134,18 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
-        // Always a private control socket: the default under /run is shared by every
-        // network namespace, so parallel daemons on one port would collide there.
-        let control = self.dir.join(format!("stats-{seq}.sock"));
-        if opts.bin.is_none() {
+        // Every daemon of ours gets its own stats socket: parallel tests' daemons would share
+        // the default path under /run.
+        let stats_socket = opts.bin.is_none().then(|| {
+            let socket = self.dir.join(format!("stats-{seq}.sock"));
             args.push("--stats-socket".into());
-            args.push(control.display().to_string());
-        }
-        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra))
-            .then(|| (control.clone(), opts.kernel_udp_ok));
+            args.push(socket.display().to_string());
+            socket
+        });
+        let xdp_stats = stats_socket
+            .clone()
+            .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
+            .map(|socket| (socket, opts.kernel_udp_ok));
 
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
@@ -229,7 +232,7 @@ impl NetPair {
             status: None,
             xdp: xdp_stats.is_some(),
             xdp_stats,
-            control,
+            stats_socket,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -259,6 +262,16 @@ impl NetPair {
 }
 
 impl Daemon<'_> {
+    /// The daemon's `xdp-mountd stats --json` report, read from its own stats socket.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let socket = self
+            .stats_socket
+            .as_ref()
+            .expect("a stand-in binary has no stats socket");
+        crate::afxdp::stats_json(&daemon_bin(), socket)
+            .unwrap_or_else(|e| panic!("[{}] {e}", self.pair.test))
+    }
+
     /// The daemon's pid (host pid namespace).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
@@ -266,7 +279,9 @@ impl Daemon<'_> {
 
     /// The daemon's control socket (`xdp-mountd stats|reload --socket`).
     pub fn control_socket(&self) -> &Path {
-        &self.control
+        self.stats_socket
+            .as_deref()
+            .expect("a stand-in binary has no control socket")
     }
 
     /// Runs `xdp-mountd reload` against this daemon (from the host: the socket is a file
@@ -276,7 +291,7 @@ impl Daemon<'_> {
             .args(["-k", "2", "60"])
             .arg(daemon_bin())
             .args(["reload", "--socket"])
-            .arg(&self.control)
+            .arg(self.control_socket())
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("running xdp-mountd reload: {e}"));

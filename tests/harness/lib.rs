@@ -21,6 +21,7 @@ pub mod netns;
 pub mod ops;
 pub mod rpc;
 pub mod transport;
+pub mod unit;
 pub mod xdr;
 
 pub use daemon::{daemon_bin, Daemon, DaemonOpts, PORT};

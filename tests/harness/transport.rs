@@ -176,6 +176,24 @@ impl TcpClient {
         Ok(Self { stream })
     }
 
+    /// Connects from `local` (an address of the client namespace, any port).
+    pub fn connect_from(server: SocketAddr, local: std::net::IpAddr) -> Result<Self> {
+        let domain = if server.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        s.bind(&SockAddr::from(SocketAddr::new(local, 0)))
+            .with_context(|| format!("bind {local}"))?;
+        s.connect_timeout(&SockAddr::from(server), Duration::from_secs(5))
+            .with_context(|| format!("TCP connect to {server} from {local}"))?;
+        let stream: TcpStream = s.into();
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(Self { stream })
+    }
+
     /// Writes one record as a single last fragment.
     pub fn send_record(&mut self, msg: &[u8]) -> Result<()> {
         let mut buf = (0x8000_0000u32 | msg.len() as u32).to_be_bytes().to_vec();

@@ -3,7 +3,8 @@
 //! Every toolchain is pinned (see README "Pinned toolchains"): userspace by the workspace's
 //! rust-toolchain.toml (rustup installs it when cargo first runs), the XDP program by
 //! `mount-ebpf/rust-toolchain.toml`, the fuzz crate by its own. bpf-linker is built against
-//! the LLVM major that the eBPF toolchain reports, into the workspace's `.tools/`.
+//! the LLVM major that the eBPF toolchain reports, into the workspace's `.tools/`; cargo-deb
+//! (for `cargo xtask package`) is installed there too, pinned by version.
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,7 +28,41 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nfs-ganesha-vfs",
     // The bench chart's text (rendered from this TTF, no fontconfig needed).
     "fonts-dejavu-core",
+    // Operations: a real Prometheus (and promtool) for the metrics test, an sshd for the
+    // deploy test, lintian for the package, curl to scrape.
+    "prometheus",
+    "openssh-server",
+    "lintian",
+    "curl",
 ];
+
+/// The cargo-fuzz release `cargo xtask fuzz` runs, installed into `.tools/`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The directory holding the pinned `cargo-fuzz`.
+pub fn cargo_fuzz_bin(workspace: &Path) -> std::path::PathBuf {
+    workspace
+        .join(".tools")
+        .join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"))
+        .join("bin")
+}
+
+fn has_cargo_fuzz(workspace: &Path) -> bool {
+    Command::new(cargo_fuzz_bin(workspace).join("cargo-fuzz"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
+        })
+}
+
+fn install_cargo_fuzz(workspace: &Path) -> Result<()> {
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into .tools/");
+    let bin = cargo_fuzz_bin(workspace);
+    let root = bin.parent().unwrap_or(&bin);
+    run_checked(cargo_install("cargo-fuzz", CARGO_FUZZ_VERSION, root).current_dir(workspace))
+        .context("installing cargo-fuzz")
+}
 
 fn llvm_package(llvm_major: u32) -> String {
     format!("llvm-{llvm_major}-dev")
@@ -83,6 +118,22 @@ fn install_toolchain(channel: &str, components: &[&str]) -> Result<()> {
     run_checked(&mut cmd).with_context(|| format!("installing the pinned toolchain {channel}"))
 }
 
+/// `cargo install KRATE --version VERSION --root ROOT` (locked, replacing what is there).
+fn cargo_install(krate: &str, version: &str, root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "install",
+        krate,
+        "--locked",
+        "--force",
+        "--version",
+        version,
+    ])
+    .arg("--root")
+    .arg(root);
+    cmd
+}
+
 /// Builds bpf-linker against Debian's LLVM `major` into the workspace's `.tools/`.
 fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
     use ebpf_toolchain::BPF_LINKER_VERSION;
@@ -93,11 +144,7 @@ fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
         root.display()
     );
     run_checked(
-        Command::new("cargo")
-            .args(["install", "bpf-linker", "--locked", "--force"])
-            .args(["--version", BPF_LINKER_VERSION])
-            .arg("--root")
-            .arg(&root)
+        cargo_install("bpf-linker", BPF_LINKER_VERSION, &root)
             .args(["--no-default-features", "--features"])
             .arg(format!("llvm-{major}"))
             // Without these its build script finds Debian's default LLVM 14 and fails.
@@ -115,6 +162,18 @@ fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
              move BPF_LINKER_VERSION in mount-user/build/ebpf_toolchain.rs with the pin"
         )
     })
+}
+
+/// Installs the pinned cargo-deb into the workspace's `.tools/`.
+fn install_cargo_deb(workspace: &Path) -> Result<()> {
+    use crate::package::{cargo_deb_root, CARGO_DEB_VERSION};
+    let root = cargo_deb_root(workspace);
+    eprintln!(
+        "xtask: installing cargo-deb {CARGO_DEB_VERSION} into {} (about a minute)",
+        root.display()
+    );
+    run_checked(cargo_install("cargo-deb", CARGO_DEB_VERSION, &root).current_dir(workspace))
+        .with_context(|| format!("installing cargo-deb {CARGO_DEB_VERSION}"))
 }
 
 /// Install whatever is missing; does little on a machine that has everything.
@@ -156,6 +215,12 @@ pub fn install_missing() -> Result<()> {
         }
         Err(_) => install_bpf_linker(&workspace, major)?,
     }
+    if !has_cargo_fuzz(&workspace) {
+        install_cargo_fuzz(&workspace)?;
+    }
+    if !crate::package::cargo_deb_bin(&workspace).is_file() {
+        install_cargo_deb(&workspace)?;
+    }
     let ready = ebpf_toolchain::check(&workspace)?;
     eprintln!(
         "xtask: setup complete: eBPF toolchain {} (LLVM {}) with bpf-linker {} (LLVM {major}) from {}",
@@ -170,14 +235,15 @@ pub fn install_missing() -> Result<()> {
 /// Run `install_missing` only when something is missing (the cheap checks first).
 pub fn ensure_ready() -> Result<()> {
     let workspace = workspace_root();
-    let ready =
-        ebpf_toolchain::check(&workspace).and_then(|t| {
-            let major = t.rustc.llvm_major()?;
-            let fuzz =
-                ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
-            Ok(missing_packages(Some(major)).is_empty()
-                && ebpf_toolchain::rustc_info(&fuzz)?.is_some())
-        });
+    let ready = ebpf_toolchain::check(&workspace).and_then(|t| {
+        let major = t.rustc.llvm_major()?;
+        let fuzz =
+            ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
+        Ok(missing_packages(Some(major)).is_empty()
+            && ebpf_toolchain::rustc_info(&fuzz)?.is_some()
+            && has_cargo_fuzz(&workspace)
+            && crate::package::cargo_deb_bin(&workspace).is_file())
+    });
     match ready {
         Ok(true) => Ok(()),
         Ok(false) => install_missing(),

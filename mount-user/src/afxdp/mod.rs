@@ -30,9 +30,10 @@ use parking_lot::Mutex;
 use crate::ebpf::{XdpAttachment, XdpMode};
 use crate::socket::resolve::NameCache;
 use crate::socket::{RateLimit, Responder};
-use crate::stats::procs::PROC_SLOTS;
+use crate::stats::calls::CALL_SLOTS;
 use crate::stats::{QueueReport, XdpReport};
 
+mod counters;
 pub mod worker;
 pub mod xsk;
 
@@ -259,21 +260,25 @@ impl Datapath {
                 xsk: xsk::statistics(q.fd.as_raw_fd()).ok(),
             })
             .collect();
+        let mut latency = crate::stats::latency::LatencyReport::default();
+        for q in &self.queues {
+            q.counters.latency.add_to(&mut latency);
+        }
         XdpReport {
             iface: self.iface.clone(),
             mode: self.mode.as_str().to_owned(),
             program,
             queues,
+            latency,
         }
     }
 
-    /// Calls per procedure answered on this path, summed over the workers.
-    pub fn proc_counts(&self) -> [u64; PROC_SLOTS] {
-        let mut out = [0; PROC_SLOTS];
+    /// Calls answered on this path by [`crate::stats::calls`] slot, summed over the
+    /// workers.
+    pub fn call_counts(&self) -> Vec<u64> {
+        let mut out = vec![0; CALL_SLOTS];
         for q in &self.queues {
-            for (o, v) in out.iter_mut().zip(q.counters.procs.snapshot()) {
-                *o += v;
-            }
+            q.counters.calls.add_to(&mut out);
         }
         out
     }

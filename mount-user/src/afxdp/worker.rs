@@ -7,7 +7,7 @@
 //! deferred for a name lookup) go straight back to the free stack.
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,10 @@ use crate::packet;
 use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
 use crate::socket::{Answer, RateLimit, Responder};
-use crate::stats::procs::{proc_slot, PaddedCounts};
+use crate::stats::calls::{call_slot, Outcome};
+
+use super::counters::add;
+pub use super::counters::QueueCounters;
 
 /// Descriptors taken from the RX ring per round.
 pub const BATCH: u32 = 64;
@@ -26,33 +29,6 @@ pub const BATCH: u32 = 64;
 const IDLE_POLL_MS: i32 = 100;
 /// How long a stopping worker keeps kicking TX so that queued replies leave.
 const DRAIN: Duration = Duration::from_millis(300);
-
-/// One queue's counters: written by its worker only, read by the stats thread.
-#[repr(align(128))]
-#[derive(Debug, Default)]
-pub struct QueueCounters {
-    /// Frames received.
-    pub rx: AtomicU64,
-    /// Replies put on the TX ring.
-    pub tx: AtomicU64,
-    /// Frames answered with nothing.
-    pub dropped: AtomicU64,
-    /// Replies sent through the kernel UDP socket (larger than the MTU, or calls to a
-    /// broadcast/multicast address).
-    pub via_kernel: AtomicU64,
-    /// Calls deferred to the name-lookup thread.
-    pub name_lookups: AtomicU64,
-    /// Replies with a truncated list.
-    pub truncated: AtomicU64,
-    /// Calls per procedure.
-    pub procs: PaddedCounts,
-}
-
-/// Adds `n` to a counter that only the calling thread writes: a plain load and store,
-/// no locked read-modify-write on the hot path.
-fn add(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-}
 
 /// A call parked until its peer's host name is known.
 pub struct Deferred {
@@ -137,6 +113,7 @@ impl Worker {
                 continue;
             }
             self.make_tx_room(ready, &mut free);
+            let batch_start = Instant::now();
             add(&self.counters.rx, u64::from(ready));
             for _ in 0..ready {
                 let desc = self.xsk.rx.pop();
@@ -162,6 +139,7 @@ impl Worker {
             self.xsk.rx.release();
             self.xsk.tx.commit();
             self.flush_tx(&mut free);
+            (self.counters.latency).record_owned(batch_start.elapsed(), u64::from(ready));
         }
         tracing::debug!(queue = self.queue, "AF_XDP worker stopped");
     }
@@ -269,7 +247,6 @@ pub fn handle(
     }
     let peer = parsed.addressing.source();
     let request = parsed.payload(frame);
-    counters.procs.bump_owned(proc_slot(request));
     // The reply payload may start before the request payload ends (the reply has no IP
     // options): answer into the scratch buffer, then copy into the frame.
     let answer = match shared.responder.respond(request, peer, None, scratch) {
@@ -278,6 +255,9 @@ pub fn handle(
                 .responder
                 .respond(request, peer, Some(&*name), scratch),
             None => {
+                counters
+                    .calls
+                    .bump_owned(call_slot(request, Outcome::Deferred));
                 defer(shared, counters, request, peer);
                 return None;
             }
@@ -287,10 +267,16 @@ pub fn handle(
     let (reply_len, truncated) = match answer {
         Answer::Reply { len, truncated } if len <= scratch.len() => (len, truncated),
         _ => {
+            counters
+                .calls
+                .bump_owned(call_slot(request, Outcome::NoReply));
             add(&counters.dropped, 1);
             return None;
         }
     };
+    counters
+        .calls
+        .bump_owned(call_slot(request, Outcome::Reply(&scratch[..reply_len])));
     if truncated {
         add(&counters.truncated, 1);
     }
@@ -513,7 +499,8 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(c.tx.load(Ordering::Relaxed), 1);
-        assert_eq!(c.procs.snapshot()[crate::stats::procs::PROC_SLOTS - 1], 1);
+        let per_proc = crate::stats::calls::proc_totals(&c.calls.snapshot());
+        assert_eq!(per_proc[crate::stats::procs::PROC_SLOTS - 1], 1);
     }
 
     #[test]

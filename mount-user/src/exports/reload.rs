@@ -2,6 +2,7 @@
 //! one at a time, the old table serving until the new one is complete, and a report of what
 //! changed or why nothing did.
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -36,6 +37,9 @@ pub struct Reloader {
     /// Warnings already logged: a reload logs only new ones (an unresolvable host is
     /// logged once, not at every reload and background retry).
     logged: Mutex<HashSet<String>>,
+    /// Reloads that swapped a new table in, and reloads that failed (for the metrics).
+    done: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Reloader {
@@ -51,7 +55,19 @@ impl Reloader {
             on_reload,
             serial: Mutex::new(()),
             logged: Mutex::new(HashSet::new()),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
+    }
+
+    /// Reloads that swapped a new table in so far.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Reloads that failed so far (the table before them kept serving).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Logs the warnings of `table` not logged before.
@@ -75,6 +91,7 @@ impl Reloader {
         let _one_at_a_time = self.serial.lock();
         match self.shared.reload_sources(&self.sources) {
             Ok(old) => {
+                self.done.fetch_add(1, Ordering::Relaxed);
                 (self.on_reload)();
                 let new = self.shared.load();
                 self.log_new_warnings(&new);
@@ -95,6 +112,7 @@ impl Reloader {
                 }
             }
             Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
                 let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
                 for line in &errors {
                     tracing::error!("{why}: reload failed, keeping the current exports: {line}");

@@ -2,6 +2,7 @@
 //! a reload swaps in a new table atomically and keeps the old one on error.
 use arc_swap::{ArcSwap, Guard};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{ExportSources, ExportTable, ExportsError, SystemResolver};
@@ -9,6 +10,8 @@ use super::{ExportSources, ExportTable, ExportsError, SystemResolver};
 /// The live export table, shared by every worker.
 pub struct SharedExports {
     current: ArcSwap<ExportTable>,
+    /// Tables published so far (for metrics; readers never look at it).
+    generation: AtomicU64,
 }
 
 impl SharedExports {
@@ -16,7 +19,12 @@ impl SharedExports {
     pub fn new(table: ExportTable) -> Self {
         Self {
             current: ArcSwap::from_pointee(table),
+            generation: AtomicU64::new(1),
         }
+    }
+    /// Tables published so far: 1 for the first, +1 per [`replace`](Self::replace).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
     /// A cheap, lock-free snapshot for one request (do not hold it for long).
     pub fn load(&self) -> Guard<Arc<ExportTable>> {
@@ -29,6 +37,7 @@ impl SharedExports {
     /// Swap in `table`; requests already running keep their snapshot.
     pub fn replace(&self, table: ExportTable) {
         self.current.store(Arc::new(table));
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
     /// Load `path` and swap it in; on error the current table stays in force.
     pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::exports::HostFacts;
 
+pub mod admission;
 pub mod record;
 
 /// Receive buffer requested for each UDP socket.
@@ -62,8 +63,16 @@ pub struct Counters {
     pub name_queue_full: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed at once because of the connection cap.
+    /// Of those, the connections that have ended (open = accepted - closed).
+    pub tcp_closed: AtomicU64,
+    /// TCP connections closed at once: the total cap was reached and none was idle.
     pub tcp_refused: AtomicU64,
+    /// TCP connections closed at once: the host held its cap of connections.
+    pub tcp_refused_host: AtomicU64,
+    /// Idle TCP connections closed to admit a new one at the total cap.
+    pub tcp_evicted: AtomicU64,
+    /// TCP connections closed because one record took longer than the record timeout.
+    pub tcp_record_timeout: AtomicU64,
     /// TCP connections closed because a record exceeded the cap.
     pub tcp_oversize: AtomicU64,
     /// TCP replies sent.
@@ -86,7 +95,11 @@ impl Counters {
             name_lookups = get(&self.name_lookups),
             name_queue_full = get(&self.name_queue_full),
             tcp_connections = get(&self.tcp_connections),
+            tcp_closed = get(&self.tcp_closed),
             tcp_refused = get(&self.tcp_refused),
+            tcp_refused_host = get(&self.tcp_refused_host),
+            tcp_evicted = get(&self.tcp_evicted),
+            tcp_record_timeout = get(&self.tcp_record_timeout),
             tcp_oversize = get(&self.tcp_oversize),
             tcp_replies = get(&self.tcp_replies),
             "kernel-stack listener counters"

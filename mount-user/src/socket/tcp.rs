@@ -2,20 +2,26 @@
 //! ([`super::record`]), answering pipelined calls in order, each reply sent as one record
 //! of a single last fragment.
 //!
-//! Limits: at most `max_connections` connections (more are accepted and closed at once,
-//! so clients fail fast instead of hanging in the backlog), `max_record` bytes per call
-//! record (more closes that connection only), `idle_timeout` without a complete read or
-//! write closes. The reply buffer (1 MiB by default) is allocated once per connection and
-//! is large enough that EXPORT/DUMP lists are not truncated over TCP.
+//! Limits: at most `max_connections` connections and `max_per_host` from one host
+//! ([`super::admission`]: when the total is reached the connection idle longest makes room;
+//! a refused connection is accepted and closed at once, so clients fail fast instead of
+//! hanging in the backlog), `max_record` bytes per call record (more closes that connection
+//! only), `record_timeout` from a record's first byte to its last (against clients that
+//! dribble a byte at a time), `idle_timeout` without a complete read or write closes.
+//!
+//! Memory per connection is bounded: a small reply buffer, grown to `reply_capacity` (large
+//! enough that EXPORT/DUMP lists are not truncated over TCP) only for a reply that needs it
+//! and shrunk again after it, so idle connections cost a few tens of KiB each.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::admission::{Admission, Refusal, Ticket};
 use super::record::{single_fragment_header, RecordReader, HEADER_LEN};
 use super::resolve::NameCache;
 use super::{Answer, Counters, RateLimit, Responder};
@@ -24,6 +30,9 @@ use super::{Answer, Counters, RateLimit, Responder};
 pub const TCP_REPLY_CAPACITY: usize = 1 << 20;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// The reply buffer a connection starts with: every reply but a long EXPORT/DUMP list fits
+/// (a MNT reply is under 200 bytes; lists this size are what UDP carries too).
+const SMALL_REPLY: usize = 9 * 1024;
 /// How long shutdown waits for connections to finish what they are doing.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -32,6 +41,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct TcpConfig {
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one client host.
+    pub max_per_host: usize,
+    /// Time from a record's first byte to its last before the connection is closed.
+    pub record_timeout: Duration,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
     /// Largest call record accepted, in bytes.
@@ -59,7 +72,7 @@ pub async fn serve(
     config: TcpConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let admission = Admission::new(config.max_connections, config.max_per_host);
     let shared = Arc::new(Shared {
         responder,
         names,
@@ -88,20 +101,44 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            Counters::bump(&shared.counters.tcp_refused);
-            if let Some(suppressed) = refused_log.allow() {
-                tracing::warn!(%peer, max = shared.config.max_connections, suppressed,
-                    "too many TCP connections, closing new one");
+        let ticket = match admission.admit(peer.ip()) {
+            Ok((ticket, made_room)) => {
+                if let Some(host) = made_room.evicted {
+                    Counters::bump(&shared.counters.tcp_evicted);
+                    tracing::debug!(%peer, evicted_host = %host, "closed the longest idle TCP connection to admit a new one");
+                }
+                ticket
             }
-            drop(stream);
-            continue;
+            Err(refusal) => {
+                let (counter, what, limit, option) = match refusal {
+                    Refusal::HostCap => (
+                        &shared.counters.tcp_refused_host,
+                        "from this host",
+                        shared.config.max_per_host,
+                        "--max-connections-per-host",
+                    ),
+                    Refusal::AllBusy => (
+                        &shared.counters.tcp_refused,
+                        "in total, none idle",
+                        shared.config.max_connections,
+                        "--max-connections",
+                    ),
+                };
+                Counters::bump(counter);
+                if let Some(suppressed) = refused_log.allow() {
+                    tracing::warn!(%peer, limit, suppressed,
+                        "too many TCP connections {what}: closing the new one (raise {option} if these are real clients)");
+                }
+                drop(stream);
+                continue;
+            }
         };
         Counters::bump(&shared.counters.tcp_connections);
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         tasks.spawn(async move {
-            connection(stream, peer, &shared, shutdown).await;
-            drop(permit);
+            connection(stream, peer, &shared, &ticket, shutdown).await;
+            Counters::bump(&shared.counters.tcp_closed);
+            drop(ticket);
         });
     }
     drop(listener);
@@ -122,6 +159,8 @@ enum Close {
     Eof,
     Idle,
     Shutdown,
+    Evicted,
+    RecordTimeout,
     Oversize(super::record::RecordError),
     Io(std::io::Error),
 }
@@ -130,12 +169,20 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
+    ticket: &Ticket,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // One reply per write: Nagle would hold back the replies to pipelined calls.
     let _ = stream.set_nodelay(true);
-    let close = serve_connection(&mut stream, peer, shared, &mut shutdown).await;
+    let close = serve_connection(&mut stream, peer, shared, ticket, &mut shutdown).await;
     match close {
+        Close::RecordTimeout => {
+            Counters::bump(&shared.counters.tcp_record_timeout);
+            if let Some(suppressed) = shared.oversize_log.allow() {
+                tracing::warn!(%peer, timeout = ?shared.config.record_timeout, suppressed,
+                    "closing TCP connection: a record took longer than --record-timeout");
+            }
+        }
         Close::Oversize(e) => {
             Counters::bump(&shared.counters.tcp_oversize);
             if let Some(suppressed) = shared.oversize_log.allow() {
@@ -151,12 +198,16 @@ async fn serve_connection(
     stream: &mut TcpStream,
     peer: SocketAddr,
     shared: &Shared,
+    ticket: &Ticket,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
     let idle = shared.config.idle_timeout;
     let mut reader = RecordReader::new(shared.config.max_record);
     let mut chunk = vec![0u8; READ_CHUNK];
-    let mut out = vec![0u8; HEADER_LEN + shared.config.reply_capacity];
+    let small = HEADER_LEN + SMALL_REPLY.min(shared.config.reply_capacity);
+    let mut out = vec![0u8; small];
+    // When the record now arriving began (None between records).
+    let mut record_started: Option<tokio::time::Instant> = None;
     loop {
         loop {
             let record = match reader.next_record() {
@@ -164,7 +215,15 @@ async fn serve_connection(
                 Ok(None) => break,
                 Err(e) => return Close::Oversize(e),
             };
-            let Some(len) = answer(record, peer, shared, &mut out[HEADER_LEN..]).await else {
+            let mut reply = answer(record, peer, shared, &mut out[HEADER_LEN..]).await;
+            if matches!(reply, Some((_, true)))
+                && out.len() < HEADER_LEN + shared.config.reply_capacity
+            {
+                // A list longer than the small buffer: answer again with room for all of it.
+                out.resize(HEADER_LEN + shared.config.reply_capacity, 0);
+                reply = answer(record, peer, shared, &mut out[HEADER_LEN..]).await;
+            }
+            let Some((len, _)) = reply else {
                 continue;
             };
             let header = match single_fragment_header(len) {
@@ -177,17 +236,38 @@ async fn serve_connection(
                 Ok(Err(e)) => return Close::Io(e),
                 Err(_) => return Close::Idle,
             }
+            if out.len() > small {
+                out.truncate(small);
+                out.shrink_to_fit();
+            }
         }
+        // Between records the connection may make room for a newcomer; inside one it has
+        // until its record deadline.
+        let deadline = if reader.is_idle() {
+            record_started = None;
+            ticket.idle();
+            tokio::time::Instant::now() + idle
+        } else {
+            let started = *record_started.get_or_insert_with(tokio::time::Instant::now);
+            ticket.busy();
+            (started + shared.config.record_timeout).min(tokio::time::Instant::now() + idle)
+        };
         let n = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return Close::Shutdown,
-            read = tokio::time::timeout(idle, stream.read(&mut chunk)) => match read {
-                Err(_) => return Close::Idle,
+            () = ticket.evicted() => return Close::Evicted,
+            read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)) => match read {
+                Err(_) if reader.is_idle() => return Close::Idle,
+                Err(_) => return Close::RecordTimeout,
                 Ok(Err(e)) => return Close::Io(e),
                 Ok(Ok(0)) => return Close::Eof,
                 Ok(Ok(n)) => n,
             },
         };
+        ticket.busy();
         reader.push(&chunk[..n]);
+        if !reader.is_idle() {
+            record_started.get_or_insert_with(tokio::time::Instant::now);
+        }
     }
 }
 
@@ -197,7 +277,7 @@ async fn answer(
     peer: SocketAddr,
     shared: &Shared,
     out: &mut [u8],
-) -> Option<usize> {
+) -> Option<(usize, bool)> {
     let mut answer = shared.responder.respond(request, peer, None, out);
     if answer == Answer::NeedName {
         Counters::bump(&shared.counters.name_lookups);
@@ -216,10 +296,10 @@ async fn answer(
     }
     match answer {
         Answer::Reply { len, truncated } => {
-            if truncated {
+            if truncated && out.len() >= shared.config.reply_capacity {
                 tracing::debug!(%peer, len, "list truncated even over TCP");
             }
-            Some(len)
+            Some((len, truncated))
         }
         Answer::Drop | Answer::NeedName => None,
     }

@@ -206,6 +206,8 @@ fn against_tcp<T: Send + 'static>(
     let addr = listener.local_addr().unwrap();
     let config = TcpConfig {
         max_connections: 4,
+        max_per_host: 4,
+        record_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
         max_record: 8192,
         reply_capacity: tcp::TCP_REPLY_CAPACITY,
@@ -237,7 +239,9 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
     let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
     let addr = listener.local_addr().unwrap();
     let config = TcpConfig {
-        max_connections: 2,
+        max_connections: 3,
+        max_per_host: 2,
+        record_timeout: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(1),
         max_record: 64,
         reply_capacity: 1024,
@@ -269,7 +273,8 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
     }
     assert_eq!(read_record(&mut a), b"re:slow");
 
-    // Connection cap: a second fits, a third is closed at once; the first still works.
+    // Per-host cap (every client here is 127.0.0.1): a second fits, a third is closed at
+    // once; the first still works. (Eviction at the total cap: admission.rs and e2e.)
     let mut b = TcpStream::connect(addr).unwrap();
     b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     b.write_all(&record(&[b"b"])).unwrap();
@@ -285,6 +290,28 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
     a.write_all(&record(&[b"ok"])).unwrap();
     assert_eq!(read_record(&mut a), b"re:ok");
 
+    // A record dribbled a byte at a time is closed at its deadline, though every byte
+    // comes well within the idle timeout.
+    let mut d = TcpStream::connect(addr).unwrap();
+    let started = std::time::Instant::now();
+    let dribble = record(&[b"dribble-dribble"]);
+    let mut cut_off = false;
+    for b in &dribble {
+        if d.write_all(&[*b]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        cut_off || closed(&mut d),
+        "the dribbling connection is closed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "closed by the record deadline, not at the end"
+    );
+
     // Idle connections are closed after the timeout.
     std::thread::sleep(Duration::from_millis(1300));
     assert!(closed(&mut a));
@@ -292,7 +319,8 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
     stop.send(true).unwrap();
     rt.block_on(server).unwrap();
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(get(&counters.tcp_refused), 1);
+    assert_eq!(get(&counters.tcp_refused_host), 1);
+    assert_eq!(get(&counters.tcp_record_timeout), 1);
     assert_eq!(get(&counters.tcp_oversize), 1);
     assert_eq!(get(&counters.tcp_replies), 7);
 }

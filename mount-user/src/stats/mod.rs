@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::afxdp::xsk::XskStatistics;
 
+pub mod calls;
+pub mod latency;
 pub mod procs;
 pub mod server;
 
@@ -26,6 +28,49 @@ pub struct Report {
     pub procedures: Vec<ProcRow>,
     /// The kernel-stack listeners' event counters, by name.
     pub kernel: Vec<(String, u64)>,
+    /// The mount list: entries, caps and what the caps refused, by name.
+    #[serde(default)]
+    pub mount_list: Vec<(String, u64)>,
+    /// Calls by path, procedure, version and outcome (only the non-zero ones).
+    #[serde(default)]
+    pub calls: Vec<CallCount>,
+    /// The export table.
+    #[serde(default)]
+    pub exports: ExportsReport,
+    /// Entries in the mount list (what DUMP reports).
+    #[serde(default)]
+    pub mount_list_entries: u64,
+    /// The daemon's effective capabilities (lower-case `cap_*` names).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// Calls counted under one key on one path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CallCount {
+    /// `afxdp`, `udp` (kernel socket) or `tcp`.
+    pub path: String,
+    /// Procedure name.
+    pub proc: String,
+    /// MOUNT version (`1`, `2`, `3`, `other`).
+    pub version: String,
+    /// Outcome (see [`calls::STATUS_NAMES`]).
+    pub status: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// The export table's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExportsReport {
+    /// Exports in the current table.
+    pub loaded: u64,
+    /// Successful reloads (SIGHUP).
+    pub reloads: u64,
+    /// Failed reloads (the previous table stayed in force).
+    pub reload_failures: u64,
+    /// How many tables have been published (1 at start, +1 per successful reload).
+    pub generation: u64,
 }
 
 /// The XDP program and the AF_XDP sockets.
@@ -39,6 +84,9 @@ pub struct XdpReport {
     pub program: Vec<(String, u64)>,
     /// One entry per AF_XDP socket.
     pub queues: Vec<QueueReport>,
+    /// Per call, the time its RX batch took to be answered (summed over the queues).
+    #[serde(default)]
+    pub latency: latency::LatencyReport,
 }
 
 /// One queue's socket and worker.
@@ -86,6 +134,18 @@ impl Report {
         use std::fmt::Write as _;
         let mut s = String::new();
         let _ = writeln!(s, "xdp-mountd on port {}", self.port);
+        let caps = if self.capabilities.is_empty() {
+            "none".to_owned()
+        } else {
+            self.capabilities.join(",")
+        };
+        let _ = writeln!(s, "capabilities: {caps}");
+        let e = &self.exports;
+        let _ = writeln!(
+            s,
+            "exports: {} loaded, generation {}, {} reloads, {} failed; mount list: {} entries",
+            e.loaded, e.generation, e.reloads, e.reload_failures, self.mount_list_entries
+        );
         match &self.xdp {
             None => {
                 let _ = writeln!(s, "XDP: off (kernel sockets only)");
@@ -137,22 +197,28 @@ impl Report {
                 p.name, p.afxdp, p.udp, p.tcp
             );
         }
-        if !self.kernel.is_empty() {
-            let _ = writeln!(s, "\nkernel listeners:");
-            for (name, v) in &self.kernel {
-                let _ = writeln!(s, "  {name:<20} {v:>12}");
+        for (title, rows) in [
+            ("kernel listeners", &self.kernel),
+            ("mount list", &self.mount_list),
+        ] {
+            if !rows.is_empty() {
+                let _ = writeln!(s, "\n{title}:");
+                for (name, v) in rows {
+                    let _ = writeln!(s, "  {name:<20} {v:>12}");
+                }
             }
         }
         s
     }
 }
 
-/// Procedure rows from the three paths' counts.
-pub fn proc_rows(
-    afxdp: &[u64; procs::PROC_SLOTS],
-    udp: &[u64; procs::PROC_SLOTS],
-    tcp: &[u64; procs::PROC_SLOTS],
-) -> Vec<ProcRow> {
+/// Procedure rows from the three paths' call counts (one entry per [`calls::CALL_SLOTS`]).
+pub fn proc_rows(afxdp: &[u64], udp: &[u64], tcp: &[u64]) -> Vec<ProcRow> {
+    let (afxdp, udp, tcp) = (
+        calls::proc_totals(afxdp),
+        calls::proc_totals(udp),
+        calls::proc_totals(tcp),
+    );
     procs::PROC_NAMES
         .iter()
         .enumerate()
@@ -165,6 +231,46 @@ pub fn proc_rows(
         .collect()
 }
 
+/// The mount list's size, caps and refusals as name/value pairs.
+pub fn mount_list_counters(list: &crate::mountlist::MountList) -> Vec<(String, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let limits = list.limits();
+    let refused = list.refused();
+    [
+        ("entries", list.len()),
+        ("max_entries", limits.total),
+        ("max_per_host", limits.per_host),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v as u64))
+    .chain([
+        ("refused_total_cap".to_owned(), refused.total.load(Relaxed)),
+        (
+            "refused_host_cap".to_owned(),
+            refused.per_host.load(Relaxed),
+        ),
+    ])
+    .collect()
+}
+
+/// The non-zero call counts of each path, with their names.
+pub fn call_rows(paths: &[(&str, &[u64])]) -> Vec<CallCount> {
+    let mut out = Vec::new();
+    for (path, counts) in paths {
+        for (slot, &count) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+            let key = calls::call_key(slot);
+            out.push(CallCount {
+                path: (*path).to_owned(),
+                proc: key.proc.to_owned(),
+                version: key.version.to_owned(),
+                status: key.status.to_owned(),
+                count,
+            });
+        }
+    }
+    out
+}
+
 /// The kernel listeners' counters as name/value pairs.
 pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
     use std::sync::atomic::Ordering::Relaxed;
@@ -175,7 +281,11 @@ pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
         ("name_lookups", &c.name_lookups),
         ("name_queue_full", &c.name_queue_full),
         ("tcp_connections", &c.tcp_connections),
+        ("tcp_closed", &c.tcp_closed),
         ("tcp_refused", &c.tcp_refused),
+        ("tcp_refused_host", &c.tcp_refused_host),
+        ("tcp_evicted", &c.tcp_evicted),
+        ("tcp_record_timeout", &c.tcp_record_timeout),
         ("tcp_oversize", &c.tcp_oversize),
         ("tcp_replies", &c.tcp_replies),
     ]
@@ -204,11 +314,24 @@ mod tests {
                     tx: 39,
                     ..Default::default()
                 }],
+                ..Default::default()
             }),
-            procedures: proc_rows(&[3; 9], &[0; 9], &[1; 9]),
+            procedures: vec![ProcRow {
+                name: "mnt".into(),
+                afxdp: 3,
+                udp: 0,
+                tcp: 1,
+            }],
             kernel: vec![("tcp_replies".into(), 9)],
+            mount_list: vec![("refused_host_cap".into(), 5)],
+            capabilities: vec!["cap_bpf".into(), "cap_net_admin".into()],
+            ..Default::default()
         };
         let t = report.to_table();
+        assert!(
+            t.contains("mount list:") && t.contains("refused_host_cap"),
+            "{t}"
+        );
         assert!(t.contains("native mode on veth0"), "{t}");
         assert!(t.contains("redirected"), "{t}");
         assert!(
@@ -221,6 +344,7 @@ mod tests {
         assert!(t
             .lines()
             .any(|l| l.split_whitespace().eq(["mnt", "3", "0", "1"])));
+        assert!(t.contains("capabilities: cap_bpf,cap_net_admin"), "{t}");
         let json = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);

@@ -1,4 +1,5 @@
-//! Per-procedure call counters, cheap enough for the hot path.
+//! Call counters, cheap enough for the hot path: one slot per procedure, version and
+//! outcome ([`super::calls`]).
 //!
 //! The AF_XDP workers count into their own cache-line-padded slots (one writer each, no
 //! read-modify-write). The kernel shells share one responder between threads, so their
@@ -9,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::calls::{call_slot, Outcome, CALL_SLOTS};
 use crate::exports::HostFacts;
-use crate::mount::{procs, MOUNT_PROGRAM};
 use crate::socket::{Answer, Responder};
 
 /// Procedure slots: NULL..PATHCONF (0..=7), then one for everything else.
@@ -28,25 +29,16 @@ pub const PROC_NAMES: [&str; PROC_SLOTS] = [
     "other",
 ];
 
-/// The slot of an RPC call message: its procedure number when it is a MOUNT call with a
-/// known procedure, else the "other" slot. Reads only the fixed call header.
-pub fn proc_slot(request: &[u8]) -> usize {
-    let word = |at: usize| {
-        request
-            .get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    // xid, msg_type (0 = CALL), rpcvers, prog, vers, proc
-    match (word(4), word(12), word(20)) {
-        (Some(0), Some(MOUNT_PROGRAM), Some(p)) if p <= procs::PATHCONF => p as usize,
-        _ => PROC_SLOTS - 1,
-    }
-}
-
 /// A counter array aligned to its own cache lines.
 #[repr(align(128))]
-#[derive(Debug, Default)]
-pub struct PaddedCounts(pub [AtomicU64; PROC_SLOTS]);
+#[derive(Debug)]
+pub struct PaddedCounts(pub [AtomicU64; CALL_SLOTS]);
+
+impl Default for PaddedCounts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
 
 impl PaddedCounts {
     /// Adds one in a slot written by this thread only (no locked instruction).
@@ -56,9 +48,18 @@ impl PaddedCounts {
         }
     }
 
-    /// The current values.
-    pub fn snapshot(&self) -> [u64; PROC_SLOTS] {
-        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    /// Adds the current values to `sums` (one entry per slot).
+    pub fn add_to(&self, sums: &mut [u64]) {
+        for (sum, c) in sums.iter_mut().zip(&self.0) {
+            *sum += c.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The current values, one per slot.
+    pub fn snapshot(&self) -> Vec<u64> {
+        let mut out = vec![0; CALL_SLOTS];
+        self.add_to(&mut out);
+        out
     }
 }
 
@@ -70,10 +71,18 @@ thread_local! {
 }
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
-/// Per-procedure counts shared by several threads.
-#[derive(Debug, Default)]
+/// Call counts shared by several threads.
+#[derive(Debug)]
 pub struct ShardedCounts {
-    shards: [PaddedCounts; SHARDS],
+    shards: Box<[PaddedCounts; SHARDS]>,
+}
+
+impl Default for ShardedCounts {
+    fn default() -> Self {
+        Self {
+            shards: Box::new(std::array::from_fn(|_| PaddedCounts::default())),
+        }
+    }
 }
 
 impl ShardedCounts {
@@ -90,19 +99,18 @@ impl ShardedCounts {
         }
     }
 
-    /// The sums over all shards.
-    pub fn snapshot(&self) -> [u64; PROC_SLOTS] {
-        let mut out = [0; PROC_SLOTS];
-        for shard in &self.shards {
-            for (o, v) in out.iter_mut().zip(shard.snapshot()) {
-                *o += v;
-            }
+    /// The sums over all shards, one per slot.
+    pub fn snapshot(&self) -> Vec<u64> {
+        let mut out = vec![0; CALL_SLOTS];
+        for shard in self.shards.iter() {
+            shard.add_to(&mut out);
         }
         out
     }
 }
 
-/// A [`Responder`] that counts each call by procedure, then delegates.
+/// A [`Responder`] that delegates, then counts the call by procedure, version and
+/// outcome.
 pub struct Counted<R> {
     inner: R,
     counts: Arc<ShardedCounts>,
@@ -123,37 +131,21 @@ impl<R: Responder> Responder for Counted<R> {
         host: Option<&HostFacts>,
         out: &mut [u8],
     ) -> Answer {
-        // A call asked again with the peer's name was counted the first time.
-        if host.is_none() {
-            self.counts.bump(proc_slot(request));
-        }
-        self.inner.respond(request, peer, host, out)
+        let answer = self.inner.respond(request, peer, host, out);
+        // A call that needs the peer's name is counted when it is asked again with it.
+        let outcome = match answer {
+            Answer::NeedName => return answer,
+            Answer::Reply { len, .. } => Outcome::Reply(out.get(..len).unwrap_or_default()),
+            Answer::Drop => Outcome::NoReply,
+        };
+        self.counts.bump(call_slot(request, outcome));
+        answer
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn call(prog: u32, procedure: u32) -> Vec<u8> {
-        [7, 0, 2, prog, 3, procedure]
-            .iter()
-            .flat_map(|w: &u32| w.to_be_bytes())
-            .collect()
-    }
-
-    #[test]
-    fn slots_by_procedure() {
-        assert_eq!(proc_slot(&call(MOUNT_PROGRAM, 0)), 0);
-        assert_eq!(proc_slot(&call(MOUNT_PROGRAM, 1)), 1);
-        assert_eq!(proc_slot(&call(MOUNT_PROGRAM, 7)), 7);
-        assert_eq!(proc_slot(&call(MOUNT_PROGRAM, 8)), PROC_SLOTS - 1);
-        assert_eq!(proc_slot(&call(100_003, 1)), PROC_SLOTS - 1);
-        assert_eq!(proc_slot(&[0; 10]), PROC_SLOTS - 1);
-        let mut reply = call(MOUNT_PROGRAM, 1);
-        reply[7] = 1; // msg_type REPLY
-        assert_eq!(proc_slot(&reply), PROC_SLOTS - 1);
-    }
 
     #[test]
     fn sharded_counts_sum_over_threads() {
@@ -182,6 +174,7 @@ mod tests {
         c.bump_owned(2);
         c.bump_owned(99); // out of range: ignored
         assert_eq!(c.snapshot()[2], 2);
+        assert_eq!(c.snapshot().len(), CALL_SLOTS);
         assert_eq!(std::mem::align_of::<PaddedCounts>(), 128);
     }
 }

@@ -10,20 +10,19 @@ mod cpu;
 mod ganesha;
 mod meta;
 mod report;
-mod server;
+pub(crate) mod server;
 mod storm;
 mod variants;
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::netns::{NetPair, NetSpec};
-use crate::{run_checked, workspace_root};
+use crate::workspace_root;
 use report::{Cell, Config, Report, Run, Summary};
 use storm::{Load, StormSpec};
 use variants::{Ctx, GeneratorIo, Variant, Workload};
@@ -96,7 +95,8 @@ const WORKDIR: &str = "/tmp/xmd-bench";
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
-    fn install() -> Result<Self> {
+    /// Catch Ctrl-C and SIGTERM from now on.
+    pub(crate) fn install() -> Result<Self> {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
         ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
@@ -132,19 +132,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let started = Instant::now();
     let root = workspace_root();
-    run_checked(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "mount-user",
-                "--bin",
-                "xdp-mountd",
-            ]),
-    )?;
-    let bin = root.join("target/release/xdp-mountd");
+    let bin = crate::build_release_daemon()?;
     let stop = Interrupt::install()?;
 
     let work = Path::new(WORKDIR);

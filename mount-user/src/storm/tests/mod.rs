@@ -61,6 +61,8 @@ fn against_tcp(responder: Arc<dyn Responder>, extra: &[&str]) -> super::Report {
     let addr = listener.local_addr().unwrap();
     let config = TcpConfig {
         max_connections: 64,
+        max_per_host: 64,
+        record_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(10),
         max_record: 8192,
         reply_capacity: tcp::TCP_REPLY_CAPACITY,
