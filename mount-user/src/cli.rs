@@ -341,7 +341,6 @@ mod tests {
             &["serve", "--exports", "e", "--cores", "x"],
             &["reload", "--port", "x"],
             &["serve", "--exports", "e", "--metrics", "9644"],
-            &["check"],
             &["--log-format", "xml", "check", "--exports", "e"],
         ] {
             let argv = std::iter::once(&"xdp-mountd").chain(bad);
