@@ -21,6 +21,7 @@ fn main() {
         exports: &exports,
         mounts: &mounts,
         policy: &policy,
+        upstream: None,
     };
     let client_at = |i: u32| Client {
         addr: SocketAddr::from((Ipv4Addr::from(0x0a01_0000 + i), 700)),

@@ -151,6 +151,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED))]
     pub bind: IpAddr,
 
+    /// Check our rpcbind registrations every SECS seconds and restore them when they are
+    /// gone (rpc.mountd and Ganesha remove program 100005 when they start or stop); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub rpcbind_check: u64,
+
+    /// Gateway mode.
+    #[command(flatten)]
+    pub upstream: crate::gateway::UpstreamArgs,
+
     /// AF_XDP fast path and stats socket.
     #[command(flatten)]
     pub xdp: crate::fastpath::XdpArgs,
@@ -173,6 +183,10 @@ pub struct CheckArgs {
     /// The exports(5) file to validate.
     #[arg(long, value_name = "FILE")]
     pub exports: PathBuf,
+
+    /// Also ask this upstream MOUNT server for every export's handle and print its answers.
+    #[command(flatten)]
+    pub upstream: crate::gateway::UpstreamArgs,
 }
 
 #[cfg(test)]
@@ -280,7 +294,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(
-            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == std::path::Path::new("x"))
+            matches!(cli.command, Command::Check(CheckArgs { exports, .. }) if exports == std::path::Path::new("x"))
         );
     }
 }

@@ -5,6 +5,7 @@
 //! lines: count calls per procedure, start this, shut it down first at exit.
 use std::net::UdpSocket;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -16,6 +17,7 @@ use mount_user::socket::{Counters, Responder};
 use mount_user::stats::procs::{ShardedCounts, PROC_SLOTS};
 use mount_user::stats::server::StatsServer;
 use mount_user::stats::{self, Report};
+use mount_user::upstream::Upstream;
 
 /// `--xdp` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +133,7 @@ impl FastPath {
         names: Arc<NameCache>,
         counters: Arc<Counters>,
         counts: &KernelCounts,
+        (upstream, restored): (Option<Arc<Upstream>>, Arc<AtomicU64>),
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
         let datapath = match args.config(port)? {
@@ -160,6 +163,8 @@ impl FastPath {
                     &tcp.snapshot(),
                 ),
                 kernel: stats::kernel_counters(&counters),
+                upstream: upstream.as_ref().map(|u| u.report()),
+                rpcbind_restored: restored.load(Ordering::Relaxed),
             }
         };
         let path = args

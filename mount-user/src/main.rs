@@ -8,6 +8,8 @@ use tracing_subscriber::EnvFilter;
 mod check;
 mod cli;
 mod fastpath;
+mod gateway;
+mod registration;
 mod serve;
 mod stats_cmd;
 

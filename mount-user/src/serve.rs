@@ -1,6 +1,7 @@
 //! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use anyhow::Context as _;
 use mount_user::exports::{ExportTable, SharedExports};
 use mount_user::mount::{Policy, Transport};
 use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
-use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
@@ -18,7 +18,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
 use crate::fastpath::{FastPath, KernelCounts};
+use crate::gateway;
+use crate::registration::{self, Watch};
 use mount_user::stats::procs::Counted;
+use mount_user::upstream::Upstream;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
@@ -28,6 +31,11 @@ const TCP_BACKLOG: i32 = 1024;
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let table = ExportTable::load(&args.exports)?;
     tracing::info!(file = %args.exports.display(), exports = table.exports().len(), "exports loaded");
+    // Gateway mode: the roots' handles are learned before anything is served (bounded).
+    let upstream = gateway::start(&args.upstream)?;
+    if let Some(up) = &upstream {
+        gateway::learn(up, &table);
+    }
     let exports = Arc::new(SharedExports::new(table));
 
     let (mounts, persister) = open_mount_list(&args)?;
@@ -49,15 +57,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Transport::Udp => counts.udp.clone(),
             Transport::Tcp => counts.tcp.clone(),
         };
-        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone());
+        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone())
+            .with_upstream(upstream.clone());
         Arc::new(Counted::new(service, counted))
     };
     // AF_XDP answers from the same core, uncounted here (its workers count per queue).
-    let xdp_service = Arc::new(MountService::new(
-        exports.clone(),
-        mounts.clone(),
-        policy.clone(),
-    ));
+    let xdp_service = Arc::new(
+        MountService::new(exports.clone(), mounts.clone(), policy.clone())
+            .with_upstream(upstream.clone()),
+    );
     let kernel_udp = udp_sockets.first().context("no UDP socket")?.try_clone()?;
     let udp = UdpServer::start(
         udp_sockets,
@@ -67,6 +75,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
+    let restored = Arc::new(AtomicU64::new(0));
     let fast = FastPath::start(
         &args.xdp,
         &kernel_udp,
@@ -74,6 +83,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
+        (upstream.clone(), restored.clone()),
     );
     let fast = match fast {
         Ok(f) => f,
@@ -119,9 +129,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             false
         } else {
             let ip = local.ip();
-            tokio::task::spawn_blocking(move || register(ip, local.port()))
+            tokio::task::spawn_blocking(move || registration::register(ip, local.port()))
                 .await
                 .unwrap_or(false)
+        };
+        let watch = match args.rpcbind_check {
+            0 => None,
+            _ if !registered => None,
+            secs => {
+                let every = Duration::from_secs(secs);
+                Watch::start(local.ip(), local.port(), every, restored.clone())
+                    .map_err(|e| tracing::warn!(error = %e, "rpcbind watch not started"))
+                    .ok()
+            }
         };
 
         println!("READY udp={local} tcp={local}");
@@ -131,10 +151,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&exports, &args).await,
+                _ = hup.recv() => reload(&exports, &args, upstream.clone()).await,
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
+        }
+        if let Some(watch) = watch {
+            // Before unregistering, so the watch does not register us again.
+            tokio::task::spawn_blocking(move || watch.stop()).await.ok();
         }
         let _ = stop.send(true);
         if tcp_task.await.is_err() {
@@ -151,7 +175,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     if registered {
-        unregister();
+        registration::unregister();
     }
     if let Some(persister) = persister {
         persister
@@ -207,11 +231,19 @@ fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<R
     Ok((list, Some(persister)))
 }
 
-/// SIGHUP: load the exports file again; keep the current table on error.
-async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs) {
+/// SIGHUP: load the exports file again (and in gateway mode learn its roots' handles before
+/// it is served); keep the current table on error.
+async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs, upstream: Option<Arc<Upstream>>) {
     let path = args.exports.clone();
-    // Loading resolves host names: keep it off the runtime's worker threads.
-    match tokio::task::spawn_blocking(move || ExportTable::load(&path)).await {
+    // Loading resolves host names and learning waits for upstream: off the runtime's workers.
+    let loaded = tokio::task::spawn_blocking(move || {
+        let table = ExportTable::load(&path)?;
+        if let Some(up) = &upstream {
+            gateway::learn(up, &table);
+        }
+        Ok::<_, mount_user::exports::ExportsError>(table)
+    });
+    match loaded.await {
         Ok(Ok(table)) => {
             let count = table.exports().len();
             exports.replace(table);
@@ -223,46 +255,5 @@ async fn reload(exports: &Arc<SharedExports>, args: &ServeArgs) {
             }
         }
         Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
-    }
-}
-
-/// Register with rpcbind; true when rpcbind was reached (so we unregister at exit).
-fn register(ip: IpAddr, port: u16) -> bool {
-    let endpoints = rpcbind::endpoints(ip, port);
-    let mut rpcb = match Rpcbind::connect_default() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
-            return false;
-        }
-    };
-    match rpcb.register(MOUNT_PROGRAM, &MOUNT_VERSIONS, &endpoints) {
-        Ok(n) => {
-            tracing::info!(
-                port,
-                registrations = n,
-                via = rpcb.transport_name(),
-                "registered with rpcbind"
-            );
-            true
-        }
-        Err(RpcbindError::Unreachable(e)) => {
-            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
-            false
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "rpcbind registration failed; serving without it");
-            true
-        }
-    }
-}
-
-/// Remove our registrations at exit.
-fn unregister() {
-    let result =
-        Rpcbind::connect_default().and_then(|mut r| r.unregister(MOUNT_PROGRAM, &MOUNT_VERSIONS));
-    match result {
-        Ok(()) => tracing::info!("unregistered from rpcbind"),
-        Err(e) => tracing::warn!(error = %e, "unregistering from rpcbind failed"),
     }
 }

@@ -30,6 +30,9 @@ pub enum Answer {
     Drop,
     /// Resolve the peer's host name and ask again with it.
     NeedName,
+    /// Gateway mode: the handle must be learned from upstream first. Hand the call to a
+    /// thread off the fast path, which calls [`answer_deferred`].
+    NeedUpstream,
 }
 
 /// The protocol side of a shell: answers one RPC message.
@@ -43,6 +46,42 @@ pub trait Responder: Send + Sync + 'static {
         name: Option<&str>,
         out: &mut [u8],
     ) -> Answer;
+
+    /// Off the fast path, after [`Answer::NeedUpstream`]: wait (bounded) for what the answer
+    /// needs, then answer for good (never `NeedUpstream` again). The default answers as
+    /// [`respond`](Self::respond) does, for responders that never defer.
+    fn respond_waited(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        name: Option<&str>,
+        out: &mut [u8],
+    ) -> Answer {
+        self.respond(request, peer, name, out)
+    }
+}
+
+/// Answer a call the fast path deferred: look the peer's name up when the answer needs it
+/// (blocking on DNS), then let the responder wait for upstream when it needs that. Runs on
+/// the shells' lookup threads only.
+pub fn answer_deferred(
+    responder: &dyn Responder,
+    names: &resolve::NameCache,
+    request: &[u8],
+    peer: SocketAddr,
+    out: &mut [u8],
+) -> Answer {
+    let mut name = None;
+    let mut answer = responder.respond(request, peer, None, out);
+    if answer == Answer::NeedName {
+        let resolved = names.resolve(peer.ip());
+        answer = responder.respond(request, peer, Some(&resolved), out);
+        name = Some(resolved);
+    }
+    if answer == Answer::NeedUpstream {
+        answer = responder.respond_waited(request, peer, name.as_deref(), out);
+    }
+    answer
 }
 
 /// Event counters of the shells, logged at exit.
@@ -58,6 +97,8 @@ pub struct Counters {
     pub name_lookups: AtomicU64,
     /// Calls dropped because the name-lookup queue was full.
     pub name_queue_full: AtomicU64,
+    /// Calls handed off the fast path to wait for a handle from upstream (gateway mode).
+    pub upstream_waits: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
     /// TCP connections closed at once because of the connection cap.
@@ -83,6 +124,7 @@ impl Counters {
             udp_dropped = get(&self.udp_dropped),
             name_lookups = get(&self.name_lookups),
             name_queue_full = get(&self.name_queue_full),
+            upstream_waits = get(&self.upstream_waits),
             tcp_connections = get(&self.tcp_connections),
             tcp_refused = get(&self.tcp_refused),
             tcp_oversize = get(&self.tcp_oversize),

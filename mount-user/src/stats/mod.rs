@@ -26,6 +26,12 @@ pub struct Report {
     pub procedures: Vec<ProcRow>,
     /// The kernel-stack listeners' event counters, by name.
     pub kernel: Vec<(String, u64)>,
+    /// Gateway mode (`--upstream`), when on.
+    #[serde(default)]
+    pub upstream: Option<crate::upstream::UpstreamReport>,
+    /// Times our rpcbind registrations were found missing and restored.
+    #[serde(default)]
+    pub rpcbind_restored: u64,
 }
 
 /// The XDP program and the AF_XDP sockets.
@@ -143,6 +149,14 @@ impl Report {
                 let _ = writeln!(s, "  {name:<20} {v:>12}");
             }
         }
+        if let Some(up) = &self.upstream {
+            let _ = write!(s, "\n{}", up.to_lines());
+        }
+        let _ = writeln!(
+            s,
+            "\nrpcbind registrations restored: {}",
+            self.rpcbind_restored
+        );
         s
     }
 }
@@ -174,6 +188,7 @@ pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
         ("udp_dropped", &c.udp_dropped),
         ("name_lookups", &c.name_lookups),
         ("name_queue_full", &c.name_queue_full),
+        ("upstream_waits", &c.upstream_waits),
         ("tcp_connections", &c.tcp_connections),
         ("tcp_refused", &c.tcp_refused),
         ("tcp_oversize", &c.tcp_oversize),
@@ -207,6 +222,8 @@ mod tests {
             }),
             procedures: proc_rows(&[3; 9], &[0; 9], &[1; 9]),
             kernel: vec![("tcp_replies".into(), 9)],
+            upstream: None,
+            rpcbind_restored: 0,
         };
         let t = report.to_table();
         assert!(t.contains("native mode on veth0"), "{t}");

@@ -128,6 +128,17 @@ impl<R: Responder> Responder for Counted<R> {
         }
         self.inner.respond(request, peer, name, out)
     }
+
+    fn respond_waited(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        name: Option<&str>,
+        out: &mut [u8],
+    ) -> Answer {
+        // Counted when first asked.
+        self.inner.respond_waited(request, peer, name, out)
+    }
 }
 
 #[cfg(test)]
