@@ -51,6 +51,9 @@ pub struct DaemonOpts {
     /// With the AF_XDP path on: this test sends UDP calls that reach the kernel socket by
     /// design (IP fragments, loopback), so the AF_XDP-only check at stop is skipped.
     pub kernel_udp_ok: bool,
+    /// Run in the mount namespace of this process (a shared rpcbind's, see
+    /// [`crate::ganesha::SharedRpcbind`]) and register with that rpcbind.
+    pub mount_ns_of: Option<u32>,
 }
 
 impl DaemonOpts {
@@ -70,6 +73,7 @@ impl DaemonOpts {
             extra,
             bin: None,
             kernel_udp_ok: false,
+            mount_ns_of: None,
         }
     }
 }
@@ -119,7 +123,7 @@ impl NetPair {
             args.push("--rmtab".into());
             args.push(r.display().to_string());
         }
-        if !opts.rpcbind && !opts.rpcbind_absent {
+        if !opts.rpcbind && !opts.rpcbind_absent && opts.mount_ns_of.is_none() {
             args.push("--no-rpcbind".into());
         }
         if opts.filter_exports {
@@ -136,7 +140,10 @@ impl NetPair {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
         let mut rpcbind_pidfile = None;
-        if opts.rpcbind {
+        if let Some(pid) = opts.mount_ns_of {
+            cmd.arg("nsenter")
+                .arg(format!("--mount=/proc/{pid}/ns/mnt"));
+        } else if opts.rpcbind {
             // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
             // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
             // so its registration reaches this rpcbind (platform.md).

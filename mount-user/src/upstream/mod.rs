@@ -241,8 +241,12 @@ impl Upstream {
                 self.state.lock().serves_v1 = Some(true);
                 Some(answer)
             }
+            // Not served: the version (PROG_MISMATCH), or MNT in it (Ganesha: PROC_UNAVAIL).
             Err(UpstreamError::Reply {
-                error: ReplyCheckError::NotAccepted(AcceptStat::ProgMismatch { .. }),
+                error:
+                    ReplyCheckError::NotAccepted(
+                        AcceptStat::ProgMismatch { .. } | AcceptStat::ProcUnavail,
+                    ),
                 ..
             }) => {
                 tracing::info!(
