@@ -1,4 +1,4 @@
-//! Asking a portmapper (rpcbind, port 111) where a program listens: the thin I/O around
+//! Asking a portmapper (rpcbind, port 111) where programs listen: the thin I/O around
 //! [`crate::rpc::pmap`]. Used to find the upstream MOUNT port (`--upstream HOST` without a
 //! port) and to check that our own registrations are still there.
 use std::io;
@@ -6,9 +6,14 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::mount::client::ReplyCheckError;
-use crate::rpc::pmap::{decode_getport_reply, encode_getport, PMAP_PORT};
+use crate::rpc::pmap::{
+    decode_dump_reply, decode_getport_reply, encode_dump, encode_getport, Mapping, PMAP_PORT,
+};
 
-/// Why a GETPORT got no port.
+/// Largest portmapper reply read (a DUMP of a busy rpcbind).
+const MAX_REPLY: usize = 65_536;
+
+/// Why a portmapper call got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum GetportError {
     /// Socket trouble.
@@ -23,7 +28,7 @@ pub enum GetportError {
 }
 
 /// The port `host`'s portmapper maps (`prog`, `vers`, `prot`) to; 0 when not registered.
-/// One datagram, resent once, waiting at most `timeout` in all.
+/// (rpcbind answers with another version's port when the asked one is missing.)
 pub fn getport(
     host: IpAddr,
     prog: u32,
@@ -31,6 +36,26 @@ pub fn getport(
     prot: u32,
     timeout: Duration,
 ) -> Result<u16, GetportError> {
+    call(
+        host,
+        timeout,
+        |out, xid| encode_getport(out, xid, prog, vers, prot),
+        decode_getport_reply,
+    )
+}
+
+/// Every registration `host`'s portmapper lists (IPv4 udp and tcp ones, in version 2).
+pub fn dump(host: IpAddr, timeout: Duration) -> Result<Vec<Mapping>, GetportError> {
+    call(host, timeout, encode_dump, decode_dump_reply)
+}
+
+/// One call over UDP, sent twice at most, waiting at most `timeout` in all.
+fn call<T>(
+    host: IpAddr,
+    timeout: Duration,
+    encode: impl Fn(&mut [u8], u32) -> Result<usize, crate::xdr::XdrError>,
+    decode: impl Fn(&[u8], u32) -> Result<T, ReplyCheckError>,
+) -> Result<T, GetportError> {
     let server = SocketAddr::new(host, PMAP_PORT);
     let local: IpAddr = match host {
         IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -38,25 +63,24 @@ pub fn getport(
     };
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
     let xid = crate::upstream::client::fresh_xid();
-    let mut call = [0u8; 128];
-    let n = encode_getport(&mut call, xid, prog, vers, prot).map_err(io::Error::other)?;
+    let mut msg = [0u8; 128];
+    let n = encode(&mut msg, xid).map_err(io::Error::other)?;
     let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 512];
+    let mut buf = vec![0u8; MAX_REPLY];
     // Two sends: one lost datagram must not look like "no portmapper".
     for attempt in 0..2u32 {
-        socket.send_to(&call[..n], server)?;
-        let until = Instant::now() + timeout / 2;
+        socket.send_to(&msg[..n], server)?;
         let until = if attempt == 1 {
             deadline
         } else {
-            until.min(deadline)
+            (Instant::now() + timeout / 2).min(deadline)
         };
         while let Some(left) = until.checked_duration_since(Instant::now()) {
             socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             match socket.recv_from(&mut buf) {
                 Ok((len, from)) if from.ip().to_canonical() == host.to_canonical() => {
-                    match decode_getport_reply(&buf[..len], xid) {
-                        Ok(port) => return Ok(port),
+                    match decode(&buf[..len], xid) {
+                        Ok(v) => return Ok(v),
                         Err(ReplyCheckError::OtherXid { .. }) => continue,
                         Err(e) => return Err(GetportError::Reply(server, e)),
                     }

@@ -108,7 +108,7 @@ fn watch(ip: IpAddr, port: u16, interval: Duration, stop: &AtomicBool, restored:
             Ok(Some(what)) => {
                 tracing::warn!(
                     port,
-                    found = %what,
+                    missing = %what,
                     "our rpcbind registration is gone (rpc.mountd or Ganesha started or stopped, or rpcbind restarted): registering again"
                 );
                 if register(ip, port) {
@@ -125,26 +125,23 @@ fn watch(ip: IpAddr, port: u16, interval: Duration, stop: &AtomicBool, restored:
     }
 }
 
-/// None when every version maps to `port` over UDP and TCP; else what rpcbind says instead.
+/// None when every version is registered on `port` over UDP and TCP; else what is missing.
 /// Only the IPv4 netids are checked (portmapper v2 knows no others); a service bound to
 /// an IPv6 address only has none, and is not checked.
 fn missing(ip: IpAddr, port: u16) -> Result<Option<String>, portmap::GetportError> {
-    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let endpoints = rpcbind::endpoints(ip, port);
     let netids = [(IPPROTO_UDP, "udp"), (IPPROTO_TCP, "tcp")];
-    let checked = netids
-        .iter()
-        .filter(|(_, name)| endpoints.iter().any(|e| e.netid == *name));
+    let listed = portmap::dump(IpAddr::V4(Ipv4Addr::LOCALHOST), CHECK_TIMEOUT)?;
     for vers in MOUNT_VERSIONS {
-        for &(prot, name) in checked.clone() {
-            let got = portmap::getport(local, MOUNT_PROGRAM, vers, prot, CHECK_TIMEOUT)?;
-            if got != port {
-                let found = if got == 0 {
-                    "nothing".to_string()
-                } else {
-                    format!("port {got}")
-                };
-                return Ok(Some(format!("v{vers}/{name}: {found}")));
+        for (prot, name) in netids {
+            if !endpoints.iter().any(|e| e.netid == name) {
+                continue;
+            }
+            let there = listed.iter().any(|m| {
+                (m.prog, m.vers, m.prot, m.port) == (MOUNT_PROGRAM, vers, prot, u32::from(port))
+            });
+            if !there {
+                return Ok(Some(format!("no v{vers}/{name} on port {port}")));
             }
         }
     }

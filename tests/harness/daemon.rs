@@ -92,6 +92,8 @@ pub struct Daemon<'p> {
     /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
     /// teardown in parallel tests can hold for seconds, so exits get more time.
     xdp: bool,
+    /// The daemon's stats socket (real daemons only).
+    stats_socket: Option<PathBuf>,
 }
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -130,12 +132,17 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
-        let xdp_stats = (opts.bin.is_none() && crate::afxdp::xdp_mode(&opts.extra)).then(|| {
+        // Every real daemon gets its stats socket in the scratch dir (tests read it).
+        let stats_socket = opts.bin.is_none().then(|| {
             let socket = self.dir.join(format!("stats-{seq}.sock"));
             args.push("--stats-socket".into());
             args.push(socket.display().to_string());
-            (socket, opts.kernel_udp_ok)
+            socket
         });
+        let xdp_stats = stats_socket
+            .clone()
+            .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
+            .map(|socket| (socket, opts.kernel_udp_ok));
 
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.srv]);
@@ -216,6 +223,7 @@ impl NetPair {
             status: None,
             xdp: xdp_stats.is_some(),
             xdp_stats,
+            stats_socket,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -248,6 +256,25 @@ impl Daemon<'_> {
     /// The daemon's pid (host pid namespace).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// `xdp-mountd stats --json` of the running daemon.
+    pub fn stats_json(&self) -> serde_json::Value {
+        let socket = self
+            .stats_socket
+            .as_ref()
+            .expect("a real daemon has a stats socket");
+        let out = Command::new(daemon_bin())
+            .args(["stats", "--json", "--socket"])
+            .arg(socket)
+            .output()
+            .expect("running xdp-mountd stats");
+        assert!(
+            out.status.success(),
+            "xdp-mountd stats: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("stats --json is JSON")
     }
 
     /// Everything the daemon wrote to stderr so far.
