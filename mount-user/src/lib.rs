@@ -16,5 +16,6 @@ pub mod rpcbind;
 pub mod socket;
 pub mod stats;
 pub mod storm;
+pub mod udp_call;
 pub mod upstream;
 pub mod xdr;

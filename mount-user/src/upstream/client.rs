@@ -6,7 +6,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::mount::client::{
     accepted_results, decode_mnt_reply, encode_mnt, encode_path_call, MntAnswer, ReplyCheckError,
@@ -15,6 +15,7 @@ use crate::mount::client::{
 use crate::mount::procs;
 use crate::portmap::{self, GetportError};
 use crate::rpc::pmap::IPPROTO_UDP;
+use crate::udp_call::{self, CallError};
 
 /// Largest reply read (a `mountres3` is under 400 bytes).
 const MAX_REPLY: usize = 2048;
@@ -22,12 +23,9 @@ const MAX_REPLY: usize = 2048;
 /// Why upstream gave no answer to a call.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// Socket trouble on our side.
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
     /// Finding the MOUNT port through upstream's portmapper failed.
-    #[error("{0}")]
-    Portmap(#[from] GetportError),
+    #[error("portmapper: {0}")]
+    Portmap(GetportError),
     /// Upstream's portmapper does not know the program.
     #[error("program {program} version 3 is not registered with the portmapper on {host}")]
     NotRegistered {
@@ -36,24 +34,15 @@ pub enum UpstreamError {
         /// The program asked for.
         program: u32,
     },
-    /// Nothing usable came back in time.
-    #[error("no reply from {peer} after {tries} tries ({garbage} undecodable replies)")]
-    Timeout {
-        /// Where the calls went.
-        peer: SocketAddr,
-        /// How many times the call was sent.
-        tries: u32,
-        /// Datagrams from upstream that did not decode as a reply to our call.
-        garbage: u32,
-    },
-    /// A reply that refuses the call or cannot carry a handle.
-    #[error("{peer}: {error}")]
-    Reply {
-        /// Who answered.
-        peer: SocketAddr,
-        /// What was wrong.
-        error: ReplyCheckError,
-    },
+    /// The MNT or UMNT call itself.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl From<io::Error> for UpstreamError {
+    fn from(e: io::Error) -> Self {
+        UpstreamError::Call(CallError::Io(e))
+    }
 }
 
 /// A transaction id not used recently by this process (clock-seeded, then counted).
@@ -147,7 +136,8 @@ impl MountClient {
             (None, None) => {
                 let t = &self.target;
                 let timeout = t.try_timeout * t.tries.max(1);
-                let p = portmap::getport(t.host, t.program, 3, IPPROTO_UDP, timeout)?;
+                let p = portmap::getport(t.host, t.program, 3, IPPROTO_UDP, timeout)
+                    .map_err(UpstreamError::Portmap)?;
                 if p == 0 {
                     return Err(UpstreamError::NotRegistered {
                         host: t.host,
@@ -162,8 +152,8 @@ impl MountClient {
         Ok(SocketAddr::new(self.target.host, port))
     }
 
-    /// Send a call, resend on silence, return the first reply `decode` accepts. Replies to
-    /// other calls are skipped; anything else that does not decode counts as garbage.
+    /// Send a call, resend on silence, return the first reply `decode` accepts. A failed
+    /// call forgets a port found through the portmapper.
     fn call<T>(
         &mut self,
         encode: impl Fn(&mut [u8], u32) -> Result<usize, crate::xdr::XdrError>,
@@ -174,49 +164,20 @@ impl MountClient {
         let mut msg = [0u8; MAX_CALL];
         let n = encode(&mut msg, xid).map_err(io::Error::other)?;
         let mut buf = [0u8; MAX_REPLY];
-        let mut garbage = 0;
-        let tries = self.target.tries.max(1);
-        for _ in 0..tries {
-            self.socket.send_to(&msg[..n], peer)?;
-            let until = Instant::now() + self.target.try_timeout;
-            while let Some(left) = until.checked_duration_since(Instant::now()) {
-                self.socket
-                    .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-                let (len, from) = match self.socket.recv_from(&mut buf) {
-                    Ok(r) => r,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if from.ip().to_canonical() != peer.ip().to_canonical()
-                    || from.port() != peer.port()
-                {
-                    continue;
-                }
-                match decode(&buf[..len], xid) {
-                    Ok(v) => return Ok(v),
-                    // A late reply to an earlier call of ours.
-                    Err(ReplyCheckError::OtherXid { .. }) => {}
-                    Err(ReplyCheckError::Malformed(_)) => garbage += 1,
-                    Err(error) => {
-                        self.forget_port();
-                        return Err(UpstreamError::Reply { peer, error });
-                    }
-                }
-            }
-        }
-        self.forget_port();
-        Err(UpstreamError::Timeout {
+        let (timeout, tries) = (self.target.try_timeout, self.target.tries);
+        let result = udp_call::call(
+            &self.socket,
             peer,
+            &msg[..n],
+            timeout,
             tries,
-            garbage,
-        })
+            &mut buf,
+            |m| decode(m, xid),
+        );
+        if result.is_err() {
+            self.forget_port();
+        }
+        Ok(result?)
     }
 
     fn forget_port(&mut self) {
@@ -311,13 +272,13 @@ mod tests {
     fn silence_and_garbage_only_end_in_a_bounded_timeout() {
         let port = fake(4, |_| vec![vec![0xde, 0xad]]);
         let mut c = MountClient::new(target(port)).unwrap();
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         match c.mnt("/srv/x", 3) {
-            Err(UpstreamError::Timeout {
+            Err(UpstreamError::Call(CallError::Timeout {
                 tries: 2,
                 garbage: 2,
                 ..
-            }) => {}
+            })) => {}
             other => panic!("{other:?}"),
         }
         assert!(t0.elapsed() < Duration::from_secs(2));
@@ -339,10 +300,10 @@ mod tests {
         let mut c = MountClient::new(target(port)).unwrap();
         assert!(matches!(
             c.mnt("/srv/x", 3),
-            Err(UpstreamError::Reply {
+            Err(UpstreamError::Call(CallError::Reply {
                 error: ReplyCheckError::NotAccepted(_),
                 ..
-            })
+            }))
         ));
     }
 }

@@ -23,6 +23,7 @@ use crate::mount::client::{MntAnswer, ReplyCheckError};
 use crate::mount::learned::{Learned, LearnedHandles};
 use crate::mount::MountStat;
 use crate::rpc::AcceptStat;
+use crate::udp_call::CallError;
 
 pub mod client;
 mod report;
@@ -242,13 +243,13 @@ impl Upstream {
                 Some(answer)
             }
             // Not served: the version (PROG_MISMATCH), or MNT in it (Ganesha: PROC_UNAVAIL).
-            Err(UpstreamError::Reply {
+            Err(UpstreamError::Call(CallError::Reply {
                 error:
                     ReplyCheckError::NotAccepted(
                         AcceptStat::ProgMismatch { .. } | AcceptStat::ProcUnavail,
                     ),
                 ..
-            }) => {
+            })) => {
                 tracing::info!(
                     "upstream does not serve MOUNT v1: v1/v2 MNT will be answered EACCES"
                 );
