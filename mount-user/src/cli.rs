@@ -65,7 +65,8 @@ pub enum Command {
                       xdp-mountd serve --exports /etc/exports\n  \
                       xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab --udp-workers 4\n  \
                       xdp-mountd serve --exports /etc/exports --iface eth0 --xdp native --cores 2-3\n  \
-                      xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind"
+                      xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind\n  \
+                      xdp-mountd serve --exports /etc/exports --upstream 127.0.0.1:20048 --upstream-program 400005"
     )]
     Serve(ServeArgs),
     /// Validate an exports file and print what it compiles to.
@@ -73,8 +74,12 @@ pub enum Command {
         long_about = "Validate an exports file and print what it compiles to: each export with \
                       its root file handle (and where the handle comes from) and each client \
                       rule with its effective options. Exit status 0 when the file is valid; \
-                      otherwise 1, with one FILE:LINE: message per error on stderr.",
-        after_help = "Example:\n  xdp-mountd check --exports /etc/exports"
+                      otherwise 1, with one FILE:LINE: message per error on stderr.\n\n\
+                      With --upstream, also asks that MOUNT server for every export without \
+                      fh= (MNT v3 and v1) and prints its handle or its error; exit status 1 \
+                      when an export gets no handle.",
+        after_help = "Examples:\n  xdp-mountd check --exports /etc/exports\n  \
+                      xdp-mountd check --exports /etc/exports --upstream 127.0.0.1:20048 --upstream-program 400005"
     )]
     Check(CheckArgs),
     /// Show a running daemon's counters: per queue, XDP program, AF_XDP sockets, procedures.
@@ -252,6 +257,60 @@ mod tests {
             (5, 7, 4096)
         );
         assert_eq!(a.bind, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn gateway_flags() {
+        let a = serve(&["--exports", "e"]);
+        assert_eq!(a.upstream.upstream, None);
+        assert_eq!(a.rpcbind_check, 10);
+        let a = serve(&[
+            "--exports",
+            "e",
+            "--upstream",
+            "10.0.0.1:20048",
+            "--upstream-program",
+            "400005",
+            "--upstream-ttl",
+            "60",
+            "--upstream-wait-ms",
+            "250",
+            "--upstream-umnt",
+            "--rpcbind-check",
+            "0",
+        ]);
+        let u = &a.upstream;
+        assert_eq!(u.upstream.as_deref(), Some("10.0.0.1:20048"));
+        assert_eq!(
+            (u.upstream_program, u.upstream_ttl, u.upstream_wait_ms),
+            (400_005, 60, 250)
+        );
+        assert!(u.upstream_umnt);
+        assert_eq!(a.rpcbind_check, 0);
+        for bad in [
+            &["serve", "--exports", "e", "--upstream-program", "5"][..],
+            &[
+                "serve",
+                "--exports",
+                "e",
+                "--upstream",
+                "h",
+                "--upstream-ttl",
+                "1",
+            ],
+            &[
+                "serve",
+                "--exports",
+                "e",
+                "--upstream",
+                "h",
+                "--upstream-wait-ms",
+                "0",
+            ],
+        ] {
+            let argv = std::iter::once(&"xdp-mountd").chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
