@@ -133,9 +133,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .unwrap_or(false)
         };
+        // Watched even when rpcbind was not reachable now: it may start (or restart) later.
         let watch = match args.rpcbind_check {
+            _ if args.no_rpcbind => None,
             0 => None,
-            _ if !registered => None,
             secs => {
                 let every = Duration::from_secs(secs);
                 Watch::start(local.ip(), local.port(), every, restored.clone())
@@ -174,7 +175,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registered = registered?;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
-    if registered {
+    if registered || restored.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         registration::unregister();
     }
     if let Some(persister) = persister {
