@@ -124,3 +124,70 @@ fn concurrent_clients_get_their_own_answers() {
         t0.elapsed()
     );
 }
+
+/// A burst of MNTs from many source addresses and paths stops at the mount list's caps:
+/// every MNT is still answered OK, DUMP lists exactly the caps' worth, and stats counts
+/// what was refused.
+#[test]
+fn mount_list_stops_at_its_caps() {
+    let Some(pair) = NetPair::new("mount_list_stops_at_its_caps") else {
+        return;
+    };
+    let n = pair.n;
+    let exports = pair.write_file("exports", "/srv/burst *(rw,insecure)\n");
+    let mut opts = DaemonOpts::new(exports);
+    opts.extra
+        .extend(["--max-mounts-per-host", "3", "--max-mounts", "10"].map(String::from));
+    // Eight client hosts, each mounting five directories: 40 MNTs, of which 10 fit.
+    let hosts: Vec<std::net::IpAddr> = (0..8u8)
+        .map(|h| format!("10.77.{n}.{}", 100 + h).parse().unwrap())
+        .collect();
+    for h in &hosts {
+        pair.add_cli_addr(&format!("{h}/24"));
+    }
+    let d = pair.start_daemon(&opts);
+    let server = pair.srv_addr(false, PORT);
+    let dump = pair.in_client(move || {
+        for h in &hosts {
+            let mut cl = RpcClient::Udp(
+                UdpClient::bind_to(server, std::net::SocketAddr::new(*h, 0)).unwrap(),
+            );
+            for dir in 0..5 {
+                let path = format!("/srv/burst/d{dir}");
+                assert_eq!(
+                    cl.mnt3(&path).0,
+                    status::OK,
+                    "MNT {path} from {h} is answered"
+                );
+            }
+        }
+        let mut tcp = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        tcp.dump(3)
+    });
+    assert_eq!(dump.len(), 10, "DUMP holds the total cap's worth: {dump:?}");
+    let mut per_host = std::collections::BTreeMap::<String, usize>::new();
+    for (host, _) in &dump {
+        *per_host.entry(host.clone()).or_default() += 1;
+    }
+    assert!(
+        per_host.values().all(|&k| k <= 3),
+        "no host over its cap: {per_host:?}"
+    );
+    let report = d.stats_json();
+    let counter = |name: &str| {
+        report["mount_list"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r[0] == name))
+            .and_then(|r| r[1].as_u64())
+            .unwrap_or_else(|| panic!("no mount_list counter {name} in {report}"))
+    };
+    assert_eq!(counter("entries"), 10);
+    // Hosts 0-2 fill their 3 and are refused 2 each by the per-host cap; host 3's first
+    // MNT fills the total, and the 24 MNTs after it meet the full list.
+    assert_eq!(counter("refused_host_cap"), 6);
+    assert_eq!(counter("refused_total_cap"), 24);
+    assert!(
+        d.stderr().contains("mount list full"),
+        "the cap is logged with how to raise it"
+    );
+}

@@ -67,8 +67,9 @@ pub fn read_channel(toolchain_file: &Path) -> Result<String> {
 /// `nightly`, `beta` and `stable` (with or without a host triple) name a different
 /// compiler each release; a date or a version number does not.
 fn is_moving_channel(channel: &str) -> bool {
+    const MOVING: &str = "stable beta nightly";
     let base = channel.split('-').next().unwrap_or(channel);
-    matches!(base, "nightly" | "beta" | "stable") && !channel[base.len()..].starts_with("-20")
+    MOVING.split(' ').any(|m| m == base) && !channel[base.len()..].starts_with("-20")
 }
 
 /// What `rustc -vV` of a toolchain reports: its release line and its LLVM version.

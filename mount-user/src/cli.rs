@@ -146,6 +146,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(64..=16 * 1024 * 1024))]
     pub max_record: u32,
 
+    /// Directories the mount list (showmount -a, rmtab) records per client host; a MNT past
+    /// it is answered but not recorded, counted and logged.
+    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::PER_HOST)]
+    pub max_mounts_per_host: usize,
+
+    /// Entries the mount list records in all (bounds memory, rmtab and DUMP replies against
+    /// MNT floods from spoofed sources); a MNT past it is answered but not recorded.
+    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::TOTAL)]
+    pub max_mounts: usize,
+
     /// EXPORT lists only the exports the calling client may mount (default: all exports,
     /// as nfs-utils' mountd does).
     #[arg(long)]

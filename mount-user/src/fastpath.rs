@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use mount_user::afxdp::{Datapath, DatapathConfig};
 use mount_user::ebpf::XdpMode;
+use mount_user::mountlist::MountList;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::{Counters, Responder};
 use mount_user::stats::procs::{ShardedCounts, PROC_SLOTS};
@@ -117,6 +118,16 @@ pub struct KernelCounts {
     pub tcp: Arc<ShardedCounts>,
 }
 
+/// What the stats report reads besides the data paths' counters.
+pub struct ReportSources {
+    /// The mount list (its caps and refusals).
+    pub mounts: Arc<MountList>,
+    /// Gateway mode's learner, when on.
+    pub upstream: Option<Arc<Upstream>>,
+    /// Times the rpcbind watch restored our registrations.
+    pub rpcbind_restored: Arc<AtomicU64>,
+}
+
 /// The running AF_XDP path and stats socket.
 pub struct FastPath {
     datapath: Option<Arc<Datapath>>,
@@ -133,7 +144,7 @@ impl FastPath {
         names: Arc<NameCache>,
         counters: Arc<Counters>,
         counts: &KernelCounts,
-        (upstream, restored): (Option<Arc<Upstream>>, Arc<AtomicU64>),
+        sources: ReportSources,
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
         let datapath = match args.config(port)? {
@@ -163,8 +174,9 @@ impl FastPath {
                     &tcp.snapshot(),
                 ),
                 kernel: stats::kernel_counters(&counters),
-                upstream: upstream.as_ref().map(|u| u.report()),
-                rpcbind_restored: restored.load(Ordering::Relaxed),
+                mount_list: stats::mount_list_counters(&sources.mounts),
+                upstream: sources.upstream.as_ref().map(|u| u.report()),
+                rpcbind_restored: sources.rpcbind_restored.load(Ordering::Relaxed),
             }
         };
         let path = args

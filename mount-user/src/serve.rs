@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mount_user::exports::{ExportTable, SharedExports};
 use mount_user::mount::{Policy, Transport};
-use mount_user::mountlist::{MountList, Rmtab, RmtabPersister};
+use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
@@ -17,7 +17,7 @@ use mount_user::socket::{self, Counters};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::fastpath::{FastPath, KernelCounts};
+use crate::fastpath::{FastPath, KernelCounts, ReportSources};
 use crate::gateway;
 use crate::registration::{self, Watch};
 use mount_user::stats::procs::Counted;
@@ -83,7 +83,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         names.clone(),
         counters.clone(),
         &counts,
-        (upstream.clone(), restored.clone()),
+        ReportSources {
+            mounts: mounts.clone(),
+            upstream: upstream.clone(),
+            rpcbind_restored: restored.clone(),
+        },
     );
     let fast = match fast {
         Ok(f) => f,
@@ -220,12 +224,17 @@ fn bind_listeners(
 
 /// The mount list: from `--rmtab` (with a persister writing changes back) or in memory.
 fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<RmtabPersister>)> {
+    let limits = Limits {
+        per_host: args.max_mounts_per_host,
+        total: args.max_mounts,
+    };
     let Some(path) = &args.rmtab else {
         tracing::info!("no --rmtab: the mount list is kept in memory only");
-        return Ok((Arc::new(MountList::new()), None));
+        return Ok((Arc::new(MountList::with_limits(limits)), None));
     };
-    let list =
-        Arc::new(Rmtab::load(path).with_context(|| format!("reading rmtab {}", path.display()))?);
+    let list = Arc::new(
+        Rmtab::load(path, limits).with_context(|| format!("reading rmtab {}", path.display()))?,
+    );
     tracing::info!(file = %path.display(), entries = list.len(), "mount list loaded");
     let persister = Rmtab::spawn(list.clone(), path.clone())
         .with_context(|| format!("starting the rmtab writer for {}", path.display()))?;

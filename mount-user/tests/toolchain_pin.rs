@@ -77,14 +77,11 @@ fn moving_channels_are_refused_with_file_and_line() {
     let dir = std::env::temp_dir().join(format!("xmd-chan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("rust-toolchain.toml");
-    for (channel, moving) in [
-        ("nightly", true),
-        ("stable", true),
-        ("beta", true),
-        ("nightly-x86_64-unknown-linux-gnu", true),
-        ("nightly-2026-05-19", false),
-        ("1.95.0", false),
-    ] {
+    let moving =
+        "nightly stable beta nightly-x86_64-unknown-linux-gnu stable-x86_64-unknown-linux-gnu";
+    let pinned = "nightly-2026-05-19 1.95.0";
+    let cases = (moving.split(' ').map(|c| (c, true))).chain(pinned.split(' ').map(|c| (c, false)));
+    for (channel, moving) in cases {
         std::fs::write(
             &file,
             format!("# pin\n[toolchain]\nchannel = \"{channel}\"\n"),

@@ -17,6 +17,16 @@ pub fn xdp_mode(args: &[String]) -> bool {
 /// (calls answered from AF_XDP, calls received by the kernel UDP socket), summed over
 /// procedures, from `xdp-mountd stats --json`.
 pub fn udp_call_counts(bin: &Path, socket: &Path) -> Result<(u64, u64), String> {
+    let v = stats_json(bin, socket)?;
+    let procs = v["procedures"]
+        .as_array()
+        .ok_or_else(|| format!("no procedures in stats: {v}"))?;
+    let sum = |col: &str| procs.iter().filter_map(|p| p[col].as_u64()).sum::<u64>();
+    Ok((sum("afxdp"), sum("udp")))
+}
+
+/// The daemon's `xdp-mountd stats --json` report.
+pub fn stats_json(bin: &Path, socket: &Path) -> Result<serde_json::Value, String> {
     let out = Command::new(bin)
         .args(["stats", "--json", "--socket"])
         .arg(socket)
@@ -28,13 +38,7 @@ pub fn udp_call_counts(bin: &Path, socket: &Path) -> Result<(u64, u64), String> 
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("stats output is not JSON: {e}"))?;
-    let procs = v["procedures"]
-        .as_array()
-        .ok_or_else(|| format!("no procedures in stats: {v}"))?;
-    let sum = |col: &str| procs.iter().filter_map(|p| p[col].as_u64()).sum::<u64>();
-    Ok((sum("afxdp"), sum("udp")))
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("stats output is not JSON: {e}"))
 }
 
 #[cfg(test)]

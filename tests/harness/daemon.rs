@@ -92,7 +92,7 @@ pub struct Daemon<'p> {
     /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
     /// teardown in parallel tests can hold for seconds, so exits get more time.
     xdp: bool,
-    /// The daemon's stats socket (real daemons only).
+    /// This daemon's own stats socket (None for a stand-in binary).
     stats_socket: Option<PathBuf>,
 }
 
@@ -132,7 +132,8 @@ impl NetPair {
             args.push("--filter-exports".into());
         }
         args.extend(opts.extra.iter().cloned());
-        // Every real daemon gets its stats socket in the scratch dir (tests read it).
+        // Every daemon of ours gets its own stats socket: parallel tests' daemons would share
+        // the default path under /run.
         let stats_socket = opts.bin.is_none().then(|| {
             let socket = self.dir.join(format!("stats-{seq}.sock"));
             args.push("--stats-socket".into());
@@ -253,28 +254,19 @@ impl NetPair {
 }
 
 impl Daemon<'_> {
-    /// The daemon's pid (host pid namespace).
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// `xdp-mountd stats --json` of the running daemon.
+    /// The daemon's `xdp-mountd stats --json` report, read from its own stats socket.
     pub fn stats_json(&self) -> serde_json::Value {
         let socket = self
             .stats_socket
             .as_ref()
-            .expect("a real daemon has a stats socket");
-        let out = Command::new(daemon_bin())
-            .args(["stats", "--json", "--socket"])
-            .arg(socket)
-            .output()
-            .expect("running xdp-mountd stats");
-        assert!(
-            out.status.success(),
-            "xdp-mountd stats: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("stats --json is JSON")
+            .expect("a stand-in binary has no stats socket");
+        crate::afxdp::stats_json(&daemon_bin(), socket)
+            .unwrap_or_else(|e| panic!("[{}] {e}", self.pair.test))
+    }
+
+    /// The daemon's pid (host pid namespace).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// Everything the daemon wrote to stderr so far.

@@ -5,10 +5,12 @@
 //! - `run` serves the example exports on a demo namespace pair (or, after `--`, runs
 //!   `xdp-mountd serve` with your arguments).
 //! - `test` runs the whole suite, privileged end-to-end tests included.
+//! - `fuzz` runs the cargo-fuzz targets for a bounded time each.
 //! - `bench` measures xdp-mountd (native/generic XDP, XDP off) against NFS-Ganesha.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod netns;
 mod setup;
 mod suite;
@@ -39,6 +41,8 @@ enum Command {
     /// Side-by-side throughput/latency/CPU bench on a namespace pair; writes
     /// target/bench/latest.{json,md,png}.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets (every parser of untrusted bytes) for a bounded time each.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +59,10 @@ fn main() -> Result<()> {
         Command::Bench(args) => {
             setup::ensure_ready()?;
             bench::run(args)
+        }
+        Command::Fuzz(args) => {
+            setup::ensure_ready()?;
+            fuzz::run(args)
         }
     }
 }

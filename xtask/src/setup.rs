@@ -29,6 +29,41 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "fonts-dejavu-core",
 ];
 
+/// The cargo-fuzz release `cargo xtask fuzz` runs, installed into `.tools/`.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The directory holding the pinned `cargo-fuzz`.
+pub fn cargo_fuzz_bin(workspace: &Path) -> std::path::PathBuf {
+    workspace
+        .join(".tools")
+        .join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"))
+        .join("bin")
+}
+
+fn has_cargo_fuzz(workspace: &Path) -> bool {
+    Command::new(cargo_fuzz_bin(workspace).join("cargo-fuzz"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
+        })
+}
+
+fn install_cargo_fuzz(workspace: &Path) -> Result<()> {
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into .tools/");
+    let bin = cargo_fuzz_bin(workspace);
+    let root = bin.parent().unwrap_or(&bin);
+    run_checked(
+        Command::new("cargo")
+            .args(["install", "cargo-fuzz", "--locked", "--force"])
+            .args(["--version", CARGO_FUZZ_VERSION])
+            .arg("--root")
+            .arg(root)
+            .current_dir(workspace),
+    )
+    .context("installing cargo-fuzz")
+}
+
 fn llvm_package(llvm_major: u32) -> String {
     format!("llvm-{llvm_major}-dev")
 }
@@ -156,6 +191,9 @@ pub fn install_missing() -> Result<()> {
         }
         Err(_) => install_bpf_linker(&workspace, major)?,
     }
+    if !has_cargo_fuzz(&workspace) {
+        install_cargo_fuzz(&workspace)?;
+    }
     let ready = ebpf_toolchain::check(&workspace)?;
     eprintln!(
         "xtask: setup complete: eBPF toolchain {} (LLVM {}) with bpf-linker {} (LLVM {major}) from {}",
@@ -170,14 +208,14 @@ pub fn install_missing() -> Result<()> {
 /// Run `install_missing` only when something is missing (the cheap checks first).
 pub fn ensure_ready() -> Result<()> {
     let workspace = workspace_root();
-    let ready =
-        ebpf_toolchain::check(&workspace).and_then(|t| {
-            let major = t.rustc.llvm_major()?;
-            let fuzz =
-                ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
-            Ok(missing_packages(Some(major)).is_empty()
-                && ebpf_toolchain::rustc_info(&fuzz)?.is_some())
-        });
+    let ready = ebpf_toolchain::check(&workspace).and_then(|t| {
+        let major = t.rustc.llvm_major()?;
+        let fuzz =
+            ebpf_toolchain::read_channel(&workspace.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
+        Ok(missing_packages(Some(major)).is_empty()
+            && ebpf_toolchain::rustc_info(&fuzz)?.is_some()
+            && has_cargo_fuzz(&workspace))
+    });
     match ready {
         Ok(true) => Ok(()),
         Ok(false) => install_missing(),

@@ -3,8 +3,12 @@ use anyhow::{bail, Result};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::setup::ebpf_toolchain;
+use crate::fuzz::{self, FuzzArgs};
 use crate::{run_checked, workspace_root};
+
+/// Seconds each fuzz target runs in the suite: a smoke test that the targets build and
+/// run from their seeds, not a search.
+const FUZZ_SMOKE_SECS: u64 = 10;
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -15,6 +19,13 @@ pub struct TestArgs {
     /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic).
     #[arg(long)]
     no_xdp_suite: bool,
+    /// Skip the fuzz smoke run (every cargo-fuzz target for a few seconds).
+    #[arg(long)]
+    no_fuzz: bool,
+    /// Skip the demo check (`cargo xtask run --check`: release build, AF_XDP, the printed
+    /// client commands, clean stop).
+    #[arg(long)]
+    no_demo: bool,
     /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -35,21 +46,6 @@ pub fn run(args: TestArgs) -> Result<()> {
     // The end-to-end tests run the real binary: build it first.
     run_checked(cargo().args(["build", "-p", "mount-user", "--bin", "xdp-mountd"]))?;
     let bin = root.join("target/debug/xdp-mountd");
-    let fuzz = root.join("mount-user/fuzz/Cargo.toml");
-    if fuzz.exists() {
-        // The fuzz target must keep compiling against the library it exercises, with the
-        // crate's pinned nightly (cargo-fuzz's sanitizer flags need one).
-        let nightly =
-            ebpf_toolchain::read_channel(&root.join(ebpf_toolchain::FUZZ_TOOLCHAIN_FILE))?;
-        run_checked(
-            Command::new("rustup")
-                .args(["run", &nightly, "cargo", "check", "--manifest-path"])
-                .arg(&fuzz)
-                // The fuzz target exercises the protocol core, not the XDP object.
-                .env("AYA_BUILD_SKIP", "1")
-                .current_dir(&root),
-        )?;
-    }
     if std::env::var("CI").as_deref() != Ok("true") && unsafe { libc::geteuid() } != 0 {
         eprintln!(
             "xtask: WARNING: not root — the end-to-end tests (namespaces, veth, rpcbind) will SKIP"
@@ -73,6 +69,42 @@ pub fn run(args: TestArgs) -> Result<()> {
             totals.passed += t.passed;
             totals.failed += t.failed;
             totals.ignored += t.ignored;
+        }
+    }
+    // Every parser of untrusted bytes, fuzzed briefly (long runs: `cargo xtask fuzz --secs N`).
+    if args.cargo_test_args.is_empty() && !args.no_fuzz {
+        let smoke = FuzzArgs {
+            secs: FUZZ_SMOKE_SECS,
+            targets: Vec::new(),
+        };
+        for run in fuzz::run_targets(&smoke)? {
+            if run.crashed {
+                eprintln!("xtask: fuzz target {} CRASHED", run.target);
+                totals.failed += 1;
+            } else {
+                totals.passed += 1;
+            }
+        }
+    }
+    // The newcomer's first command, end to end: what `cargo xtask run` prints must work.
+    if args.cargo_test_args.is_empty() && !args.no_demo {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            println!("xtask: demo check (cargo xtask run --check)");
+            let demo = run_checked(cargo().args(["xtask", "run", "--check", "--storm-secs", "2"]));
+            match demo {
+                Ok(()) => totals.passed += 1,
+                Err(e) => {
+                    eprintln!("xtask: demo check FAILED: {e:#}");
+                    totals.failed += 1;
+                }
+            }
+        } else if std::env::var("CI").as_deref() == Ok("true") {
+            eprintln!("xtask: demo check needs root, and CI=true allows no skip");
+            totals.failed += 1;
+        } else {
+            eprintln!("xtask: demo check SKIPPED (needs root)");
+            totals.ignored += 1;
         }
     }
     // One closing line over every test binary: cargo prints one `test result:` per binary,

@@ -5,8 +5,9 @@
 //! not); the rest is the message. `answer` must never
 //! panic, and must never report a reply longer than the buffer.
 //!
-//! Build/run: `AYA_BUILD_SKIP=1 cargo +nightly fuzz run answer` in mount-user/
-//! (AYA_BUILD_SKIP skips the eBPF sub-build, which the fuzzer does not need).
+//! Build/run: `AYA_BUILD_SKIP=1 cargo +nightly-2026-05-19 fuzz run answer` in mount-user/
+//! (the nightly pinned in fuzz/rust-toolchain.toml; AYA_BUILD_SKIP skips the eBPF
+//! sub-build, which the fuzzer does not need).
 #![no_main]
 
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 mod iptext;
 mod present;
@@ -22,18 +22,76 @@ pub use rmtab::{Rmtab, RmtabPersister};
 ///   ([`ip_key`]): the MNT hot path asks it whether the client already has the entry
 ///   without formatting the address, comparing strings in a tree, or touching the shared
 ///   `entries` lock.
+///
+/// Bounded by [`Limits`]: MNT over UDP needs no handshake, so spoofed sources could
+/// otherwise grow the list, the rmtab file and the next DUMP reply without end. A MNT past a
+/// cap is still answered (the list only informs `showmount -a`; refusing the mount would
+/// let a flood lock real clients out) but not recorded, and counted in [`Refused`].
 #[derive(Default)]
 pub struct MountList {
     entries: RwLock<BTreeMap<String, BTreeSet<String>>>,
     present: present::Present,
     /// Bumped (under the write lock) on every change; the rmtab persister compares it.
     generation: AtomicU64,
+    limits: Limits,
+    /// Entries in `entries`, changed under its write lock (read without it).
+    len: AtomicUsize,
+    refused: Refused,
+}
+
+/// Caps on the mount list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Directories recorded per host.
+    pub per_host: usize,
+    /// Entries recorded in all.
+    pub total: usize,
+}
+
+impl Limits {
+    /// Default per-host cap: far above what one NFS client mounts (autofs included).
+    pub const PER_HOST: usize = 1024;
+    /// Default total cap: 100k entries, some 20 MB at the most, and a DUMP reply of a few MB.
+    pub const TOTAL: usize = 100_000;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_host: Self::PER_HOST,
+            total: Self::TOTAL,
+        }
+    }
+}
+
+/// Entries not recorded because a cap was full, per cap.
+#[derive(Debug, Default)]
+pub struct Refused {
+    /// The host already had `per_host` directories.
+    pub per_host: AtomicU64,
+    /// The list already held `total` entries.
+    pub total: AtomicU64,
 }
 
 impl MountList {
-    /// An empty list.
+    /// An empty list with the default [`Limits`].
     pub fn new() -> Self {
         Self::default()
+    }
+    /// An empty list with these caps.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+    /// The caps in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// What the caps refused so far.
+    pub fn refused(&self) -> &Refused {
+        &self.refused
     }
     /// Add `(host, dir)`; returns true when it was not there.
     pub fn add(&self, host: &str, dir: &str) -> bool {
@@ -56,24 +114,72 @@ impl MountList {
         // One tree walk via `entry`: the host key is allocated up front, which a known host
         // wastes (~150 instructions), but a new host (the usual first MNT) saves a second
         // walk of string compares (~600 at 20k hosts).
+        let full = self.len.load(Ordering::Relaxed) >= self.limits.total;
         let inserted = match map.entry(host.to_owned()) {
             Entry::Occupied(mut e) => {
                 let dirs = e.get_mut();
                 // `insert` would allocate the dir before finding it there.
-                !dirs.contains(dir) && dirs.insert(dir.to_owned())
+                if dirs.contains(dir) {
+                    false
+                } else if dirs.len() >= self.limits.per_host {
+                    self.refuse(
+                        &self.refused.per_host,
+                        host,
+                        dir,
+                        "per host",
+                        "--max-mounts-per-host",
+                    );
+                    false
+                } else if full {
+                    self.refuse(&self.refused.total, host, dir, "in total", "--max-mounts");
+                    false
+                } else {
+                    dirs.insert(dir.to_owned())
+                }
             }
             Entry::Vacant(e) => {
-                e.insert(BTreeSet::from([dir.to_owned()]));
-                true
+                if self.limits.per_host == 0 {
+                    self.refuse(
+                        &self.refused.per_host,
+                        host,
+                        dir,
+                        "per host",
+                        "--max-mounts-per-host",
+                    );
+                    false
+                } else if full {
+                    self.refuse(&self.refused.total, host, dir, "in total", "--max-mounts");
+                    false
+                } else {
+                    e.insert(BTreeSet::from([dir.to_owned()]));
+                    true
+                }
             }
         };
         if inserted {
             if let Some(ip) = ip {
                 self.present.insert(ip, dir);
             }
+            self.len.fetch_add(1, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
         }
         inserted
+    }
+    /// Count an entry a cap refused; log the first and then every power of two, so a flood
+    /// is visible without a log line per packet.
+    fn refuse(&self, counter: &AtomicU64, host: &str, dir: &str, which: &str, option: &str) {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                host,
+                dir,
+                refused = n,
+                per_host = self.limits.per_host,
+                total = self.limits.total,
+                "mount list full {which}: MNT answered but not recorded (shown by showmount -a \
+                 and kept in rmtab only when recorded); raise {option} if these are real clients"
+            );
+        }
     }
     /// Remove `(host, dir)`; returns true when it was there.
     pub fn remove(&self, host: &str, dir: &str) -> bool {
@@ -93,6 +199,7 @@ impl MountList {
             if let Some(ip) = ip {
                 self.present.remove(ip, dir);
             }
+            self.len.fetch_sub(1, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
         }
         removed
@@ -120,6 +227,7 @@ impl MountList {
             }
         }
         if !dirs.is_empty() {
+            self.len.fetch_sub(dirs.len(), Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
         }
         dirs.len()
@@ -150,7 +258,7 @@ impl MountList {
     }
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.read().values().map(BTreeSet::len).sum()
+        self.len.load(Ordering::Relaxed)
     }
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
@@ -234,6 +342,30 @@ mod tests {
         assert!(!l.contains_ip(v6, "/b") && !l.contains_ip(v6, "/c"));
         assert!(l.add_ip(v6, "/b"), "re-added after remove_host");
         assert_eq!(l.len(), 3);
+    }
+
+    #[test]
+    fn caps_refuse_and_count_but_keep_what_is_there() {
+        let l = MountList::with_limits(Limits {
+            per_host: 2,
+            total: 3,
+        });
+        assert!(l.add("10.0.0.1", "/a"));
+        assert!(l.add_ip("10.0.0.1".parse().unwrap(), "/b"));
+        assert!(!l.add("10.0.0.1", "/c"), "third dir of one host");
+        assert_eq!(l.refused().per_host.load(Ordering::Relaxed), 1);
+        assert!(l.add("10.0.0.2", "/a"));
+        assert!(!l.add("10.0.0.3", "/a"), "fourth entry");
+        assert!(!l.add("10.0.0.2", "/b"), "fourth entry, known host");
+        assert_eq!(l.refused().total.load(Ordering::Relaxed), 2);
+        assert_eq!(l.len(), 3);
+        assert!(!l.contains_ip("10.0.0.3".parse().unwrap(), "/a"));
+        // Room again after a UMNT/UMNTALL.
+        assert!(l.remove("10.0.0.1", "/a"));
+        assert!(l.add("10.0.0.3", "/a"));
+        assert_eq!(l.remove_host("10.0.0.1"), 1);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.snapshot().1.len(), 2);
     }
 
     #[test]

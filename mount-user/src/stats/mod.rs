@@ -26,6 +26,9 @@ pub struct Report {
     pub procedures: Vec<ProcRow>,
     /// The kernel-stack listeners' event counters, by name.
     pub kernel: Vec<(String, u64)>,
+    /// The mount list: entries, caps and what the caps refused, by name.
+    #[serde(default)]
+    pub mount_list: Vec<(String, u64)>,
     /// Gateway mode (`--upstream`), when on.
     #[serde(default)]
     pub upstream: Option<crate::upstream::UpstreamReport>,
@@ -143,10 +146,15 @@ impl Report {
                 p.name, p.afxdp, p.udp, p.tcp
             );
         }
-        if !self.kernel.is_empty() {
-            let _ = writeln!(s, "\nkernel listeners:");
-            for (name, v) in &self.kernel {
-                let _ = writeln!(s, "  {name:<20} {v:>12}");
+        for (title, rows) in [
+            ("kernel listeners", &self.kernel),
+            ("mount list", &self.mount_list),
+        ] {
+            if !rows.is_empty() {
+                let _ = writeln!(s, "\n{title}:");
+                for (name, v) in rows {
+                    let _ = writeln!(s, "  {name:<20} {v:>12}");
+                }
             }
         }
         if let Some(up) = &self.upstream {
@@ -177,6 +185,28 @@ pub fn proc_rows(
             tcp: tcp[i],
         })
         .collect()
+}
+
+/// The mount list's size, caps and refusals as name/value pairs.
+pub fn mount_list_counters(list: &crate::mountlist::MountList) -> Vec<(String, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let limits = list.limits();
+    let refused = list.refused();
+    [
+        ("entries", list.len()),
+        ("max_entries", limits.total),
+        ("max_per_host", limits.per_host),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v as u64))
+    .chain([
+        ("refused_total_cap".to_owned(), refused.total.load(Relaxed)),
+        (
+            "refused_host_cap".to_owned(),
+            refused.per_host.load(Relaxed),
+        ),
+    ])
+    .collect()
 }
 
 /// The kernel listeners' counters as name/value pairs.
@@ -222,10 +252,15 @@ mod tests {
             }),
             procedures: proc_rows(&[3; 9], &[0; 9], &[1; 9]),
             kernel: vec![("tcp_replies".into(), 9)],
+            mount_list: vec![("refused_host_cap".into(), 5)],
             upstream: None,
             rpcbind_restored: 0,
         };
         let t = report.to_table();
+        assert!(
+            t.contains("mount list:") && t.contains("refused_host_cap"),
+            "{t}"
+        );
         assert!(t.contains("native mode on veth0"), "{t}");
         assert!(t.contains("redirected"), "{t}");
         assert!(

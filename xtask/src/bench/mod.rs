@@ -10,7 +10,7 @@ mod cpu;
 mod ganesha;
 mod meta;
 mod report;
-mod server;
+pub(crate) mod server;
 mod storm;
 mod variants;
 
@@ -96,7 +96,8 @@ const WORKDIR: &str = "/tmp/xmd-bench";
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
-    fn install() -> Result<Self> {
+    /// Catch Ctrl-C and SIGTERM from now on.
+    pub(crate) fn install() -> Result<Self> {
         let flag = Arc::new(AtomicBool::new(false));
         let f = flag.clone();
         ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))

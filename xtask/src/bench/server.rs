@@ -32,7 +32,14 @@ pub struct Launch<'a> {
     pub argv: Vec<String>,
     /// Where stdout+stderr go.
     pub log: PathBuf,
+    /// Keep the host's /run/xdp-mountd under the private /run, so that `xdp-mountd stats`
+    /// run from the host finds the daemon's stats socket (the demo). The bench leaves it
+    /// private: it may run beside the demo, on the same port.
+    pub share_stats_dir: bool,
 }
+
+/// Where xdp-mountd puts its stats socket by default (`/run/xdp-mountd/PORT.sock`).
+const STATS_DIR: &str = "/run/xdp-mountd";
 
 /// Quote `s` for sh.
 fn sh_quote(s: &str) -> String {
@@ -45,9 +52,24 @@ impl Server {
     pub fn start(l: Launch<'_>) -> Result<Self> {
         let addr = sh_quote(l.rpcbind_addr);
         let cmd: Vec<String> = l.argv.iter().map(|a| sh_quote(a)).collect();
+        // The host's stats directory is bind-mounted aside before the tmpfs hides it, then
+        // moved back in (propagation is private, so none of this reaches the host).
+        let private_run = if l.share_stats_dir {
+            let aside = l.log.with_extension("run-aside");
+            std::fs::create_dir_all(STATS_DIR)
+                .and_then(|()| std::fs::create_dir_all(&aside))
+                .with_context(|| format!("creating {STATS_DIR} and {}", aside.display()))?;
+            let aside = sh_quote(&aside.display().to_string());
+            format!(
+                "mount --bind {STATS_DIR} {aside} && mount -t tmpfs tmpfs /run && \
+                 mkdir -p /run/rpcbind {STATS_DIR} && mount --move {aside} {STATS_DIR}"
+            )
+        } else {
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind".to_string()
+        };
         // rpcbind -f stays in our process group, so stopping the group stops it too.
         let script = format!(
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind || exit 97\n\
+            "{private_run} || exit 97\n\
              rpcbind -f -w -h {addr} &\n\
              i=0; until rpcinfo -p {addr} >/dev/null 2>&1; do\n\
                i=$((i+1)); [ $i -gt 100 ] && {{ echo 'rpcbind did not start' >&2; exit 98; }}\n\

@@ -134,6 +134,7 @@ impl Ctx<'_> {
             rpcbind_addr: self.net.server_v4,
             argv,
             log,
+            share_stats_dir: false,
         })
     }
 
