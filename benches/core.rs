@@ -16,6 +16,7 @@ fn bench_answer(c: &mut Criterion) {
         exports: &exports,
         mounts: &mounts,
         policy: &policy,
+        upstream: None,
     };
     let client = Client {
         addr: SocketAddr::from((Ipv4Addr::new(10, 1, 2, 3), 700)),
@@ -64,6 +65,7 @@ fn bench_answer(c: &mut Criterion) {
                 exports: &exports,
                 mounts: &mounts,
                 policy: &policy,
+                upstream: None,
             };
             let mut total = Duration::ZERO;
             let start = Instant::now();

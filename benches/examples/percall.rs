@@ -2,12 +2,15 @@
 //! `valgrind --tool=callgrind target/release/examples/percall CASE N`; the per-call cost is
 //! the difference of two runs (N and 0) divided by N, which cancels setup and start-up.
 //! CASE: null | mnt3 (repeat: already on the mount list) | mnt3_first (a new client each
-//! call) | export100.
+//! call) | export100 | mnt3_gateway (mnt3 in gateway mode: every export's handle learned).
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use benches::{call, dirpath, hundred_exports};
-use mount_user::mount::{answer, Client, Context, Outcome, Policy};
+use mount_user::exports::FileHandle;
+use mount_user::mount::client::MntAnswer;
+use mount_user::mount::learned::{Learned, LearnedHandles};
+use mount_user::mount::{answer, Client, Context, Gateway, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 fn main() {
@@ -17,10 +20,20 @@ fn main() {
     let exports = hundred_exports();
     let mounts = MountList::new();
     let policy = Policy::default();
+    // Gateway mode: a learned 24-byte (Ganesha-sized) handle for every export.
+    let mut learned = LearnedHandles::new();
+    for e in exports.exports() {
+        let v3 = MntAnswer::Handle(FileHandle::from_bytes(&[7; 24]).expect("24 bytes"));
+        learned.insert(e.path(), Learned { v3, v1: None });
+    }
     let ctx = Context {
         exports: &exports,
         mounts: &mounts,
         policy: &policy,
+        upstream: (case == "mnt3_gateway").then_some(Gateway {
+            handles: &learned,
+            waited: false,
+        }),
     };
     let client_at = |i: u32| Client {
         addr: SocketAddr::from((Ipv4Addr::from(0x0a01_0000 + i), 700)),
@@ -28,7 +41,7 @@ fn main() {
     };
     let request = match case.as_str() {
         "null" => call(3, 0, &[]),
-        "mnt3" | "mnt3_first" => call(3, 1, &dirpath("/srv/export42")),
+        "mnt3" | "mnt3_first" | "mnt3_gateway" => call(3, 1, &dirpath("/srv/export42")),
         "export100" => call(3, 5, &[]),
         other => panic!("unknown case {other}"),
     };

@@ -67,7 +67,8 @@ pub enum Command {
                       xdp-mountd serve --exports /etc/exports\n  \
                       xdp-mountd serve --exports /etc/exports --rmtab /var/lib/nfs/rmtab --udp-workers 4\n  \
                       xdp-mountd serve --exports /etc/exports --iface eth0 --xdp native --cores 2-3\n  \
-                      xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind"
+                      xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind\n  \
+                      xdp-mountd serve --exports /etc/exports --upstream 127.0.0.1:20048 --upstream-program 400005"
     )]
     Serve(ServeArgs),
     /// Validate the exports and print what they compile to.
@@ -78,8 +79,12 @@ pub enum Command {
                       netgroup, ...), its effective options and its per-flavor options. \
                       Warnings (an unresolvable host, a duplicated client) go to stderr with \
                       FILE:LINE. Exit status 0 when the exports are valid; otherwise 1, with \
-                      one FILE:LINE: message per error on stderr.",
-        after_help = "Example:\n  xdp-mountd check --exports /etc/exports"
+                      one FILE:LINE: message per error on stderr.\n\n\
+                      With --upstream, also asks that MOUNT server for every export without \
+                      fh= (MNT v3 and v1) and prints its handle or its error; exit status 1 \
+                      when an export gets no handle.",
+        after_help = "Examples:\n  xdp-mountd check --exports /etc/exports\n  \
+                      xdp-mountd check --exports /etc/exports --upstream 127.0.0.1:20048 --upstream-program 400005"
     )]
     Check(CheckArgs),
     /// Show a running daemon's counters: per queue, XDP program, AF_XDP sockets, procedures.
@@ -217,6 +222,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// Check our rpcbind registrations every SECS seconds and restore them when they are
+    /// gone (rpc.mountd and Ganesha remove program 100005 when they start or stop); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub rpcbind_check: u64,
+
+    /// Gateway mode.
+    #[command(flatten)]
+    pub upstream: crate::gateway::UpstreamArgs,
+
     /// AF_XDP fast path and stats socket.
     #[command(flatten)]
     pub xdp: crate::fastpath::XdpArgs,
@@ -240,6 +255,10 @@ pub struct CheckArgs {
     /// /etc/exports and /etc/exports.d].
     #[arg(long, value_name = "PATH")]
     pub exports: Vec<PathBuf>,
+
+    /// Also ask this upstream MOUNT server for every export's handle and print its answers.
+    #[command(flatten)]
+    pub upstream: crate::gateway::UpstreamArgs,
 }
 
 #[cfg(test)]
@@ -321,6 +340,60 @@ mod tests {
     }
 
     #[test]
+    fn gateway_flags() {
+        let a = serve(&["--exports", "e"]);
+        assert_eq!(a.upstream.upstream, None);
+        assert_eq!(a.rpcbind_check, 10);
+        let a = serve(&[
+            "--exports",
+            "e",
+            "--upstream",
+            "10.0.0.1:20048",
+            "--upstream-program",
+            "400005",
+            "--upstream-ttl",
+            "60",
+            "--upstream-wait-ms",
+            "250",
+            "--upstream-umnt",
+            "--rpcbind-check",
+            "0",
+        ]);
+        let u = &a.upstream;
+        assert_eq!(u.upstream.as_deref(), Some("10.0.0.1:20048"));
+        assert_eq!(
+            (u.upstream_program, u.upstream_ttl, u.upstream_wait_ms),
+            (400_005, 60, 250)
+        );
+        assert!(u.upstream_umnt);
+        assert_eq!(a.rpcbind_check, 0);
+        for bad in [
+            &["serve", "--exports", "e", "--upstream-program", "5"][..],
+            &[
+                "serve",
+                "--exports",
+                "e",
+                "--upstream",
+                "h",
+                "--upstream-ttl",
+                "1",
+            ],
+            &[
+                "serve",
+                "--exports",
+                "e",
+                "--upstream",
+                "h",
+                "--upstream-wait-ms",
+                "0",
+            ],
+        ] {
+            let argv = std::iter::once(&"xdp-mountd").chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn rejects_bad_values() {
         for bad in [
             &["serve", "--exports", "e", "--udp-workers", "0"][..],
@@ -361,7 +434,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(
-            matches!(cli.command, Command::Check(CheckArgs { exports }) if exports == [PathBuf::from("x")])
+            matches!(cli.command, Command::Check(CheckArgs { exports, .. }) if exports == [PathBuf::from("x")])
         );
     }
 }

@@ -274,6 +274,12 @@ fn bind_privileged_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
     };
+    bind_reserved_udp(local_ip)
+}
+
+/// Bind a UDP socket on `local_ip` to a free reserved port (1023 down to 600, like
+/// bindresvport), or to an ephemeral port when reserved ports are not ours to bind.
+pub fn bind_reserved_udp(local_ip: IpAddr) -> io::Result<UdpSocket> {
     for port in (600..1024).rev() {
         match UdpSocket::bind(SocketAddr::new(local_ip, port)) {
             Ok(s) => return Ok(s),

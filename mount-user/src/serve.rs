@@ -1,7 +1,7 @@
 //! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ use mount_user::exports::{
 use mount_user::mount::{Policy, Transport};
 use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::privileges::{self, CapSet};
-use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
@@ -23,7 +22,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
 use crate::fastpath::{ControlHooks, FastPath, KernelCounts, ReportExtras};
+use crate::gateway;
+use crate::registration::{self, Watch};
 use mount_user::stats::procs::Counted;
+use mount_user::upstream::Upstream;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
@@ -35,6 +37,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let sources = ExportSources::new(args.exports.clone());
     let table = ExportTable::load_sources(&sources, &SystemResolver)?;
     tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
+    // Gateway mode: the roots' handles are learned before anything is served (bounded).
+    let upstream = gateway::start(&args.upstream)?;
+    if let Some(up) = &upstream {
+        gateway::learn(up, &table);
+    }
     let exports = Arc::new(SharedExports::new(table));
 
     let (mounts, persister) = open_mount_list(&args)?;
@@ -61,11 +68,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // A reload forgets cached host facts: the netgroup or hosts files may have changed too.
     let reloader = {
         let names = names.clone();
-        Arc::new(Reloader::new(
-            sources,
-            exports.clone(),
-            Box::new(move || names.clear()),
-        ))
+        let mut reloader = Reloader::new(sources, exports.clone(), Box::new(move || names.clear()));
+        if let Some(up) = upstream.clone() {
+            // Gateway mode: a reloaded table's handles are learned before it is served.
+            reloader = reloader.with_prepare(Box::new(move |table| gateway::learn(&up, table)));
+        }
+        Arc::new(reloader)
     };
     reloader.log_new_warnings(&exports.load());
     let counters = Arc::new(Counters::default());
@@ -76,15 +84,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Transport::Udp => counts.udp.clone(),
             Transport::Tcp => counts.tcp.clone(),
         };
-        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone());
+        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone())
+            .with_upstream(upstream.clone());
         Arc::new(Counted::new(service, counted))
     };
     // AF_XDP answers from the same core, uncounted here (its workers count per queue).
-    let xdp_service = Arc::new(MountService::new(
-        exports.clone(),
-        mounts.clone(),
-        policy.clone(),
-    ));
+    let xdp_service = Arc::new(
+        MountService::new(exports.clone(), mounts.clone(), policy.clone())
+            .with_upstream(upstream.clone()),
+    );
     let kernel_udp = udp_sockets.first().context("no UDP socket")?.try_clone()?;
     let udp = UdpServer::start(
         udp_sockets,
@@ -94,6 +102,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
+    let restored = Arc::new(AtomicU64::new(0));
     let fast = FastPath::start(
         &args.xdp,
         &kernel_udp,
@@ -102,7 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         counters.clone(),
         &counts,
         ControlHooks {
-            extras: report_extras(&exports, &mounts, &reloader),
+            extras: report_extras(&exports, &mounts, &reloader, &upstream, &restored),
             reload: {
                 let reloader = reloader.clone();
                 Arc::new(move || reloader.reload("xdp-mountd reload"))
@@ -171,9 +180,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             false
         } else {
             let ip = local.ip();
-            tokio::task::spawn_blocking(move || register(ip, local.port()))
+            tokio::task::spawn_blocking(move || registration::register(ip, local.port()))
                 .await
                 .unwrap_or(false)
+        };
+        // Watched even when rpcbind was not reachable now: it may start (or restart) later.
+        let watch = match args.rpcbind_check {
+            _ if args.no_rpcbind => None,
+            0 => None,
+            secs => {
+                let every = Duration::from_secs(secs);
+                Watch::start(local.ip(), local.port(), every, restored.clone())
+                    .map_err(|e| tracing::warn!(error = %e, "rpcbind watch not started"))
+                    .ok()
+            }
         };
 
         println!("READY udp={local} tcp={local}{metrics}");
@@ -196,6 +216,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
         }
+        if let Some(watch) = watch {
+            // Before unregistering, so the watch does not register us again.
+            tokio::task::spawn_blocking(move || watch.stop()).await.ok();
+        }
         let _ = stop.send(true);
         if tcp_task.await.is_err() {
             tracing::error!("TCP listener task panicked");
@@ -210,8 +234,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registered = registered?;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
-    if registered {
-        unregister();
+    if registered || restored.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        registration::unregister();
     }
     if let Some(persister) = persister {
         persister
@@ -292,8 +316,11 @@ fn report_extras(
     exports: &Arc<SharedExports>,
     mounts: &Arc<MountList>,
     reloader: &Arc<Reloader>,
+    upstream: &Option<Arc<Upstream>>,
+    restored: &Arc<AtomicU64>,
 ) -> Arc<ReportExtras> {
     let (exports, mounts, reloader) = (exports.clone(), mounts.clone(), reloader.clone());
+    let (upstream, restored) = (upstream.clone(), restored.clone());
     Arc::new(move |report: &mut Report| {
         report.exports = ExportsReport {
             loaded: exports.load().exports().len() as u64,
@@ -304,6 +331,8 @@ fn report_extras(
         report.mount_list_entries = mounts.len() as u64;
         report.mount_list = stats::mount_list_counters(&mounts);
         report.capabilities = CapSet::effective().map(CapSet::names).unwrap_or_default();
+        report.upstream = upstream.as_ref().map(|u| u.report());
+        report.rpcbind_restored = restored.load(Ordering::Relaxed);
     })
 }
 
@@ -328,45 +357,4 @@ fn retry_unresolved(
         }
         retrying.store(false, Ordering::Release);
     });
-}
-
-/// Register with rpcbind; true when rpcbind was reached (so we unregister at exit).
-fn register(ip: IpAddr, port: u16) -> bool {
-    let endpoints = rpcbind::endpoints(ip, port);
-    let mut rpcb = match Rpcbind::connect_default() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
-            return false;
-        }
-    };
-    match rpcb.register(MOUNT_PROGRAM, &MOUNT_VERSIONS, &endpoints) {
-        Ok(n) => {
-            tracing::info!(
-                port,
-                registrations = n,
-                via = rpcb.transport_name(),
-                "registered with rpcbind"
-            );
-            true
-        }
-        Err(RpcbindError::Unreachable(e)) => {
-            tracing::warn!(error = %e, "rpcbind not reachable, not registering");
-            false
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "rpcbind registration failed; serving without it");
-            true
-        }
-    }
-}
-
-/// Remove our registrations at exit.
-fn unregister() {
-    let result =
-        Rpcbind::connect_default().and_then(|mut r| r.unregister(MOUNT_PROGRAM, &MOUNT_VERSIONS));
-    match result {
-        Ok(()) => tracing::info!("unregistered from rpcbind"),
-        Err(e) => tracing::warn!(error = %e, "unregistering from rpcbind failed"),
-    }
 }

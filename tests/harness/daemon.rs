@@ -56,6 +56,9 @@ pub struct DaemonOpts {
     /// host has no /etc/netgroup) can be given too. Rewrite them in place while the daemon
     /// runs (`std::fs::write`), never rename over them: the overlay keeps the old file.
     pub etc: Option<PathBuf>,
+    /// Run in the mount namespace of this process (a shared rpcbind's, see
+    /// [`crate::ganesha::SharedRpcbind`]) and register with that rpcbind.
+    pub mount_ns_of: Option<u32>,
 }
 
 impl DaemonOpts {
@@ -76,6 +79,7 @@ impl DaemonOpts {
             bin: None,
             kernel_udp_ok: false,
             etc: None,
+            mount_ns_of: None,
         }
     }
 }
@@ -127,7 +131,7 @@ impl NetPair {
             args.push("--rmtab".into());
             args.push(r.display().to_string());
         }
-        if !opts.rpcbind && !opts.rpcbind_absent {
+        if !opts.rpcbind && !opts.rpcbind_absent && opts.mount_ns_of.is_none() {
             args.push("--no-rpcbind".into());
         }
         if opts.filter_exports {
@@ -159,7 +163,12 @@ impl NetPair {
             None => String::new(),
         };
         // The shell script to run the daemon under in a private mount namespace, if any.
-        let private_ns = if opts.rpcbind {
+        let private_ns = if let Some(pid) = opts.mount_ns_of {
+            // A shared rpcbind's mount namespace: register with that rpcbind.
+            cmd.arg("nsenter")
+                .arg(format!("--mount=/proc/{pid}/ns/mnt"));
+            None
+        } else if opts.rpcbind {
             // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
             // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
             // so its registration reaches this rpcbind (platform.md).

@@ -9,6 +9,7 @@
 //! - [`transport`]: UDP and TCP record-marking clients.
 //! - [`fixtures`]: the standard exports file the protocol tests run against.
 //! - [`afxdp`]: with `--xdp` on, proof at stop that UDP calls went through AF_XDP.
+//! - [`ganesha`]: NFS-Ganesha as the upstream server of gateway mode, beside a shared rpcbind.
 //!
 //! Client sockets are created on a thread that `setns`-es into the client namespace
 //! ([`NetPair::in_client`]); real client tools run under `ip netns exec CLI timeout 20`.
@@ -17,6 +18,7 @@ pub mod afxdp;
 pub mod capture;
 pub mod daemon;
 pub mod fixtures;
+pub mod ganesha;
 pub mod netns;
 pub mod ops;
 pub mod rpc;

@@ -1,7 +1,8 @@
 //! Fuzz `mount::answer`: decode + answer arbitrary bytes as an RPC message.
 //!
 //! The first input byte picks the client (address, source port, host name), the reply
-//! buffer size and the export filter policy; the rest is the message. `answer` must never
+//! buffer size, the export filter policy and gateway mode (learned handles, waited or
+//! not); the rest is the message. `answer` must never
 //! panic, and must never report a reply longer than the buffer.
 //!
 //! Build/run: `AYA_BUILD_SKIP=1 cargo +nightly-2026-05-19 fuzz run answer` in mount-user/
@@ -13,8 +14,10 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::exports::{ExportTable, HostFacts};
-use mount_user::mount::{answer, Client, Context, Outcome, Policy};
+use mount_user::exports::{ExportTable, FileHandle, HostFacts};
+use mount_user::mount::client::MntAnswer;
+use mount_user::mount::learned::{Learned, LearnedHandles};
+use mount_user::mount::{answer, Client, Context, Gateway, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 const EXPORTS: &str = "\
@@ -28,6 +31,37 @@ const EXPORTS: &str = "\
 fn table() -> &'static ExportTable {
     static TABLE: OnceLock<ExportTable> = OnceLock::new();
     TABLE.get_or_init(|| ExportTable::parse_str(EXPORTS, "fuzz").expect("fuzz exports parse"))
+}
+
+/// Gateway mode: a handle for /srv/a, a refusal for /, a 64-byte v1-less handle below /srv/a.
+fn learned() -> &'static LearnedHandles {
+    static LEARNED: OnceLock<LearnedHandles> = OnceLock::new();
+    LEARNED.get_or_init(|| {
+        let fh = |b: &[u8]| MntAnswer::Handle(FileHandle::from_bytes(b).expect("1..=64 bytes"));
+        let mut l = LearnedHandles::new();
+        l.insert(
+            "/srv/a",
+            Learned {
+                v3: fh(&[1; 24]),
+                v1: Some(fh(&[2; 32])),
+            },
+        );
+        l.insert(
+            "/",
+            Learned {
+                v3: MntAnswer::Status(13),
+                v1: None,
+            },
+        );
+        l.insert(
+            "/srv/a/b",
+            Learned {
+                v3: fh(&[3; 64]),
+                v1: None,
+            },
+        );
+        l
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -53,6 +87,10 @@ fuzz_target!(|data: &[u8]| {
         exports: table(),
         mounts: &mounts,
         policy: &policy,
+        upstream: (sel & 0x40 != 0).then(|| Gateway {
+            handles: learned(),
+            waited: sel & 0x80 != 0,
+        }),
     };
     let client = Client {
         addr,

@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         exports: table(),
         mounts: &mounts,
         policy: &policy,
+        upstream: None,
     };
     let client = Client {
         addr: frame.addressing.source(),

@@ -17,7 +17,7 @@ use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
 use crate::packet;
 use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
-use crate::socket::{Answer, RateLimit, Responder};
+use crate::socket::{answer_deferred, Answer, RateLimit, Responder};
 use crate::stats::calls::{call_slot, Outcome};
 
 use super::counters::add;
@@ -254,16 +254,18 @@ pub fn handle(
             Some(name) => shared
                 .responder
                 .respond(request, peer, Some(&*name), scratch),
-            None => {
-                counters
-                    .calls
-                    .bump_owned(call_slot(request, Outcome::Deferred));
-                defer(shared, counters, request, peer);
-                return None;
-            }
+            None => Answer::NeedName,
         },
         other => other,
     };
+    // A name lookup or an upstream handle: never waited for here.
+    if matches!(answer, Answer::NeedName | Answer::NeedUpstream) {
+        counters
+            .calls
+            .bump_owned(call_slot(request, Outcome::Deferred));
+        defer(shared, counters, request, peer);
+        return None;
+    }
     let (reply_len, truncated) = match answer {
         Answer::Reply { len, truncated } if len <= scratch.len() => (len, truncated),
         _ => {
@@ -331,7 +333,7 @@ fn is_unicast(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// Parks a call for the name-lookup thread (which answers through the kernel socket).
+/// Parks a call for the lookup thread (which answers through the kernel socket).
 fn defer(shared: &Shared, counters: &QueueCounters, request: &[u8], peer: SocketAddr) {
     add(&counters.name_lookups, 1);
     let job = Deferred {
@@ -342,7 +344,7 @@ fn defer(shared: &Shared, counters: &QueueCounters, request: &[u8], peer: Socket
     {
         add(&counters.dropped, 1);
         if let Some(suppressed) = shared.errors.allow() {
-            tracing::warn!(%peer, suppressed, "name-lookup queue full, dropping an AF_XDP call");
+            tracing::warn!(%peer, suppressed, "lookup queue (names, upstream) full, dropping an AF_XDP call");
         }
     }
 }
@@ -359,7 +361,8 @@ pub fn send_via_kernel(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) -> io
     socket.send_to(reply, to).map(|_| ())
 }
 
-/// The name-lookup thread: resolve, answer again, send through the kernel socket. Ends
+/// The lookup thread: resolve the name and/or wait for upstream (bounded), answer again,
+/// send through the kernel socket. Ends
 /// when every sender (the workers' [`Shared`]) is gone.
 pub fn resolver(
     queue: crossbeam_channel::Receiver<Deferred>,
@@ -369,9 +372,8 @@ pub fn resolver(
 ) {
     let mut out = vec![0u8; UDP_MAX_MESSAGE];
     while let Ok(job) = queue.recv() {
-        let name = names.resolve(job.peer.ip());
         if let Answer::Reply { len, .. } =
-            responder.respond(&job.request, job.peer, Some(&*name), &mut out)
+            answer_deferred(responder, names, &job.request, job.peer, &mut out)
         {
             if let Some(reply) = out.get(..len) {
                 if let Err(e) = send_via_kernel(kernel, reply, job.peer) {

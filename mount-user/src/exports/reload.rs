@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{ExportSources, ExportTable, SharedExports, TableDiff};
+use super::{ExportSources, ExportTable, SharedExports, SystemResolver, TableDiff};
 
 /// What a reload did, as the control socket sends it to `xdp-mountd reload`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,12 +27,15 @@ pub struct ReloadReport {
 
 /// Called after a table was swapped in (e.g. to forget cached host facts).
 type OnReload = dyn Fn() + Send + Sync;
+type Prepare = dyn Fn(&ExportTable) + Send + Sync;
 
 /// Reloads `sources` into `shared`, one reload at a time.
 pub struct Reloader {
     sources: ExportSources,
     shared: Arc<SharedExports>,
     on_reload: Box<OnReload>,
+    /// Runs on a loaded table before it is published (gateway mode learns its handles).
+    prepare: Option<Box<Prepare>>,
     serial: Mutex<()>,
     /// Warnings already logged: a reload logs only new ones (an unresolvable host is
     /// logged once, not at every reload and background retry).
@@ -53,11 +56,18 @@ impl Reloader {
             sources,
             shared,
             on_reload,
+            prepare: None,
             serial: Mutex::new(()),
             logged: Mutex::new(HashSet::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
+    }
+
+    /// Runs `prepare` on every loaded table before it is published.
+    pub fn with_prepare(mut self, prepare: Box<Prepare>) -> Self {
+        self.prepare = Some(prepare);
+        self
     }
 
     /// Reloads that swapped a new table in so far.
@@ -89,7 +99,13 @@ impl Reloader {
     /// table in; on error the current table keeps serving. Logs the outcome.
     pub fn reload(&self, why: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock();
-        match self.shared.reload_sources(&self.sources) {
+        let loaded = ExportTable::load_sources(&self.sources, &SystemResolver).map(|table| {
+            if let Some(prepare) = &self.prepare {
+                prepare(&table);
+            }
+            self.shared.swap(table)
+        });
+        match loaded {
             Ok(old) => {
                 self.done.fetch_add(1, Ordering::Relaxed);
                 (self.on_reload)();

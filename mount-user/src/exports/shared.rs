@@ -36,8 +36,13 @@ impl SharedExports {
     }
     /// Swap in `table`; requests already running keep their snapshot.
     pub fn replace(&self, table: ExportTable) {
-        self.current.store(Arc::new(table));
+        self.swap(table);
+    }
+    /// Swap in `table` and return the table it replaces.
+    pub fn swap(&self, table: ExportTable) -> Arc<ExportTable> {
+        let old = self.current.swap(Arc::new(table));
         self.generation.fetch_add(1, Ordering::Relaxed);
+        old
     }
     /// Load `path` and swap it in; on error the current table stays in force.
     pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {
@@ -51,7 +56,7 @@ impl SharedExports {
         sources: &ExportSources,
     ) -> Result<Arc<ExportTable>, ExportsError> {
         let table = ExportTable::load_sources(sources, &SystemResolver)?;
-        Ok(self.current.swap(Arc::new(table)))
+        Ok(self.swap(table))
     }
 }
 

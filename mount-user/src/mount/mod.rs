@@ -27,6 +27,13 @@
 //! - EXPORT/EXPORTALL/DUMP lists that do not fit `out` are cut at an entry boundary and the
 //!   outcome says `truncated` (the UDP policy: a datagram is never oversized).
 //! - A reply that does not fit `out` at all is [`DropReason::NoRoom`].
+//! - Gateway mode ([`Gateway`]): an export without `fh=` answers MNT (export root or a
+//!   subdirectory) with what upstream answered for that exact path: its handle, or its status
+//!   as given. v1/v2 get upstream's v1 answer, or EACCES when upstream does not serve v1.
+//!   A path not learned yet is [`Outcome::NeedUpstream`]; after the shell's bounded wait it
+//!   is SERVERFAULT (v3) / EIO (v1/v2), never a synthetic handle.
+pub mod client;
+pub mod learned;
 pub mod path;
 pub mod results;
 
@@ -35,12 +42,14 @@ mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, FileHandle, HostFacts};
+use crate::exports::{ClientCheck, ClientOptions, Export, ExportTable, HandleSource, HostFacts};
 /// Re-exported: the mount list owns its host key text.
 pub use crate::mountlist::IpText;
 use crate::mountlist::MountList;
 use crate::rpc::{self, AcceptStat, Call, CallError, RejectStat};
 use crate::xdr::{Reader, Writer, XdrError};
+use client::MntAnswer;
+use learned::LearnedHandles;
 use path::{NormBuf, PathError, MNTPATHLEN};
 pub use results::PathConf;
 use results::{Filtered, FHSIZE};
@@ -132,7 +141,25 @@ pub struct Context<'a> {
     pub mounts: &'a MountList,
     /// Policy knobs.
     pub policy: &'a Policy,
+    /// Gateway mode (`--upstream`): handles learned from the upstream MOUNT server.
+    pub upstream: Option<Gateway<'a>>,
 }
+
+/// Gateway mode: exports without `fh=` hand out the handles upstream gave for the path.
+#[derive(Debug, Clone, Copy)]
+pub struct Gateway<'a> {
+    /// The learned handles snapshot.
+    pub handles: &'a LearnedHandles,
+    /// The shell already waited (bounded) for upstream to answer: a path still unknown is
+    /// answered [`UNLEARNED_V3`] / [`UNLEARNED_V1`] instead of [`Outcome::NeedUpstream`].
+    pub waited: bool,
+}
+
+/// The v3 status of a MNT whose handle upstream could not supply in time (upstream down,
+/// not answering, or not a MOUNT server): the server cannot do its job right now.
+pub const UNLEARNED_V3: MountStat = MountStat::ServerFault;
+/// The v1/v2 status for the same case (v1 has no SERVERFAULT): EIO.
+pub const UNLEARNED_V1: MountStat = MountStat::Io;
 
 /// What the shell must do with a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +177,9 @@ pub enum Outcome {
     /// A name, wildcard or netgroup rule needs the client's facts: look `client.addr.ip()` up
     /// off the hot path and call `answer` again with `host: Some(..)`.
     NeedName,
+    /// Gateway mode: the handle of this path has not been learned from upstream yet. Learn
+    /// it off the fast path (bounded wait) and call `answer` again with `waited: true`.
+    NeedUpstream,
 }
 
 /// Why no reply is sent.
@@ -232,6 +262,19 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
         procs::EXPORT | procs::EXPORTALL => export(&call, client, ip, ctx, out),
         _ => pathconf(&call, client, ip, ctx, out),
     }
+}
+
+/// The normalised path of a MNT call (the key of [`LearnedHandles`]); None for anything
+/// else. For the shells' lookup threads, off the fast path (it allocates).
+pub fn mnt_path(request: &[u8]) -> Option<String> {
+    let call = Call::parse(request).ok()?;
+    if call.prog != MOUNT_PROGRAM || call.proc_ != procs::MNT {
+        return None;
+    }
+    let mut buf = NormBuf::new();
+    path::normalise(dirpath(call.args)?, &mut buf)
+        .ok()
+        .map(|n| n.path.to_string())
 }
 
 /// Decode a `dirpath` argument; None is GARBAGE_ARGS. Bytes after it are ignored, as the
@@ -345,19 +388,25 @@ fn mnt(
         Access::Refused(stat) => return mnt_status(out, call.xid, stat),
         Access::NeedName => return Outcome::NeedName,
     };
-    let sub_handle: FileHandle;
-    let handle = if subpath.is_empty() {
-        export.handle()
-    } else {
-        match export.subdir_handle(subpath) {
-            Some(h) => {
-                sub_handle = h;
-                &sub_handle
+    let learned = ctx
+        .upstream
+        .filter(|_| *export.handle_source() != HandleSource::Explicit);
+    let handle = match learned {
+        Some(gateway) => match learned_answer(&gateway, norm.path, v3) {
+            Some(MntAnswer::Handle(h)) => h,
+            // Upstream's own refusal, passed on as it was given.
+            Some(MntAnswer::Status(stat)) => {
+                return success(out, call.xid, |w| w.put_u32(stat).map(|()| false))
             }
+            None => return Outcome::NeedUpstream,
+        },
+        None if subpath.is_empty() => *export.handle(),
+        None => match export.subdir_handle(subpath) {
+            Some(h) => h,
             None => return mnt_status(out, call.xid, MountStat::NoEnt),
-        }
+        },
     };
-    let Some(bytes) = results::handle_bytes(handle) else {
+    let Some(bytes) = results::handle_bytes(&handle) else {
         let stat = if v3 {
             MountStat::ServerFault
         } else {
@@ -381,6 +430,18 @@ fn mnt(
         ctx.mounts.add_ip(ip, norm.path);
     }
     outcome
+}
+
+/// The answer for `path` in gateway mode; None when it must be learned first.
+fn learned_answer(gateway: &Gateway<'_>, path: &str, v3: bool) -> Option<MntAnswer> {
+    let unlearned = if v3 { UNLEARNED_V3 } else { UNLEARNED_V1 };
+    match gateway.handles.get(path) {
+        Some(l) if v3 => Some(l.v3),
+        // Upstream does not serve v1: no v1 handle we could know.
+        Some(l) => Some(l.v1.unwrap_or(MntAnswer::Status(MountStat::Acces as u32))),
+        None if gateway.waited => Some(MntAnswer::Status(unlearned as u32)),
+        None => None,
+    }
 }
 
 fn mnt_status(out: &mut [u8], xid: u32, stat: MountStat) -> Outcome {

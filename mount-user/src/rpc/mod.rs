@@ -19,6 +19,7 @@
 //! - verifier body declared longer than 400 bytes: AUTH_ERROR / AUTH_BADVERF (the verifier is
 //!   malformed; RFC 5531's auth_stat for "bad verifier").
 pub mod auth;
+pub mod pmap;
 pub mod reply;
 
 pub use auth::{authenticate, AuthStat, AuthSys, Credential};

@@ -33,6 +33,9 @@ pub enum Answer {
     Drop,
     /// Resolve the peer's host name and ask again with it.
     NeedName,
+    /// Gateway mode: the handle must be learned from upstream first. Hand the call to a
+    /// thread off the fast path, which calls [`answer_deferred`].
+    NeedUpstream,
 }
 
 /// The protocol side of a shell: answers one RPC message.
@@ -46,6 +49,42 @@ pub trait Responder: Send + Sync + 'static {
         host: Option<&HostFacts>,
         out: &mut [u8],
     ) -> Answer;
+
+    /// Off the fast path, after [`Answer::NeedUpstream`]: wait (bounded) for what the answer
+    /// needs, then answer for good (never `NeedUpstream` again). The default answers as
+    /// [`respond`](Self::respond) does, for responders that never defer.
+    fn respond_waited(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        host: Option<&HostFacts>,
+        out: &mut [u8],
+    ) -> Answer {
+        self.respond(request, peer, host, out)
+    }
+}
+
+/// Answer a call the fast path deferred: look the peer's name up when the answer needs it
+/// (blocking on DNS), then let the responder wait for upstream when it needs that. Runs on
+/// the shells' lookup threads only.
+pub fn answer_deferred(
+    responder: &dyn Responder,
+    names: &resolve::NameCache,
+    request: &[u8],
+    peer: SocketAddr,
+    out: &mut [u8],
+) -> Answer {
+    let mut host = None;
+    let mut answer = responder.respond(request, peer, None, out);
+    if answer == Answer::NeedName {
+        let resolved = names.resolve(peer.ip());
+        answer = responder.respond(request, peer, Some(&*resolved), out);
+        host = Some(resolved);
+    }
+    if answer == Answer::NeedUpstream {
+        answer = responder.respond_waited(request, peer, host.as_deref(), out);
+    }
+    answer
 }
 
 /// Event counters of the shells, logged at exit.
@@ -61,6 +100,8 @@ pub struct Counters {
     pub name_lookups: AtomicU64,
     /// Calls dropped because the name-lookup queue was full.
     pub name_queue_full: AtomicU64,
+    /// Calls handed off the fast path to wait for a handle from upstream (gateway mode).
+    pub upstream_waits: AtomicU64,
     /// TCP connections accepted and served.
     pub tcp_connections: AtomicU64,
     /// Of those, the connections that have ended (open = accepted - closed).
@@ -94,6 +135,7 @@ impl Counters {
             udp_dropped = get(&self.udp_dropped),
             name_lookups = get(&self.name_lookups),
             name_queue_full = get(&self.name_queue_full),
+            upstream_waits = get(&self.upstream_waits),
             tcp_connections = get(&self.tcp_connections),
             tcp_closed = get(&self.tcp_closed),
             tcp_refused = get(&self.tcp_refused),

@@ -279,9 +279,10 @@ async fn answer(
     out: &mut [u8],
 ) -> Option<(usize, bool)> {
     let mut answer = shared.responder.respond(request, peer, None, out);
+    let mut host = None;
     if answer == Answer::NeedName {
         Counters::bump(&shared.counters.name_lookups);
-        let name = match shared.names.cached(peer.ip()) {
+        let resolved = match shared.names.cached(peer.ip()) {
             Some(name) => name,
             None => {
                 let names = shared.names.clone();
@@ -292,7 +293,28 @@ async fn answer(
                 }
             }
         };
-        answer = shared.responder.respond(request, peer, Some(&*name), out);
+        answer = shared
+            .responder
+            .respond(request, peer, Some(&*resolved), out);
+        host = Some(resolved);
+    }
+    if answer == Answer::NeedUpstream {
+        // Waiting for upstream blocks (bounded): off the runtime's worker threads.
+        Counters::bump(&shared.counters.upstream_waits);
+        let (responder, request, cap) = (shared.responder.clone(), request.to_vec(), out.len());
+        let waited = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; cap];
+            let answer = responder.respond_waited(&request, peer, host.as_deref(), &mut buf);
+            (answer, buf)
+        })
+        .await;
+        let Ok((waited, buf)) = waited else {
+            return None;
+        };
+        if let Answer::Reply { len, .. } = waited {
+            out.get_mut(..len)?.copy_from_slice(buf.get(..len)?);
+        }
+        answer = waited;
     }
     match answer {
         Answer::Reply { len, truncated } => {
@@ -301,6 +323,6 @@ async fn answer(
             }
             Some((len, truncated))
         }
-        Answer::Drop | Answer::NeedName => None,
+        Answer::Drop | Answer::NeedName | Answer::NeedUpstream => None,
     }
 }

@@ -12,7 +12,8 @@
 //! TCP carries the full lists.
 //!
 //! Calls that need the client's host name (a `*.domain` rule) go to a small pool of
-//! resolver threads over a bounded queue, so a slow DNS server never stalls a worker.
+//! resolver threads over a bounded queue, so a slow DNS server never stalls a worker; so do
+//! calls that wait for a handle from upstream (gateway mode).
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -25,7 +26,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::resolve::NameCache;
-use super::{Answer, Counters, RateLimit, Responder};
+use super::{answer_deferred, Answer, Counters, RateLimit, Responder};
 
 /// Largest UDP reply (and request) we handle, in bytes (Sun RPC's UDPMSGSIZE).
 pub const UDP_MAX_MESSAGE: usize = 8800;
@@ -260,17 +261,20 @@ impl Worker {
         out: &mut [u8],
     ) -> Option<usize> {
         let s = &self.shared;
-        match s.responder.respond(request, peer, None, out) {
+        let answer = match s.responder.respond(request, peer, None, out) {
+            Answer::NeedName => {
+                Counters::bump(&s.counters.name_lookups);
+                match s.names.cached(peer.ip()) {
+                    Some(host) => s.responder.respond(request, peer, Some(&*host), out),
+                    None => Answer::NeedName,
+                }
+            }
+            other => other,
+        };
+        match answer {
             Answer::NeedName => {}
+            Answer::NeedUpstream => Counters::bump(&s.counters.upstream_waits),
             other => return finish(other, peer, s),
-        }
-        Counters::bump(&s.counters.name_lookups);
-        if let Some(name) = s.names.cached(peer.ip()) {
-            return finish(
-                s.responder.respond(request, peer, Some(&*name), out),
-                peer,
-                s,
-            );
         }
         let job = NameJob {
             request: request.to_vec(),
@@ -282,7 +286,7 @@ impl Worker {
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 Counters::bump(&s.counters.name_queue_full);
                 if let Some(suppressed) = s.queue_full_log.allow() {
-                    tracing::warn!(%peer, suppressed, "host-name lookup queue full, dropping UDP call");
+                    tracing::warn!(%peer, suppressed, "lookup queue (names, upstream) full, dropping UDP call");
                 }
             }
         }
@@ -300,7 +304,7 @@ fn finish(answer: Answer, peer: SocketAddr, s: &Shared) -> Option<usize> {
             }
             Some(len)
         }
-        Answer::Drop | Answer::NeedName => {
+        Answer::Drop | Answer::NeedName | Answer::NeedUpstream => {
             Counters::bump(&s.counters.udp_dropped);
             None
         }
@@ -381,10 +385,7 @@ fn is_link_local(addr: &[u8; 16]) -> bool {
 fn resolver(queue: Receiver<NameJob>, socket: &UdpSocket, s: &Shared) {
     let mut out = vec![0u8; UDP_MAX_MESSAGE];
     while let Ok(job) = queue.recv() {
-        let name = s.names.resolve(job.peer.ip());
-        let answer = s
-            .responder
-            .respond(&job.request, job.peer, Some(&*name), &mut out);
+        let answer = answer_deferred(&*s.responder, &s.names, &job.request, job.peer, &mut out);
         if let Some(len) = finish(answer, job.peer, s) {
             match send_from(socket, &out[..len], job.peer, job.source) {
                 Ok(_) => Counters::bump(&s.counters.udp_replies),

@@ -31,6 +31,12 @@ pub struct Report {
     /// The mount list: entries, caps and what the caps refused, by name.
     #[serde(default)]
     pub mount_list: Vec<(String, u64)>,
+    /// Gateway mode (`--upstream`), when on.
+    #[serde(default)]
+    pub upstream: Option<crate::upstream::UpstreamReport>,
+    /// Times our rpcbind registrations were found missing and restored.
+    #[serde(default)]
+    pub rpcbind_restored: u64,
     /// Calls by path, procedure, version and outcome (only the non-zero ones).
     #[serde(default)]
     pub calls: Vec<CallCount>,
@@ -208,6 +214,14 @@ impl Report {
                 }
             }
         }
+        if let Some(up) = &self.upstream {
+            let _ = write!(s, "\n{}", up.to_lines());
+        }
+        let _ = writeln!(
+            s,
+            "\nrpcbind registrations restored: {}",
+            self.rpcbind_restored
+        );
         s
     }
 }
@@ -280,6 +294,7 @@ pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
         ("udp_dropped", &c.udp_dropped),
         ("name_lookups", &c.name_lookups),
         ("name_queue_full", &c.name_queue_full),
+        ("upstream_waits", &c.upstream_waits),
         ("tcp_connections", &c.tcp_connections),
         ("tcp_closed", &c.tcp_closed),
         ("tcp_refused", &c.tcp_refused),
@@ -324,6 +339,8 @@ mod tests {
             }],
             kernel: vec![("tcp_replies".into(), 9)],
             mount_list: vec![("refused_host_cap".into(), 5)],
+            upstream: None,
+            rpcbind_restored: 0,
             capabilities: vec!["cap_bpf".into(), "cap_net_admin".into()],
             ..Default::default()
         };

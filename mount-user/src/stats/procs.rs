@@ -123,6 +123,20 @@ impl<R> Counted<R> {
     }
 }
 
+impl<R: Responder> Counted<R> {
+    /// Counts a final answer; one that needs a name or an upstream handle is counted when
+    /// it is asked again.
+    fn count(&self, request: &[u8], out: &[u8], answer: Answer) -> Answer {
+        let outcome = match answer {
+            Answer::NeedName | Answer::NeedUpstream => return answer,
+            Answer::Reply { len, .. } => Outcome::Reply(out.get(..len).unwrap_or_default()),
+            Answer::Drop => Outcome::NoReply,
+        };
+        self.counts.bump(call_slot(request, outcome));
+        answer
+    }
+}
+
 impl<R: Responder> Responder for Counted<R> {
     fn respond(
         &self,
@@ -132,14 +146,18 @@ impl<R: Responder> Responder for Counted<R> {
         out: &mut [u8],
     ) -> Answer {
         let answer = self.inner.respond(request, peer, host, out);
-        // A call that needs the peer's name is counted when it is asked again with it.
-        let outcome = match answer {
-            Answer::NeedName => return answer,
-            Answer::Reply { len, .. } => Outcome::Reply(out.get(..len).unwrap_or_default()),
-            Answer::Drop => Outcome::NoReply,
-        };
-        self.counts.bump(call_slot(request, outcome));
-        answer
+        self.count(request, out, answer)
+    }
+
+    fn respond_waited(
+        &self,
+        request: &[u8],
+        peer: SocketAddr,
+        host: Option<&HostFacts>,
+        out: &mut [u8],
+    ) -> Answer {
+        let answer = self.inner.respond_waited(request, peer, host, out);
+        self.count(request, out, answer)
     }
 }
 

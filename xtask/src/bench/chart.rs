@@ -22,6 +22,7 @@ fn colour(variant: &str) -> RGBColor {
         "xdp-generic" => RGBColor(0x2c, 0xa0, 0x2c),
         "socket" => RGBColor(0xff, 0x7f, 0x0e),
         "ganesha" => RGBColor(0xd6, 0x27, 0x28),
+        "gateway" => RGBColor(0x8c, 0x56, 0x4b),
         _ => RGBColor(0x94, 0x67, 0xbd),
     }
 }

@@ -1,15 +1,34 @@
 //! NFS-Ganesha as the peer: its configuration (MOUNT on our port, NFSv3 only, one VFS
-//! export of the same directory xdp-mountd exports) and its command line.
+//! export of the same directory xdp-mountd exports) and its command line; and as the
+//! upstream of the gateway variant (MOUNT on another port and a private program).
 use std::path::Path;
+
+/// The gateway variant's upstream Ganesha: its MOUNT port.
+pub const UPSTREAM_MNT_PORT: u16 = 20048;
+/// The gateway variant's upstream Ganesha: its private MOUNT program (out of our way in
+/// rpcbind).
+pub const UPSTREAM_MNT_PROGRAM: u32 = 400_005;
 
 /// Ganesha's configuration: MOUNT on `port` of `bind_addr`, NFSv3 only (MOUNT is part of
 /// v3), no NLM/RQUOTA, no NFSv4 grace period, one VFS export of `export_dir`.
 pub fn config(bind_addr: &str, port: u16, export_dir: &Path) -> String {
+    config_with_program(bind_addr, port, None, export_dir)
+}
+
+/// [`config`] with MOUNT under program `program` instead of 100005.
+pub fn config_with_program(
+    bind_addr: &str,
+    port: u16,
+    program: Option<u32>,
+    export_dir: &Path,
+) -> String {
     let dir = export_dir.display();
+    let program = program.map_or(String::new(), |p| format!("    MNT_Program = {p};\n"));
     format!(
         "# Written by cargo xtask bench.\n\
          NFS_CORE_PARAM {{\n\
          \x20   MNT_Port = {port};\n\
+         {program}\
          \x20   Bind_addr = {bind_addr};\n\
          \x20   Protocols = 3;\n\
          \x20   Enable_NLM = false;\n\
@@ -60,6 +79,12 @@ mod tests {
         assert!(c.contains("Name = VFS;"), "{c}");
         // Every block opened is closed (ganesha refuses the file otherwise).
         assert_eq!(c.matches('{').count(), c.matches('}').count());
+        assert!(!c.contains("MNT_Program"));
+        let u = config_with_program("10.79.0.1", 20048, Some(400_005), Path::new("/x"));
+        assert!(
+            u.contains("MNT_Port = 20048;\n    MNT_Program = 400005;\n"),
+            "{u}"
+        );
     }
 
     #[test]

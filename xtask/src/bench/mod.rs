@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "xdp-native,xdp-generic,socket,ganesha"
+        default_value = "xdp-native,xdp-generic,socket,ganesha,gateway"
     )]
     variants: Vec<Variant>,
     /// Call types, comma-separated.
@@ -150,6 +150,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         &ganesha_conf,
         ganesha::config(NET.server_v4, PORT, &export_dir),
     )?;
+    let upstream_conf = work.join("upstream-ganesha.conf");
+    std::fs::write(
+        &upstream_conf,
+        ganesha::config_with_program(
+            NET.server_v4,
+            ganesha::UPSTREAM_MNT_PORT,
+            Some(ganesha::UPSTREAM_MNT_PROGRAM),
+            &export_dir,
+        ),
+    )?;
 
     // Other work on the machine skews every figure: measure it once, before starting.
     let idle_before = cpu::CpuTimes::sample()?;
@@ -178,6 +188,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         work,
         exports: &exports,
         ganesha_conf: &ganesha_conf,
+        upstream_conf: &upstream_conf,
         export_path: export_dir.display().to_string(),
         stop: &stop,
     };

@@ -254,6 +254,7 @@ pub fn variant_label(id: &str) -> &str {
         "xdp-generic" => "xdp-mountd, AF_XDP (generic XDP)",
         "socket" => "xdp-mountd, kernel UDP socket (XDP off)",
         "ganesha" => "NFS-Ganesha 4.3",
+        "gateway" => "xdp-mountd, AF_XDP (native XDP), --upstream Ganesha",
         other => other,
     }
 }
@@ -301,7 +302,14 @@ impl Report {
                 met: None,
             });
         }
-        for v in ["xdp-native", "xdp-generic", "socket"] {
+        t.push(Target {
+            id: "gateway_mnt_vs_xdp_native".into(),
+            what: "--upstream (native XDP) MNT calls/s ÷ native XDP MNT calls/s".into(),
+            value: ratio(rate("gateway", "mnt"), rate("xdp-native", "mnt")),
+            goal: "≥ 0.9".into(),
+            met: None,
+        });
+        for v in ["xdp-native", "xdp-generic", "socket", "gateway"] {
             let cells: Vec<&Cell> = self.cells.iter().filter(|c| c.variant == v).collect();
             let value = (!cells.is_empty()).then(|| {
                 cells

@@ -20,6 +20,9 @@ pub enum Variant {
     Socket,
     /// NFS-Ganesha's MOUNT service.
     Ganesha,
+    /// xdp-mountd with native XDP in gateway mode: `--upstream` to a Ganesha beside it
+    /// (MOUNT on another port and program); MNT is served from the learned handles.
+    Gateway,
 }
 
 impl Variant {
@@ -29,6 +32,7 @@ impl Variant {
             Variant::XdpGeneric => "xdp-generic",
             Variant::Socket => "socket",
             Variant::Ganesha => "ganesha",
+            Variant::Gateway => "gateway",
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Ctx<'a> {
     pub exports: &'a Path,
     /// Ganesha's configuration file.
     pub ganesha_conf: &'a Path,
+    /// The gateway variant's upstream Ganesha's configuration file.
+    pub upstream_conf: &'a Path,
     /// The exported directory (what MNT asks for and showmount must list).
     pub export_path: String,
     /// Ctrl-C.
@@ -109,11 +115,16 @@ impl Ctx<'_> {
                     self.work.join("rmtab").display().to_string(),
                 ];
                 let xdp: &[&str] = match variant {
-                    Variant::XdpNative => &["--iface", self.net.server_if, "--xdp", "native"],
+                    Variant::XdpNative | Variant::Gateway => {
+                        &["--iface", self.net.server_if, "--xdp", "native"]
+                    }
                     Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
                     _ => &["--xdp", "off"],
                 };
                 a.extend(xdp.iter().map(|s| s.to_string()));
+                if variant == Variant::Gateway {
+                    a = self.behind_upstream(a, round);
+                }
                 a
             }
         };
@@ -125,6 +136,41 @@ impl Ctx<'_> {
             log,
             share_stats_dir: false,
         })
+    }
+
+    /// `sh -c`: start the upstream Ganesha, wait (bounded) until its MOUNT answers, then
+    /// exec `daemon` with `--upstream` to it. All in the server's process group, so
+    /// stopping the server stops Ganesha too.
+    fn behind_upstream(&self, mut daemon: Vec<String>, round: u32) -> Vec<String> {
+        let addr = self.net.server_v4;
+        let (port, prog) = (ganesha::UPSTREAM_MNT_PORT, ganesha::UPSTREAM_MNT_PROGRAM);
+        daemon.extend([
+            "--upstream".into(),
+            format!("{addr}:{port}"),
+            "--upstream-program".into(),
+            prog.to_string(),
+        ]);
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let ganesha: Vec<String> = ganesha::argv(
+            self.upstream_conf,
+            &self.work.join(format!("upstream-{round}.nfsd.log")),
+            &self.work.join("upstream.pid"),
+        )
+        .iter()
+        .map(|a| quote(a))
+        .collect();
+        let daemon: Vec<String> = daemon.iter().map(|a| quote(a)).collect();
+        let script = format!(
+            "{} &\n\
+             i=0; until rpcinfo -n {port} -u {addr} {prog} 3 >/dev/null 2>&1; do\n\
+               i=$((i+1)); [ $i -gt 150 ] && {{ echo 'upstream Ganesha not answering' >&2; exit 99; }}\n\
+               sleep 0.2\n\
+             done\n\
+             exec {}",
+            ganesha.join(" "),
+            daemon.join(" ")
+        );
+        vec!["sh".into(), "-c".into(), script]
     }
 
     /// Wait until the server answers (xdp-mountd: READY, i.e. XDP attached), then require

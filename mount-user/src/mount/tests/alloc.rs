@@ -22,6 +22,7 @@ fn hot_path_does_not_allocate() {
         exports: &env.table,
         mounts: &env.mounts,
         policy: &policy,
+        upstream: None,
     };
     let client = Client {
         addr: "10.1.2.3:700".parse().unwrap(),
@@ -68,6 +69,7 @@ fn first_mnt_of_an_entry_from_rmtab_does_not_allocate() {
         exports: &env.table,
         mounts: &env.mounts,
         policy: &policy,
+        upstream: None,
     };
     let mut out = vec![0u8; 65536];
     let generation = env.mounts.generation();

@@ -6,6 +6,7 @@ use crate::xdr::Reader;
 
 mod alloc;
 mod dissect;
+mod gateway;
 mod golden;
 mod lists;
 mod mnt;
@@ -49,6 +50,7 @@ impl Env {
             exports: &self.table,
             mounts: &self.mounts,
             policy: &self.policy,
+            upstream: None,
         };
         let mut out = vec![0u8; cap];
         let outcome = answer(req, &client, &ctx, &mut out);

@@ -29,6 +29,7 @@ fn check(env: &Env, req: &[u8], addr: &str, name: Option<&str>, cap: usize, filt
         exports: &env.table,
         mounts: &env.mounts,
         policy: &policy,
+        upstream: None,
     };
     let mut backing = vec![0xa5u8; cap + 32];
     let (out, guard) = backing.split_at_mut(cap);
@@ -73,7 +74,7 @@ proptest! {
             // Too short for an xid: always dropped.
             let client = Client { addr: "10.1.2.3:700".parse().unwrap(), host: None };
             let policy = Policy::default();
-            let ctx = Context { exports: &env.table, mounts: &env.mounts, policy: &policy };
+            let ctx = Context { exports: &env.table, mounts: &env.mounts, policy: &policy, upstream: None };
             let mut out = [0u8; 64];
             prop_assert_eq!(answer(&bytes, &client, &ctx, &mut out), Outcome::Drop(DropReason::Truncated));
         }

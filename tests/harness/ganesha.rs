@@ -1,0 +1,213 @@
+//! NFS-Ganesha as the real NFS server behind a gateway: NFS on 2049, its MOUNT on a port and
+//! a private program of its own, a private rpcbind that xdp-mountd shares (its mount
+//! namespace is the anchor every process of the "server host" enters).
+
+use crate::netns::NetPair;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Ganesha's MOUNT port in the tests.
+pub const GANESHA_MNT_PORT: u16 = 20048;
+/// Ganesha's private MOUNT program (keeps it out of our way in rpcbind).
+pub const GANESHA_MNT_PROG: u32 = 400_005;
+/// Ganesha's NFS port.
+pub const NFS_PORT: u16 = 2049;
+
+/// A private rpcbind in its own mount namespace (tmpfs /run) in the server namespace; the
+/// servers of the test enter that mount namespace. Stopped on drop.
+pub struct SharedRpcbind {
+    child: Child,
+}
+
+impl SharedRpcbind {
+    /// Start it and wait (bounded) until it answers.
+    pub fn start(pair: &NetPair) -> SharedRpcbind {
+        let script = format!(
+            "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/rpcbind; exec rpcbind -f -w -h {} -h {}",
+            pair.srv_v4(),
+            pair.srv_v6()
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &pair.srv, "unshare", "-m", "--propagation"])
+            .args(["private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting rpcbind");
+        let rpcb = SharedRpcbind { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = rpcb
+                .run(pair, &["rpcinfo", "-p", "127.0.0.1"])
+                .status
+                .success();
+            if ok {
+                return rpcb;
+            }
+            assert!(Instant::now() < deadline, "rpcbind did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pid whose mount namespace the servers enter.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ip netns exec SRV nsenter --mount=… ARGV` prefix.
+    pub fn command(&self, pair: &NetPair) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &pair.srv, "nsenter"])
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid()));
+        c
+    }
+
+    /// Runs a command beside rpcbind (same net and mount namespace), bounded by 20 s.
+    pub fn run(&self, pair: &NetPair, argv: &[&str]) -> std::process::Output {
+        self.command(pair)
+            .args(["timeout", "-k", "2", "20"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running a command beside rpcbind")
+    }
+}
+
+impl Drop for SharedRpcbind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running ganesha.nfsd exporting `dir` with `export_id`. Stopped on drop.
+pub struct Ganesha {
+    child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// Ganesha's configuration for the tests.
+pub fn config(addr: std::net::IpAddr, dir: &std::path::Path, export_id: u32) -> String {
+    let dir = dir.display();
+    format!(
+        "NFS_CORE_PARAM {{\n  NFS_Port = {NFS_PORT};\n  MNT_Port = {GANESHA_MNT_PORT};\n  \
+         MNT_Program = {GANESHA_MNT_PROG};\n  Bind_addr = {addr};\n  Protocols = 3;\n  \
+         Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
+         NFSv4 {{\n  Graceless = true;\n}}\n\
+         EXPORT {{\n  Export_Id = {export_id};\n  Path = {dir};\n  Pseudo = {dir};\n  \
+         Access_Type = RW;\n  Squash = No_Root_Squash;\n  Protocols = 3;\n  \
+         Transports = UDP, TCP;\n  FSAL {{\n    Name = VFS;\n  }}\n}}\n"
+    )
+}
+
+impl Ganesha {
+    /// Start Ganesha beside `rpcbind` with Export_Id `export_id`; wait (bounded) until its
+    /// MOUNT answers rpcinfo.
+    pub fn start(
+        pair: &NetPair,
+        rpcbind: &SharedRpcbind,
+        dir: &std::path::Path,
+        export_id: u32,
+    ) -> Ganesha {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conf = pair.write_file(
+            &format!("ganesha-{seq}.conf"),
+            &config(pair.srv_v4(), dir, export_id),
+        );
+        let log = pair.dir.join(format!("ganesha-{seq}.log"));
+        let pidfile = pair.dir.join(format!("ganesha-{seq}.pid"));
+        let child = rpcbind
+            .command(pair)
+            .args(["ganesha.nfsd", "-F", "-f"])
+            .arg(&conf)
+            .arg("-L")
+            .arg(&log)
+            .arg("-p")
+            .arg(&pidfile)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting ganesha.nfsd");
+        let mut g = Ganesha {
+            child: Some(child),
+            log,
+        };
+        let port = GANESHA_MNT_PORT.to_string();
+        let prog = GANESHA_MNT_PROG.to_string();
+        let addr = pair.srv_v4().to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = rpcbind
+                .run(pair, &["rpcinfo", "-n", &port, "-u", &addr, &prog, "3"])
+                .status
+                .success();
+            if up {
+                return g;
+            }
+            if let Some(Ok(Some(st))) = g.child.as_mut().map(|c| c.try_wait()) {
+                panic!("ganesha.nfsd exited ({st}); log:\n{}", g.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ganesha MOUNT not answering after 30 s; log:\n{}",
+                g.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // The child is nsenter, which forks ganesha.nfsd: signal both.
+        let pid = child.id() as i32;
+        // SAFETY: signalling our own child; ESRCH when gone is fine.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        kill_children(pid, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_children(pid, libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Signal every child of `pid` (from /proc/PID/task/*/children).
+fn kill_children(pid: i32, sig: i32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in text
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: a child of our own child.
+            unsafe { libc::kill(c, sig) };
+        }
+    }
+}
+
+impl Drop for Ganesha {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
