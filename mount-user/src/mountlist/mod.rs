@@ -116,44 +116,19 @@ impl MountList {
         // walk of string compares (~600 at 20k hosts).
         let full = self.len.load(Ordering::Relaxed) >= self.limits.total;
         let inserted = match map.entry(host.to_owned()) {
+            // `insert` would allocate the dir before finding it there.
             Entry::Occupied(mut e) => {
                 let dirs = e.get_mut();
-                // `insert` would allocate the dir before finding it there.
-                if dirs.contains(dir) {
-                    false
-                } else if dirs.len() >= self.limits.per_host {
-                    self.refuse(
-                        &self.refused.per_host,
-                        host,
-                        dir,
-                        "per host",
-                        "--max-mounts-per-host",
-                    );
-                    false
-                } else if full {
-                    self.refuse(&self.refused.total, host, dir, "in total", "--max-mounts");
-                    false
-                } else {
-                    dirs.insert(dir.to_owned())
-                }
+                !dirs.contains(dir)
+                    && self.room_for(dirs.len(), full, host, dir)
+                    && dirs.insert(dir.to_owned())
             }
             Entry::Vacant(e) => {
-                if self.limits.per_host == 0 {
-                    self.refuse(
-                        &self.refused.per_host,
-                        host,
-                        dir,
-                        "per host",
-                        "--max-mounts-per-host",
-                    );
-                    false
-                } else if full {
-                    self.refuse(&self.refused.total, host, dir, "in total", "--max-mounts");
-                    false
-                } else {
+                let room = self.room_for(0, full, host, dir);
+                if room {
                     e.insert(BTreeSet::from([dir.to_owned()]));
-                    true
                 }
+                room
             }
         };
         if inserted {
@@ -164,6 +139,20 @@ impl MountList {
             self.generation.fetch_add(1, Ordering::Release);
         }
         inserted
+    }
+    /// Whether a host that holds `held` dirs may record one more while the list is `full`
+    /// or not; a refusal is counted and logged.
+    fn room_for(&self, held: usize, full: bool, host: &str, dir: &str) -> bool {
+        if held >= self.limits.per_host {
+            let option = "--max-mounts-per-host";
+            self.refuse(&self.refused.per_host, host, dir, "per host", option);
+            false
+        } else if full {
+            self.refuse(&self.refused.total, host, dir, "in total", "--max-mounts");
+            false
+        } else {
+            true
+        }
     }
     /// Count an entry a cap refused; log the first and then every power of two, so a flood
     /// is visible without a log line per packet.
