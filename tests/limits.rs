@@ -191,3 +191,98 @@ fn mount_list_stops_at_its_caps() {
         "the cap is logged with how to raise it"
     );
 }
+
+/// UDP is no amplifier: with 300 exports, an EXPORT or DUMP over UDP from a source outside
+/// --trusted-networks gets at most twice its call's bytes (a valid, shorter list); the
+/// same over TCP, and showmount -e (TCP first), get the whole list; a trusted source gets
+/// the whole list over UDP too (up to the datagram limit).
+#[test]
+fn udp_lists_are_no_amplifier() {
+    let Some(pair) = NetPair::new("udp_lists_are_no_amplifier") else {
+        return;
+    };
+    let n = pair.n;
+    let mut text = String::new();
+    let mut want = Vec::new();
+    for i in 0..300 {
+        let dir = format!("/srv/amp/{i:03}");
+        writeln!(text, "{dir} *(ro,insecure)").unwrap();
+        want.push((dir, vec!["*".to_string()]));
+    }
+    let exports = pair.write_file("exports", &text);
+    let trusted: std::net::IpAddr = format!("10.77.{n}.50").parse().unwrap();
+    pair.add_cli_addr(&format!("{trusted}/24"));
+    let mut opts = DaemonOpts::new(exports);
+    opts.untrusted = true;
+    opts.rpcbind = true;
+    opts.extra
+        .extend(["--trusted-networks".to_string(), format!("{trusted}/32")]);
+    let d = pair.start_daemon(&opts);
+    let server = pair.srv_addr(false, PORT);
+    let srv_ip = server.ip().to_string();
+    let showmount = pair.run_client(&["showmount", "-e", &srv_ip]);
+    assert_eq!(
+        showmount
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("/srv/amp/"))
+            .count(),
+        300,
+        "showmount -e gets the whole list over TCP: {}",
+        showmount.stdout
+    );
+    pair.in_client(move || {
+        // A mount list worth listing: 100 entries, ~4 KB of DUMP.
+        let mut tcp = RpcClient::new(Proto::Tcp, server, SrcPort::High).unwrap();
+        for (dir, _) in &want[..100] {
+            assert_eq!(tcp.mnt3(dir).0, status::OK);
+        }
+        for (proc_, name) in [(procs::EXPORT, "EXPORT"), (procs::DUMP, "DUMP")] {
+            let call = Call::mount(3, proc_);
+            let call_len = call.encode().len();
+            let untrusted = UdpClient::new(server, SrcPort::High).unwrap();
+            let r = untrusted.call(&call).unwrap();
+            assert!(
+                r.raw.len() <= 2 * call_len,
+                "{name}: {} reply bytes for a {call_len}-byte call",
+                r.raw.len()
+            );
+            let from_trusted =
+                UdpClient::bind_to(server, std::net::SocketAddr::new(trusted, 0)).unwrap();
+            let whole = from_trusted.call(&call).unwrap();
+            if proc_ == procs::EXPORT {
+                let cut = strict_exports(r.success());
+                assert!(
+                    cut.len() < 300 && cut[..] == want[..cut.len()],
+                    "{name}: a prefix"
+                );
+                // 300 entries are ~10.8 KB: a trusted source gets what one datagram holds.
+                let most = strict_exports(whole.success());
+                assert!(
+                    most.len() > cut.len() && most[..] == want[..most.len()],
+                    "trusted: {} entries, a prefix longer than the untrusted {}",
+                    most.len(),
+                    cut.len()
+                );
+                assert!(whole.raw.len() > 8000 && whole.raw.len() <= 8800);
+                let all = tcp.exports(3, procs::EXPORT);
+                assert!(all == want, "TCP: the whole list ({} of 300)", all.len());
+            } else {
+                let cut = parse_mountlist(r.success()).unwrap();
+                assert!(cut.len() < 100, "{name}: cut to the budget");
+                let all = parse_mountlist(whole.success()).unwrap();
+                assert_eq!(all.len(), 100, "trusted: the whole mount list");
+            }
+        }
+    });
+    let truncated = d.stats_json()["kernel"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r[0] == "udp_truncated"))
+        .and_then(|r| r[1].as_u64())
+        .unwrap_or(0);
+    let afxdp_cut: u64 = d.stats_json()["xdp"]["queues"]
+        .as_array()
+        .map(|qs| qs.iter().filter_map(|q| q["truncated"].as_u64()).sum())
+        .unwrap_or(0);
+    assert!(truncated + afxdp_cut >= 1, "the cut is counted");
+}

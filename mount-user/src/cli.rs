@@ -207,6 +207,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::TOTAL)]
     pub max_mounts: usize,
 
+    /// Over UDP, an EXPORT, EXPORTALL or DUMP reply to a source outside
+    /// --trusted-networks is cut (at an entry boundary, still a valid list) to this many
+    /// times the call's size, so the service cannot be used to amplify floods at forged
+    /// addresses; 0 turns the cap off. TCP and trusted networks get whole lists.
+    #[arg(long, value_name = "FACTOR", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub udp_list_factor: u32,
+
+    /// Networks whose UDP list replies are not capped (e.g. 10.0.0.0/8,fd00::/8),
+    /// comma-separated.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub trusted_networks: Vec<ipnet::IpNet>,
+
     /// EXPORT lists only the exports the calling client may mount (default: all exports,
     /// as nfs-utils' mountd does).
     #[arg(long)]

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use mount_user::exports::{
     ExportSources, ExportTable, Reloader, Resolver as _, SharedExports, SystemResolver,
 };
-use mount_user::mount::{Policy, Transport};
+use mount_user::mount::{ListBudget, Policy, Transport};
 use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::privileges::{self, CapSet};
 use mount_user::socket::resolve::NameCache;
@@ -53,6 +53,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let policy = Policy {
         filter_exports_by_client: args.filter_exports,
+        list_budget: None,
+    };
+    // UDP (kernel socket and AF_XDP) answers from unproven addresses: lists are capped.
+    let udp_policy = Policy {
+        list_budget: (args.udp_list_factor > 0).then(|| ListBudget {
+            factor: args.udp_list_factor as usize,
+            trusted: args.trusted_networks.clone(),
+        }),
+        ..policy.clone()
     };
     let names = {
         let exports = exports.clone();
@@ -84,13 +93,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             Transport::Udp => counts.udp.clone(),
             Transport::Tcp => counts.tcp.clone(),
         };
-        let service = MountService::new(exports.clone(), mounts.clone(), policy.clone())
+        let policy = match transport {
+            Transport::Udp => udp_policy.clone(),
+            Transport::Tcp => policy.clone(),
+        };
+        let service = MountService::new(exports.clone(), mounts.clone(), policy)
             .with_upstream(upstream.clone());
         Arc::new(Counted::new(service, counted))
     };
     // AF_XDP answers from the same core, uncounted here (its workers count per queue).
     let xdp_service = Arc::new(
-        MountService::new(exports.clone(), mounts.clone(), policy.clone())
+        MountService::new(exports.clone(), mounts.clone(), udp_policy.clone())
             .with_upstream(upstream.clone()),
     );
     let kernel_udp = udp_sockets.first().context("no UDP socket")?.try_clone()?;

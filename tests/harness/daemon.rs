@@ -51,6 +51,10 @@ pub struct DaemonOpts {
     /// With the AF_XDP path on: this test sends UDP calls that reach the kernel socket by
     /// design (IP fragments, loopback), so the AF_XDP-only check at stop is skipped.
     pub kernel_udp_ok: bool,
+    /// Leave the test subnets out of --trusted-networks, so UDP list replies meet the
+    /// anti-amplification budget (by default the suite trusts its own subnets: its list
+    /// checks over UDP are about the protocol, not the budget).
+    pub untrusted: bool,
     /// A directory whose files replace /etc's for the daemon (nsswitch.conf, netgroup,
     /// hosts): an overlay on /etc in a private mount namespace, so files /etc lacks (the
     /// host has no /etc/netgroup) can be given too. Rewrite them in place while the daemon
@@ -78,6 +82,7 @@ impl DaemonOpts {
             extra,
             bin: None,
             kernel_udp_ok: false,
+            untrusted: false,
             etc: None,
             mount_ns_of: None,
         }
@@ -101,6 +106,9 @@ pub struct Daemon<'p> {
     /// This daemon's own stats socket (None for a stand-in binary).
     stats_socket: Option<PathBuf>,
 }
+
+/// Every address the test pairs use (10.77.N.0/24, fd77:N::/64).
+pub const TEST_NETWORKS: &str = "10.77.0.0/16,fd77::/16";
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -136,6 +144,10 @@ impl NetPair {
         }
         if opts.filter_exports {
             args.push("--filter-exports".into());
+        }
+        if !opts.untrusted && opts.bin.is_none() {
+            args.push("--trusted-networks".into());
+            args.push(TEST_NETWORKS.into());
         }
         args.extend(opts.extra.iter().cloned());
         // Every daemon of ours gets its own stats socket: parallel tests' daemons would share

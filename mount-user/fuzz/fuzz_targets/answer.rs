@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use mount_user::exports::{ExportTable, FileHandle, HostFacts};
 use mount_user::mount::client::MntAnswer;
 use mount_user::mount::learned::{Learned, LearnedHandles};
-use mount_user::mount::{answer, Client, Context, Gateway, Outcome, Policy};
+use mount_user::mount::{answer, Client, Context, Gateway, ListBudget, Outcome, Policy};
 use mount_user::mountlist::MountList;
 
 const EXPORTS: &str = "\
@@ -81,6 +81,11 @@ fuzz_target!(|data: &[u8]| {
     let cap = [24usize, 64, 512, 65536][usize::from(sel >> 3 & 3)];
     let policy = Policy {
         filter_exports_by_client: sel & 0x20 != 0,
+        // Odd-length messages also meet the UDP list budget.
+        list_budget: (msg.len() % 2 == 1).then(|| ListBudget {
+            factor: 2,
+            trusted: vec!["10.0.0.0/8".parse().expect("literal network")],
+        }),
     };
     let mounts = MountList::new();
     let ctx = Context {

@@ -131,6 +131,36 @@ pub struct Client<'a> {
 pub struct Policy {
     /// EXPORT/EXPORTALL list only the exports the calling client could mount.
     pub filter_exports_by_client: bool,
+    /// Over UDP: the cap on list replies that keeps this service from being an amplifier.
+    pub list_budget: Option<ListBudget>,
+}
+
+/// Anti-amplification for UDP, where a source address is never proven: a forged 40-byte
+/// EXPORT call would otherwise reflect a list of up to 8800 bytes (218x for 300 exports)
+/// at its victim. A list reply (EXPORT, EXPORTALL, DUMP) to a source outside `trusted` is
+/// cut, at an entry boundary, to `factor` times the call's size: still a valid, shorter
+/// list (never a silent drop, which would make clients retry into a storm). Clients that
+/// need whole lists get them over TCP, whose handshake proves the address (showmount and
+/// libnfs try TCP first), or from a trusted network. Other replies need no cap: the
+/// largest, a MNT v3 reply with a 64-byte handle, is barely twice its call.
+#[derive(Debug, Clone)]
+pub struct ListBudget {
+    /// A list reply takes at most this many times the call's bytes.
+    pub factor: usize,
+    /// Sources in these networks get whole lists (up to the datagram limit).
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ListBudget {
+    /// The most bytes a list reply to a `call_len`-byte call from `ip` may take (None: no
+    /// cap beyond the buffer). `ip` is canonical (no IPv4-mapped IPv6).
+    pub fn limit(&self, call_len: usize, ip: IpAddr) -> Option<usize> {
+        if self.trusted.iter().any(|net| net.contains(&ip)) {
+            None
+        } else {
+            Some(call_len.saturating_mul(self.factor))
+        }
+    }
 }
 
 /// What `answer` decides with.
@@ -241,10 +271,19 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
         return accepted(out, call.xid, &AcceptStat::ProcUnavail);
     }
     let ip = client.addr.ip().to_canonical();
+    // List replies stay within the anti-amplification budget (see `ListBudget`).
+    let list_room = ctx
+        .policy
+        .list_budget
+        .as_ref()
+        .and_then(|b| b.limit(request.len(), ip))
+        .map_or(out.len(), |limit| limit.min(out.len()));
     match call.proc_ {
         procs::NULL => success(out, call.xid, |_| Ok(false)),
         procs::MNT => mnt(&call, client, ip, ctx, out),
-        procs::DUMP => success(out, call.xid, |w| results::put_mountlist(w, ctx.mounts)),
+        procs::DUMP => success(&mut out[..list_room], call.xid, |w| {
+            results::put_mountlist(w, ctx.mounts)
+        }),
         procs::UMNT => {
             let Some(raw) = dirpath(call.args) else {
                 return accepted(out, call.xid, &AcceptStat::GarbageArgs);
@@ -259,7 +298,7 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
             ctx.mounts.remove_host(IpText::new(ip).as_str());
             success(out, call.xid, |_| Ok(false))
         }
-        procs::EXPORT | procs::EXPORTALL => export(&call, client, ip, ctx, out),
+        procs::EXPORT | procs::EXPORTALL => export(&call, client, ip, ctx, &mut out[..list_room]),
         _ => pathconf(&call, client, ip, ctx, out),
     }
 }

@@ -255,6 +255,9 @@ impl Bed {
                 "serve",
             ])
             .args(["--no-rpcbind", "--port", &port.to_string()])
+            // The bed's own subnets: these tests are about the data path, not the UDP
+            // list budget (which would cut their EXPORT and DUMP replies).
+            .args(["--trusted-networks", "10.233.0.0/16,fd00:233::/32"])
             .arg("--stats-socket")
             .arg(&stats)
             .args(args)

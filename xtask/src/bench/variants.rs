@@ -113,6 +113,10 @@ impl Ctx<'_> {
                     PORT.to_string(),
                     "--rmtab".into(),
                     self.work.join("rmtab").display().to_string(),
+                    // The generator's subnet gets whole EXPORT lists over UDP, as Ganesha
+                    // gives them: the bench compares servers, not the amplification budget.
+                    "--trusted-networks".into(),
+                    format!("{}/24", self.net.client_v4),
                 ];
                 let xdp: &[&str] = match variant {
                     Variant::XdpNative | Variant::Gateway => {

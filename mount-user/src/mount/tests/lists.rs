@@ -141,3 +141,73 @@ fn dump_lists_mounts_and_truncates() {
     assert!(!cut.is_empty() && cut.len() < 20);
     assert_eq!(cut[..], list[..cut.len()]);
 }
+
+#[test]
+fn udp_list_budget_caps_untrusted_replies_at_twice_the_call() {
+    // 300 exports: a 40-byte call would otherwise get a reply of several KiB.
+    let text: String = (0..300)
+        .map(|i| format!("/srv/export-{i:04} 10.0.0.0/8(ro) *(ro)\n"))
+        .collect();
+    let mut env = Env::new(&text);
+    env.mounts.add("10.9.9.9", "/srv/export-0001");
+    for i in 0..200 {
+        env.mounts
+            .add(&format!("10.8.{}.{}", i / 250, i % 250), "/srv/export-0002");
+    }
+    env.policy.list_budget = Some(ListBudget {
+        factor: 2,
+        trusted: vec!["192.0.2.0/24".parse().unwrap(), "fd00::/8".parse().unwrap()],
+    });
+    for (vers, proc_) in [(3, 5), (1, 6), (3, 2)] {
+        let req = call(7, vers, proc_, &[]);
+        // An untrusted source: at most 2x the call, still a valid (shorter) list.
+        let (o, reply) = env.ask(&req, "198.51.100.7:700");
+        assert!(
+            matches!(
+                o,
+                Outcome::Reply {
+                    truncated: true,
+                    ..
+                }
+            ),
+            "v{vers} proc {proc_}: {o:?}"
+        );
+        assert!(
+            reply.len() <= 2 * req.len(),
+            "{} > 2 x {}",
+            reply.len(),
+            req.len()
+        );
+        let results = success_results(&reply, 7);
+        if proc_ == 2 {
+            assert!(decode_mountlist(&results).len() < 201);
+        } else {
+            assert!(decode_exports(&results).len() < 300);
+        }
+        // A trusted network (an IPv4-mapped address counts as IPv4) gets the whole list.
+        for trusted in ["192.0.2.1:700", "[::ffff:192.0.2.1]:700", "[fd00::1]:700"] {
+            let (o, reply) = env.ask(&req, trusted);
+            assert!(
+                matches!(
+                    o,
+                    Outcome::Reply {
+                        truncated: false,
+                        ..
+                    }
+                ),
+                "{trusted}: {o:?}"
+            );
+            assert!(reply.len() > 2000, "{trusted}: whole list");
+        }
+    }
+    // Other replies are not capped: a MNT answered as usual.
+    let mnt = call(8, 3, 1, &path_arg(b"/srv/export-0003"));
+    let (o, _) = env.ask(&mnt, "198.51.100.7:700");
+    assert!(matches!(
+        o,
+        Outcome::Reply {
+            truncated: false,
+            ..
+        }
+    ));
+}
