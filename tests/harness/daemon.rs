@@ -353,15 +353,16 @@ impl Daemon<'_> {
         }
     }
 
-    /// Sends `sig` and waits up to 5 s (15 s with XDP) for exit; SIGKILL after that (then
-    /// panics).
+    /// Sends `sig` and waits up to 15 s for exit; SIGKILL after that (then panics). A bound
+    /// against hangs, far above a normal stop (0.2 s): XDP detach waits for the RTNL lock,
+    /// and once a daemon that had logged "stopped" took over 5 s to exit on a loaded machine.
     pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
         if let Some(st) = self.status {
             return st;
         }
         self.check_afxdp();
         self.signal(sig);
-        let grace = Duration::from_secs(if self.xdp { 15 } else { 5 });
+        let grace = Duration::from_secs(15);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
