@@ -100,9 +100,6 @@ pub struct Daemon<'p> {
     status: Option<ExitStatus>,
     /// With the AF_XDP path on: the stats socket, and whether kernel UDP calls are fine.
     xdp_stats: Option<(PathBuf, bool)>,
-    /// The AF_XDP path is on: detaching XDP takes the RTNL lock, which namespace
-    /// teardown in parallel tests can hold for seconds, so exits get more time.
-    xdp: bool,
     /// This daemon's own stats socket (None for a stand-in binary).
     stats_socket: Option<PathBuf>,
 }
@@ -251,7 +248,6 @@ impl NetPair {
             stdout,
             rpcbind_pidfile,
             status: None,
-            xdp: xdp_stats.is_some(),
             xdp_stats,
             stats_socket,
         };
