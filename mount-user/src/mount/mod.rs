@@ -271,19 +271,13 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
         return accepted(out, call.xid, &AcceptStat::ProcUnavail);
     }
     let ip = client.addr.ip().to_canonical();
-    // List replies stay within the anti-amplification budget (see `ListBudget`).
-    let list_room = ctx
-        .policy
-        .list_budget
-        .as_ref()
-        .and_then(|b| b.limit(request.len(), ip))
-        .map_or(out.len(), |limit| limit.min(out.len()));
     match call.proc_ {
         procs::NULL => success(out, call.xid, |_| Ok(false)),
         procs::MNT => mnt(&call, client, ip, ctx, out),
-        procs::DUMP => success(&mut out[..list_room], call.xid, |w| {
-            results::put_mountlist(w, ctx.mounts)
-        }),
+        procs::DUMP => {
+            let out = list_out(request, ip, ctx, out);
+            success(out, call.xid, |w| results::put_mountlist(w, ctx.mounts))
+        }
         procs::UMNT => {
             let Some(raw) = dirpath(call.args) else {
                 return accepted(out, call.xid, &AcceptStat::GarbageArgs);
@@ -298,7 +292,9 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
             ctx.mounts.remove_host(IpText::new(ip).as_str());
             success(out, call.xid, |_| Ok(false))
         }
-        procs::EXPORT | procs::EXPORTALL => export(&call, client, ip, ctx, &mut out[..list_room]),
+        procs::EXPORT | procs::EXPORTALL => {
+            export(&call, client, ip, ctx, list_out(request, ip, ctx, out))
+        }
         _ => pathconf(&call, client, ip, ctx, out),
     }
 }
@@ -536,6 +532,19 @@ fn pathconf(
     success(out, call.xid, |w| {
         results::put_ppathcnf(w, &values).map(|()| false)
     })
+}
+
+/// The part of `out` a list reply may fill: all of it, or the anti-amplification budget
+/// (see [`ListBudget`]). Asked for list procedures only, so the trusted-network scan stays
+/// off the NULL and MNT path.
+fn list_out<'o>(request: &[u8], ip: IpAddr, ctx: &Context<'_>, out: &'o mut [u8]) -> &'o mut [u8] {
+    let room = ctx
+        .policy
+        .list_budget
+        .as_ref()
+        .and_then(|b| b.limit(request.len(), ip))
+        .map_or(out.len(), |limit| limit.min(out.len()));
+    &mut out[..room]
 }
 
 /// Encode SUCCESS + results; `body` returns whether a list was truncated.
