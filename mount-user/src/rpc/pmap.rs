@@ -32,15 +32,13 @@ pub struct Mapping {
 /// another version's port when the asked one is missing, DUMP shows exactly what is there.
 pub fn encode_dump(out: &mut [u8], xid: u32) -> Result<usize, XdrError> {
     let mut w = Writer::new(out);
-    emit_call(
-        &mut w,
-        xid,
-        PMAP_PROGRAM,
-        PMAP_VERSION,
-        PMAPPROC_DUMP,
-        &Credential::None,
-    )?;
+    pmap_call(&mut w, xid, PMAPPROC_DUMP)?;
     Ok(w.position())
+}
+
+/// The call header of portmapper v2 procedure `proc_`, unauthenticated.
+fn pmap_call(w: &mut Writer<'_>, xid: u32, proc_: u32) -> Result<(), XdrError> {
+    emit_call(w, xid, PMAP_PROGRAM, PMAP_VERSION, proc_, &Credential::None)
 }
 
 /// Decode the reply to DUMP `xid`: the `pmaplist` (XDR optional-pointer list).
@@ -81,14 +79,7 @@ pub fn encode_getport(
     prot: u32,
 ) -> Result<usize, XdrError> {
     let mut w = Writer::new(out);
-    emit_call(
-        &mut w,
-        xid,
-        PMAP_PROGRAM,
-        PMAP_VERSION,
-        PMAPPROC_GETPORT,
-        &Credential::None,
-    )?;
+    pmap_call(&mut w, xid, PMAPPROC_GETPORT)?;
     // struct mapping { prog, vers, prot, port (ignored) }
     for v in [prog, vers, prot, 0] {
         w.put_u32(v)?;
