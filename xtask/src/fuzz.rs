@@ -119,15 +119,9 @@ fn run_one(
             .iter()
             .position(|l| l.contains("panicked at") || l.contains("ERROR:"))
             .unwrap_or(lines.len().saturating_sub(40));
-        for line in lines.iter().skip(first).take(30) {
-            eprintln!("{line}");
-        }
-        for line in &lines[lines
-            .len()
-            .saturating_sub(15)
-            .max(first + 30)
-            .min(lines.len())..]
-        {
+        let report_end = (first + 30).min(lines.len());
+        let closing = lines.len().saturating_sub(15).max(report_end);
+        for line in lines[first..report_end].iter().chain(&lines[closing..]) {
             eprintln!("{line}");
         }
     }
