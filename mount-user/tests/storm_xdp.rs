@@ -213,3 +213,51 @@ fn afxdp_mode_receives_on_every_queue_of_a_multi_queue_veth() {
         "{r}"
     );
 }
+
+#[test]
+fn afxdp_mode_forges_source_addresses() {
+    if !privileged() {
+        return;
+    }
+    let bed = Bed::new("stormf", 94, 1);
+    let daemon = bed.xdp_daemon(EXPORTS, "native");
+    // MNT from the 254 hosts of a network configured nowhere, each in turn. The daemon
+    // answers in place (to the frame's own MAC), so every reply comes back to storm.
+    let r = storm_afxdp(
+        &bed,
+        false,
+        &[
+            "--mix",
+            "mnt3",
+            "--paths",
+            "/srv/a",
+            "--spoof-sources",
+            "10.234.94.0/24",
+            "--count",
+            "2540",
+            "--clients",
+            "4",
+        ],
+    );
+    assert_clean(&r, 2540);
+    assert_eq!(r["afxdp"]["forged_sources"], 254, "{r}");
+    assert_eq!(r["source_addrs"], serde_json::json!([]), "{r}");
+    // The daemon saw each forged address as a client host of its own.
+    assert_eq!(daemon.stats()["mount_list_entries"], 254);
+    // IPv6 forges alike.
+    let r = storm_afxdp(
+        &bed,
+        true,
+        &[
+            "--mix",
+            "null",
+            "--spoof-sources",
+            "fd00:234:94::/120",
+            "--count",
+            "1000",
+        ],
+    );
+    assert_clean(&r, 1000);
+    assert_eq!(r["afxdp"]["forged_sources"], 256, "{r}");
+    assert!(!bed.client_xdp_attached());
+}

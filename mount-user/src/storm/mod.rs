@@ -8,7 +8,7 @@
 //!
 //! Modules: [`mix`] (procedure mixes, templates), [`validate`] (sans-IO reply checks),
 //! [`engine`] (slots, pacing, matching), [`socket`] and [`afxdp`] (transports),
-//! [`report`] (JSON and human summary). The JSON field names are a contract with
+//! [`spoof`] (forged source addresses), [`report`] (JSON and human summary). The JSON field names are a contract with
 //! `cargo xtask bench` (notes/contract.md, "Issue 4").
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
@@ -25,6 +25,7 @@ pub mod engine;
 pub mod mix;
 pub mod report;
 pub mod socket;
+pub mod spoof;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -114,6 +115,12 @@ pub struct StormArgs {
     #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
     pub source_addrs: Vec<IpAddr>,
 
+    /// --io afxdp: send each call from the next address of this network in turn, forged
+    /// (configured nowhere; at most 65536 addresses). The replies, addressed to the forged
+    /// sources, are still caught on --iface and counted.
+    #[arg(long, value_name = "CIDR", conflicts_with = "source_addrs")]
+    pub spoof_sources: Option<ipnet::IpNet>,
+
     /// Outstanding calls: the closed-loop window, or the open-loop cap
     /// [default: 64; open loop: rate x timeout, at least 64].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
@@ -183,6 +190,8 @@ struct Plan {
     templates: Templates,
     window: u32,
     threads: u32,
+    /// `--spoof-sources`, expanded.
+    forged: Option<Vec<IpAddr>>,
 }
 
 fn plan(args: &StormArgs) -> anyhow::Result<Plan> {
@@ -218,6 +227,16 @@ fn plan(args: &StormArgs) -> anyhow::Result<Plan> {
             bail!("--source-addrs {a} is not of the target's address family");
         }
     }
+    let forged = match args.spoof_sources {
+        None => None,
+        Some(_) if args.io != IoKind::Afxdp => {
+            bail!("--spoof-sources needs --io afxdp (kernel sockets send from configured addresses only)")
+        }
+        Some(net) if matches!(net, ipnet::IpNet::V4(_)) != target.is_ipv4() => {
+            bail!("--spoof-sources {net} is not of the target's address family")
+        }
+        Some(net) => Some(spoof::forged_addresses(net)?),
+    };
     let window = match (args.window, args.rate) {
         (Some(w), _) => w,
         (None, None) => 64,
@@ -238,6 +257,7 @@ fn plan(args: &StormArgs) -> anyhow::Result<Plan> {
         templates,
         window,
         threads,
+        forged,
     })
 }
 
@@ -316,7 +336,10 @@ pub fn execute(
                 },
                 target: plan.target,
                 clients: args.clients,
-                sources: args.source_addrs.clone(),
+                sources: match &plan.forged {
+                    Some(addrs) => afxdp::Sources::Forged(addrs.clone()),
+                    None => afxdp::Sources::Local(args.source_addrs.clone()),
+                },
                 messages: messages.clone(),
             })?;
             source_addrs = opened.sources().iter().map(|a| a.to_string()).collect();

@@ -13,6 +13,10 @@
 //!
 //! Per call: copy a precomputed frame (~100-200 bytes) into a UMEM chunk, patch the source
 //! port and xid, finish the UDP checksum from a precomputed partial sum (a few additions).
+//! With forged sources (`--spoof-sources`) a frame is precomputed per forged address and
+//! the calls take them in turn; replies to those addresses reach this host only if the
+//! network routes them here, and are then caught like any others (the program matches
+//! the server's source port, not our addresses).
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -22,6 +26,7 @@ use anyhow::{anyhow, Context as _};
 
 use super::engine::Transport;
 use super::socket::{ppoll, source_for};
+use super::spoof::Cycle;
 use crate::afxdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
 use crate::ebpf::{XdpAttachment, XdpMode};
 use crate::packet;
@@ -44,10 +49,21 @@ pub struct AfxdpConfig {
     pub target: SocketAddr,
     /// Simulated clients (source ports).
     pub clients: u32,
-    /// Source addresses (empty: the route's).
-    pub sources: Vec<IpAddr>,
+    /// Where calls come from.
+    pub sources: Sources,
     /// RPC call templates (xid 0).
     pub messages: Vec<Vec<u8>>,
+}
+
+/// The source addresses of storm's calls.
+#[derive(Debug, Clone)]
+pub enum Sources {
+    /// Addresses configured on this host: client `c` sends from `addrs[c % len]` (empty:
+    /// the route's source address).
+    Local(Vec<IpAddr>),
+    /// Addresses configured nowhere (`--spoof-sources`): the calls leave from each in
+    /// turn; the clients' ports are reserved on the route's source address.
+    Forged(Vec<IpAddr>),
 }
 
 /// One AF_XDP socket and its frame bookkeeping.
@@ -66,6 +82,8 @@ pub struct AfxdpIo {
     frames: Vec<Vec<Frame>>,
     /// Client → (source index, source port).
     clients: Vec<(usize, u16)>,
+    /// Forged sources: the source index of each call in turn (None: the client's own).
+    forged: Option<Cycle>,
     /// Destination port → client, `u32::MAX` for ports that are not ours.
     port_to_client: Vec<u32>,
     target: SocketAddr,
@@ -95,10 +113,16 @@ impl AfxdpIo {
                 "the route to the target does not leave through --iface"
             );
         }
-        let sources = if cfg.sources.is_empty() {
-            vec![route_src.ok_or_else(|| anyhow!("no source address in `ip route get`: {route}"))?]
-        } else {
-            cfg.sources.clone()
+        let route_src =
+            || route_src.ok_or_else(|| anyhow!("no source address in `ip route get`: {route}"));
+        // `local`: where the clients' ports are reserved; `sources`: what the frames carry.
+        let (local, sources, forged) = match &cfg.sources {
+            Sources::Local(addrs) if addrs.is_empty() => {
+                let src = route_src()?;
+                (vec![src], vec![src], None)
+            }
+            Sources::Local(addrs) => (addrs.clone(), addrs.clone(), None),
+            Sources::Forged(addrs) => (vec![route_src()?], addrs.clone(), Some(addrs.len())),
         };
         let src_mac = parse_mac(&read_sys(iface, "address")?)
             .ok_or_else(|| anyhow!("cannot read the MAC address of {iface}"))?;
@@ -111,12 +135,12 @@ impl AfxdpIo {
         let mut clients = Vec::with_capacity(cfg.clients as usize);
         let mut port_to_client = vec![u32::MAX; 1 << 16];
         for c in 0..cfg.clients as usize {
-            let src = source_for(c, &sources, &cfg.target);
+            let src = source_for(c, &local, &cfg.target);
             let sock = UdpSocket::bind(SocketAddr::new(src, 0))
                 .with_context(|| format!("reserving a UDP port on {src}"))?;
             let port = sock.local_addr()?.port();
             port_to_client[usize::from(port)] = c as u32;
-            clients.push((c % sources.len(), port));
+            clients.push((c % local.len(), port));
             reserved.push(sock);
         }
         if !prime(&reserved[0], cfg.target) {
@@ -166,7 +190,7 @@ impl AfxdpIo {
             dst_mac = ?dst_mac.0,
             "storm AF_XDP path ready"
         );
-        let info = serde_json::json!({
+        let mut info = serde_json::json!({
             "iface": iface,
             "xdp_mode": cfg.mode.as_str(),
             "bind_mode": bind_mode,
@@ -174,6 +198,9 @@ impl AfxdpIo {
             "next_hop_mac": format_mac(dst_mac),
             "source_mac": format_mac(src_mac),
         });
+        if let Some(n) = forged {
+            info["forged_sources"] = n.into();
+        }
         let pfds = queues
             .iter()
             .map(|q| libc::pollfd {
@@ -187,19 +214,24 @@ impl AfxdpIo {
             pfds,
             frames,
             clients,
+            forged: forged.map(Cycle::new),
             port_to_client,
             target: cfg.target,
             pending: vec![Vec::with_capacity(FRAMES as usize); queue_count as usize],
             send_errors: 0,
             foreign: 0,
             info,
-            sources,
+            sources: if forged.is_some() {
+                Vec::new()
+            } else {
+                sources
+            },
             attachment,
             _reserved: reserved,
         })
     }
 
-    /// The source addresses in use.
+    /// The configured source addresses the calls leave from (none when forged).
     pub fn sources(&self) -> &[IpAddr] {
         &self.sources
     }
@@ -246,6 +278,7 @@ fn flush_queue(
     q: &mut Queue,
     pending: &mut Vec<(u32, u16, u32)>,
     clients: &[(usize, u16)],
+    forged: &mut Option<Cycle>,
     frames: &[Vec<Frame>],
     send_errors: &mut u64,
 ) {
@@ -254,7 +287,8 @@ fn flush_queue(
     let n = (pending.len() as u32).min(room).min(q.free.len() as u32) as usize;
     for &(client, template, xid) in &pending[..n] {
         let Some(addr) = q.free.pop() else { break };
-        let (src, port) = clients[client as usize];
+        let (own, port) = clients[client as usize];
+        let src = forged.as_mut().map_or(own, Cycle::advance);
         let f = &frames[src][usize::from(template)];
         let Some(chunk) = q.xsk.frame_mut(addr) else {
             *send_errors += 1;
@@ -305,6 +339,7 @@ impl Transport for AfxdpIo {
                 q,
                 pending,
                 &self.clients,
+                &mut self.forged,
                 &self.frames,
                 &mut self.send_errors,
             );

@@ -521,3 +521,4 @@ fn clients_use_distinct_ports_and_source_addresses_and_warmup_is_not_counted() {
 }
 
 mod engine;
+mod spoof;
