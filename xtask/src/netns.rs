@@ -38,7 +38,7 @@ pub struct NetPair {
 impl NetPair {
     /// Create the pair, removing leftovers of an earlier run killed hard.
     pub fn create(spec: NetSpec) -> Result<Self> {
-        remove(&spec);
+        remove_namespaces(&[spec.server_ns, spec.client_ns]);
         // From here on, a failure half-way still removes what was made (Drop).
         let pair = NetPair { spec };
         let ip = |args: &[&str]| run_checked(Command::new("ip").args(args));
@@ -81,14 +81,14 @@ impl NetPair {
 
 impl Drop for NetPair {
     fn drop(&mut self) {
-        remove(&self.spec);
+        remove_namespaces(&[self.spec.server_ns, self.spec.client_ns]);
     }
 }
 
-/// Kill whatever still runs in the pair's namespaces (only processes we started can be
-/// there), then delete them.
-fn remove(spec: &NetSpec) {
-    for ns in [spec.server_ns, spec.client_ns] {
+/// Kill whatever still runs in these namespaces (only processes we started can be there),
+/// then delete them.
+pub(crate) fn remove_namespaces(names: &[&str]) {
+    for &ns in names {
         if !Path::new("/run/netns").join(ns).exists() {
             continue;
         }

@@ -8,6 +8,7 @@
 mod chart;
 mod cpu;
 mod ganesha;
+mod hostile;
 mod meta;
 mod report;
 pub(crate) mod server;
@@ -70,12 +71,53 @@ pub struct BenchArgs {
     /// Also replace the README's Performance block with the new table.
     #[arg(long)]
     update_readme: bool,
+    /// Sections to run, comma-separated: `servers` (the side-by-side comparison) and
+    /// `hostile` (other clients' service while a flood runs).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "servers,hostile"
+    )]
+    sections: Vec<Section>,
+    /// Hostile section: the victim's measured seconds per scenario [default: 3 with
+    /// --quick, else 5].
+    #[arg(long, value_name = "SECS")]
+    hostile_secs: Option<f64>,
+    /// Hostile section: the server settings, each run through every scenario: `off` (no
+    /// rate limiting) or a `serve --rate-limit` value (calls/s per source prefix / burst).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "off,1000/2000",
+        value_parser = hostile::parse_rate_limit
+    )]
+    hostile_limits: Vec<String>,
+}
+
+/// A part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// The servers side by side (the README's table).
+    Servers,
+    /// One source flooding, then a spoofed-source EXPORT flood, against a steady victim.
+    Hostile,
+}
+
+impl Section {
+    /// The name on the command line and in the report.
+    pub fn id(self) -> &'static str {
+        match self {
+            Section::Servers => "servers",
+            Section::Hostile => "hostile",
+        }
+    }
 }
 
 /// The MOUNT port every server listens on.
 pub(crate) const PORT: u16 = 644;
 /// The bench's namespace pair (its own names and subnet: it may run beside the demo).
-const NET: NetSpec = NetSpec {
+pub(crate) const NET: NetSpec = NetSpec {
     server_ns: "xmd-bench-srv",
     client_ns: "xmd-bench-cli",
     server_if: "xmd-bench0",
@@ -129,6 +171,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("cargo xtask bench needs root (namespaces, veth, XDP)");
+    }
+    if args.update_readme && !args.sections.contains(&Section::Servers) {
+        // The README block is the servers table; a hostile-only report would replace it.
+        bail!("--update-readme needs the servers section");
     }
     let started = Instant::now();
     let root = workspace_root();
@@ -192,106 +238,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         export_path: export_dir.display().to_string(),
         stop: &stop,
     };
-    let mut runs: BTreeMap<(usize, usize), (Vec<Run>, Vec<Run>)> = BTreeMap::new();
-    for round in 1..=rounds {
-        // Rotate the order each round so slow drift (thermal, noisy neighbours) spreads
-        // over all servers instead of favouring one.
-        let n = args.variants.len();
-        for k in 0..n {
-            let vi = (k + round as usize - 1) % n;
-            let variant = args.variants[vi];
-            // A fresh pair per server: no TIME_WAIT sockets on the port, neighbour entries
-            // or XDP state left by the one before (Ganesha refuses a port in TIME_WAIT).
-            let net = NetPair::create(NET)?;
-            let mut server = ctx.start(variant, round)?;
-            ctx.verify(&mut server, variant)?;
-            if args.check_only {
-                println!(
-                    "round {round}: {} answers rpcinfo -u/-t and showmount -e",
-                    variant.id()
-                );
-                server.stop()?;
-                drop(net);
-                continue;
-            }
-            for (wi, workload) in args.calls.iter().enumerate() {
-                let spec = |mode: &str| StormSpec {
-                    bin: &bin,
-                    netns: NET.client_ns,
-                    target: format!("{}:{PORT}", NET.server_v4),
-                    mix: workload.mix(),
-                    path: &ctx.export_path,
-                    clients: args.clients,
-                    afxdp_iface: (args.generator == GeneratorIo::Afxdp).then_some(NET.client_if),
-                    cpu: generator_cpu.as_deref(),
-                    duration,
-                    warmup,
-                    json: work.join(format!(
-                        "storm-{}-{}-{mode}-{round}.json",
-                        variant.id(),
-                        workload.id()
-                    )),
-                    log: work.join(format!(
-                        "storm-{}-{}-{mode}-{round}.log",
-                        variant.id(),
-                        workload.id()
-                    )),
-                };
-                let sat = storm::measure(
-                    &spec("sat"),
-                    Load::Closed {
-                        window: args.window,
-                    },
-                    round,
-                    &stop,
-                )?;
-                server.check_alive()?;
-                let rate = sat.storm.calls_per_sec / 2.0;
-                // Cap what may be outstanding: a generator that fell behind (shared CPUs)
-                // must not catch up in one burst bigger than any ring; calls due while
-                // the cap is reached are counted as skipped, not sent.
-                let open = Load::Open {
-                    rate,
-                    window: args.window.saturating_mul(4),
-                };
-                let half = storm::measure(&spec("half"), open, round, &stop)?;
-                server.check_alive()?;
-                println!(
-                    "round {round}/{rounds} {:<11} {:<6} {:>9.0} calls/s p99 {:>6.0} µs cpu {:>6.1} µs/call lost {} wrong {} | @50% p99 {:>6.0} µs lost {} wrong {}",
-                    variant.id(),
-                    workload.id(),
-                    sat.storm.calls_per_sec,
-                    sat.storm.latency_us.p99,
-                    sat.cpu_us_per_call.unwrap_or(f64::NAN),
-                    sat.storm.lost,
-                    sat.storm.wrong,
-                    half.storm.latency_us.p99,
-                    half.storm.lost,
-                    half.storm.wrong,
-                );
-                let entry = runs.entry((vi, wi)).or_default();
-                entry.0.push(sat);
-                entry.1.push(half);
-            }
-            server.stop()?;
-            drop(net);
-        }
-    }
+    let measured = Measured {
+        rounds,
+        duration,
+        warmup,
+        generator_cpu: generator_cpu.as_deref(),
+    };
+    let cells = if args.sections.contains(&Section::Servers) {
+        compare_servers(&args, &ctx, &measured)?
+    } else {
+        Vec::new()
+    };
+    let hostile = if args.sections.contains(&Section::Hostile) {
+        let options = hostile::Options {
+            duration: args
+                .hostile_secs
+                .unwrap_or(if quick { 3.0 } else { 5.0 })
+                .max(1.0),
+            rate_limits: args.hostile_limits.clone(),
+            generator_cpu: generator_cpu.as_deref(),
+            check_only: args.check_only,
+        };
+        Some(hostile::run(&ctx, &options)?)
+    } else {
+        None
+    };
     if args.check_only {
         return Ok(());
     }
 
-    let cells = runs
-        .into_iter()
-        .map(|((vi, wi), (sat, half))| Cell {
-            variant: args.variants[vi].id().into(),
-            workload: args.calls[wi].id().into(),
-            saturation: Summary::of(&sat),
-            half: Summary::of(&half),
-            saturation_runs: sat,
-            half_runs: half,
-        })
-        .collect();
     let mut report = Report {
         date: meta::utc_now(),
         machine: meta::machine(),
@@ -309,6 +284,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             workloads: args.calls.iter().map(|w| w.id().into()).collect(),
             elapsed_s: started.elapsed().as_secs_f64(),
             background_busy,
+            sections: args.sections.iter().map(|s| s.id().into()).collect(),
         },
         note: format!(
             "Generator (`xdp-mountd storm`, UDP over {}, {} client ports, {} calls \
@@ -338,9 +314,125 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ),
         cells,
         targets: vec![],
+        hostile,
     };
     report.compute_targets();
     write_outputs(&root, &report, args.update_readme)
+}
+
+/// Round and timing parameters of the server comparison.
+struct Measured<'a> {
+    rounds: u32,
+    duration: f64,
+    warmup: f64,
+    generator_cpu: Option<&'a str>,
+}
+
+/// The side-by-side comparison (section `servers`): every server, every call type, at
+/// saturation and at half of it, interleaved over rounds; medians per cell.
+fn compare_servers(args: &BenchArgs, ctx: &Ctx<'_>, m: &Measured<'_>) -> Result<Vec<Cell>> {
+    let mut runs: BTreeMap<(usize, usize), (Vec<Run>, Vec<Run>)> = BTreeMap::new();
+    for round in 1..=m.rounds {
+        // Rotate the order each round so slow drift (thermal, noisy neighbours) spreads
+        // over all servers instead of favouring one.
+        let n = args.variants.len();
+        for k in 0..n {
+            let vi = (k + round as usize - 1) % n;
+            let variant = args.variants[vi];
+            // A fresh pair per server: no TIME_WAIT sockets on the port, neighbour entries
+            // or XDP state left by the one before (Ganesha refuses a port in TIME_WAIT).
+            let net = NetPair::create(NET)?;
+            let mut server = ctx.start(variant, round)?;
+            ctx.verify(&mut server, variant)?;
+            if args.check_only {
+                println!(
+                    "round {round}: {} answers rpcinfo -u/-t and showmount -e",
+                    variant.id()
+                );
+                server.stop()?;
+                drop(net);
+                continue;
+            }
+            for (wi, workload) in args.calls.iter().enumerate() {
+                let spec = |mode: &str| StormSpec {
+                    bin: ctx.bin,
+                    netns: NET.client_ns,
+                    target: format!("{}:{PORT}", NET.server_v4),
+                    mix: workload.mix(),
+                    path: &ctx.export_path,
+                    clients: args.clients,
+                    afxdp_iface: (args.generator == GeneratorIo::Afxdp).then_some(NET.client_if),
+                    cpu: m.generator_cpu,
+                    duration: m.duration,
+                    warmup: m.warmup,
+                    json: ctx.work.join(format!(
+                        "storm-{}-{}-{mode}-{round}.json",
+                        variant.id(),
+                        workload.id()
+                    )),
+                    log: ctx.work.join(format!(
+                        "storm-{}-{}-{mode}-{round}.log",
+                        variant.id(),
+                        workload.id()
+                    )),
+                    extra: vec![],
+                };
+                let sat = storm::measure(
+                    &spec("sat"),
+                    Load::Closed {
+                        window: args.window,
+                    },
+                    round,
+                    ctx.stop,
+                )?;
+                server.check_alive()?;
+                let rate = sat.storm.calls_per_sec / 2.0;
+                // Cap what may be outstanding: a generator that fell behind (shared CPUs)
+                // must not catch up in one burst bigger than any ring; calls due while
+                // the cap is reached are counted as skipped, not sent.
+                let open = Load::Open {
+                    rate,
+                    window: args.window.saturating_mul(4),
+                };
+                let half = storm::measure(&spec("half"), open, round, ctx.stop)?;
+                server.check_alive()?;
+                println!(
+                    "round {round}/{} {:<11} {:<6} {:>9.0} calls/s p99 {:>6.0} µs cpu {:>6.1} µs/call lost {} wrong {} | @50% p99 {:>6.0} µs lost {} wrong {}",
+                    m.rounds,
+                    variant.id(),
+                    workload.id(),
+                    sat.storm.calls_per_sec,
+                    sat.storm.latency_us.p99,
+                    sat.cpu_us_per_call.unwrap_or(f64::NAN),
+                    sat.storm.lost,
+                    sat.storm.wrong,
+                    half.storm.latency_us.p99,
+                    half.storm.lost,
+                    half.storm.wrong,
+                );
+                let entry = runs.entry((vi, wi)).or_default();
+                entry.0.push(sat);
+                entry.1.push(half);
+            }
+            server.stop()?;
+            drop(net);
+        }
+    }
+    if args.check_only {
+        return Ok(Vec::new());
+    }
+    let cells = runs
+        .into_iter()
+        .map(|((vi, wi), (sat, half))| Cell {
+            variant: args.variants[vi].id().into(),
+            workload: args.calls[wi].id().into(),
+            saturation: Summary::of(&sat),
+            half: Summary::of(&half),
+            saturation_runs: sat,
+            half_runs: half,
+        })
+        .collect();
+    Ok(cells)
 }
 
 /// latest.json, latest.md, latest.png (and the README block when asked); prints the table.

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+use super::hostile::HostileSection;
+
 /// Latency percentiles of one storm run, in microseconds (storm's JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -226,6 +228,9 @@ pub struct Config {
     pub elapsed_s: f64,
     /// Busy share of all CPUs during one second before the bench (other work).
     pub background_busy: f64,
+    /// Sections run (`servers`, `hostile`).
+    #[serde(default)]
+    pub sections: Vec<String>,
 }
 
 /// The whole `latest.json`.
@@ -245,6 +250,9 @@ pub struct Report {
     pub cells: Vec<Cell>,
     /// The goals and how far they are met.
     pub targets: Vec<Target>,
+    /// The hostile-traffic section, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<HostileSection>,
 }
 
 /// Human names of the variants.
@@ -338,17 +346,34 @@ impl Report {
         let rev = c.rev.get(..12).unwrap_or(&c.rev);
         let dirty = if c.dirty { ", uncommitted changes" } else { "" };
         let m = &self.machine;
-        let _ = writeln!(
+        let servers = !self.cells.is_empty();
+        let _ = write!(
             s,
-            "Measured {} on {} × {} (Linux {}), commit `{rev}`{dirty}, with `cargo xtask bench{}`: \
-             {} rounds × {} s per figure, medians over rounds.",
+            "Measured {} on {} × {} (Linux {}), commit `{rev}`{dirty}, with `cargo xtask bench{}{}`",
             self.date,
             m.nproc,
             m.cpu_model,
             m.kernel,
             if self.config.quick { " --quick" } else { "" },
-            self.config.rounds,
-            self.config.duration_s
+            if servers { "" } else { " --sections hostile" },
+        );
+        if servers {
+            self.servers_markdown(&mut s);
+        } else {
+            s.push_str(".\n");
+        }
+        if let Some(hostile) = &self.hostile {
+            s.push_str(&hostile.markdown());
+        }
+        s
+    }
+
+    /// The servers table and the goals (after the "Measured …" opening).
+    fn servers_markdown(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            ": {} rounds × {} s per figure, medians over rounds.",
+            self.config.rounds, self.config.duration_s
         );
         let _ = writeln!(
             s,
@@ -402,7 +427,6 @@ impl Report {
             };
             let _ = writeln!(s, "| {} | {value} | {} | {met} |", t.what, t.goal);
         }
-        s
     }
 }
 

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cpu::{self, CpuTimes};
@@ -47,6 +47,8 @@ pub struct StormSpec<'a> {
     pub json: PathBuf,
     /// Where storm's own output goes.
     pub log: PathBuf,
+    /// Further storm options (e.g. `--spoof-sources`, `--timeout`), appended last.
+    pub extra: Vec<String>,
 }
 
 /// The storm command line for `spec` at `load` (without the namespace wrapper).
@@ -93,13 +95,21 @@ pub fn storm_args(spec: &StormSpec<'_>, load: Load) -> Vec<String> {
         spec.json.display().to_string(),
         "--quiet".into(),
     ]);
+    a.extend(spec.extra.iter().cloned());
     a
 }
 
-/// Run storm once. /proc/stat is sampled every 50 ms while it runs; afterwards the samples
-/// inside storm's measured interval (located from its exit time, drain and duration, so its
-/// set-up time does not matter) give the busy CPU per answered call.
-pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -> Result<Run> {
+/// A storm run started and not yet waited for; killed if dropped unwaited (an error
+/// elsewhere must not leave a generator running).
+pub struct Running<'s> {
+    spec: &'s StormSpec<'s>,
+    child: Child,
+    spawned: Instant,
+    waited: bool,
+}
+
+/// Start storm in its namespace (pinned if asked), its output to `spec.log`.
+pub fn spawn<'s>(spec: &'s StormSpec<'s>, load: Load) -> Result<Running<'s>> {
     let _ = std::fs::remove_file(&spec.json);
     let out =
         File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
@@ -109,7 +119,7 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
     if let Some(cpu) = spec.cpu {
         cmd.args(["taskset", "-c", cpu]);
     }
-    let mut child = cmd
+    let child = cmd
         .arg(spec.bin)
         .args(storm_args(spec, load))
         .stdin(Stdio::null())
@@ -118,42 +128,96 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
         .process_group(0)
         .spawn()
         .context("starting xdp-mountd storm")?;
-    let spawned = Instant::now();
-    let limit = Duration::from_secs_f64(spec.duration + spec.warmup + 20.0);
-    let mut samples: Vec<(f64, CpuTimes)> = Vec::new();
-    let sampled = (|| -> Result<Option<f64>> {
-        loop {
-            samples.push((spawned.elapsed().as_secs_f64(), CpuTimes::sample()?));
-            if child.try_wait()?.is_some() {
-                return Ok(Some(spawned.elapsed().as_secs_f64()));
-            }
-            if spawned.elapsed() > limit {
-                return Ok(None);
-            }
-            stop.sleep(Duration::from_millis(50))?;
-        }
-    })();
-    let exited_at = match sampled {
-        Ok(Some(t)) => t,
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            other?;
-            bail!("storm did not finish within {limit:?}; killed");
-        }
-    };
-    let status = child.wait()?;
-    if !status.success() {
-        bail!(
-            "storm failed ({status}); {}:\n{}",
-            spec.log.display(),
-            tail(&spec.log, 15)
-        );
+    Ok(Running {
+        spec,
+        child,
+        spawned: Instant::now(),
+        waited: false,
+    })
+}
+
+impl Running<'_> {
+    /// Seconds since it was started.
+    pub fn elapsed(&self) -> f64 {
+        self.spawned.elapsed().as_secs_f64()
     }
-    let text = std::fs::read_to_string(&spec.json)
-        .with_context(|| format!("reading storm's {}", spec.json.display()))?;
-    let storm: StormResult = serde_json::from_str(&text)
-        .with_context(|| format!("parsing storm's {}", spec.json.display()))?;
+
+    /// Whether storm has exited already (its report is still read by `wait`).
+    pub fn has_exited(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_some())
+    }
+
+    /// Where its output goes.
+    pub fn log(&self) -> &Path {
+        &self.spec.log
+    }
+
+    /// Wait for storm to exit (bounded: its duration and warm-up plus 20 s), calling
+    /// `tick` about every 50 ms meanwhile; then read its JSON. Also returns the seconds
+    /// from the start to the exit.
+    pub fn wait(
+        mut self,
+        stop: &Interrupt,
+        mut tick: impl FnMut(&Self) -> Result<()>,
+    ) -> Result<(StormResult, f64)> {
+        self.waited = true;
+        let spec = self.spec;
+        let limit = Duration::from_secs_f64(spec.duration + spec.warmup + 20.0);
+        let watched = (|| -> Result<Option<f64>> {
+            loop {
+                tick(&self)?;
+                if self.child.try_wait()?.is_some() {
+                    return Ok(Some(self.elapsed()));
+                }
+                if self.spawned.elapsed() > limit {
+                    return Ok(None);
+                }
+                stop.sleep(Duration::from_millis(50))?;
+            }
+        })();
+        let exited_at = match watched {
+            Ok(Some(t)) => t,
+            other => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                other?;
+                bail!("storm did not finish within {limit:?}; killed");
+            }
+        };
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!(
+                "storm failed ({status}); {}:\n{}",
+                spec.log.display(),
+                tail(&spec.log, 15)
+            );
+        }
+        let text = std::fs::read_to_string(&spec.json)
+            .with_context(|| format!("reading storm's {}", spec.json.display()))?;
+        let storm: StormResult = serde_json::from_str(&text)
+            .with_context(|| format!("parsing storm's {}", spec.json.display()))?;
+        Ok((storm, exited_at))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.waited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run storm once. /proc/stat is sampled every 50 ms while it runs; afterwards the samples
+/// inside storm's measured interval (located from its exit time, drain and duration, so its
+/// set-up time does not matter) give the busy CPU per answered call.
+pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -> Result<Run> {
+    let mut samples: Vec<(f64, CpuTimes)> = Vec::new();
+    let (storm, exited_at) = spawn(spec, load)?.wait(stop, |running| {
+        samples.push((running.elapsed(), CpuTimes::sample()?));
+        Ok(())
+    })?;
     // Sending stopped `drain_s` before the exit (writing the report takes next to nothing).
     let end = exited_at - storm.drain_s;
     let begin = end - storm.duration_s;
@@ -208,6 +272,7 @@ mod tests {
             warmup: 0.5,
             json: PathBuf::from("/tmp/s.json"),
             log: PathBuf::from("/tmp/s.log"),
+            extra: vec![],
         }
     }
 
@@ -256,5 +321,9 @@ mod tests {
         let a = storm_args(&s, Load::Closed { window: 8 });
         assert_eq!(after(&a, "--io"), Some("afxdp"));
         assert_eq!(after(&a, "--iface"), Some("veth1"));
+        // Extra options come last, as given.
+        s.extra = vec!["--timeout".into(), "100".into()];
+        let a = storm_args(&s, Load::Closed { window: 8 });
+        assert_eq!(a[a.len() - 2..], ["--timeout", "100"]);
     }
 }

@@ -104,28 +104,15 @@ impl Ctx<'_> {
                 &self.work.join("ganesha.pid"),
             ),
             _ => {
-                let mut a = vec![
-                    self.bin.display().to_string(),
-                    "serve".into(),
-                    "--exports".into(),
-                    self.exports.display().to_string(),
-                    "--port".into(),
-                    PORT.to_string(),
+                let mut a = self.serve_argv(variant);
+                a.extend([
                     "--rmtab".into(),
                     self.work.join("rmtab").display().to_string(),
                     // The generator's subnet gets whole EXPORT lists over UDP, as Ganesha
                     // gives them: the bench compares servers, not the amplification budget.
                     "--trusted-networks".into(),
                     format!("{}/24", self.net.client_v4),
-                ];
-                let xdp: &[&str] = match variant {
-                    Variant::XdpNative | Variant::Gateway => {
-                        &["--iface", self.net.server_if, "--xdp", "native"]
-                    }
-                    Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
-                    _ => &["--xdp", "off"],
-                };
-                a.extend(xdp.iter().map(|s| s.to_string()));
+                ]);
                 if variant == Variant::Gateway {
                     a = self.behind_upstream(a, round);
                 }
@@ -140,6 +127,29 @@ impl Ctx<'_> {
             log,
             share_stats_dir: false,
         })
+    }
+
+    /// `xdp-mountd serve` of `variant` (an xdp-mountd one) on the exports and port, with
+    /// XDP as the variant runs it (native for the gateway, whose upstream is added by
+    /// `start`), trusting no network and keeping the mount list in memory.
+    pub fn serve_argv(&self, variant: Variant) -> Vec<String> {
+        let mut a = vec![
+            self.bin.display().to_string(),
+            "serve".into(),
+            "--exports".into(),
+            self.exports.display().to_string(),
+            "--port".into(),
+            PORT.to_string(),
+        ];
+        let xdp: &[&str] = match variant {
+            Variant::XdpNative | Variant::Gateway => {
+                &["--iface", self.net.server_if, "--xdp", "native"]
+            }
+            Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
+            _ => &["--xdp", "off"],
+        };
+        a.extend(xdp.iter().map(|s| s.to_string()));
+        a
     }
 
     /// `sh -c`: start the upstream Ganesha, wait (bounded) until its MOUNT answers, then

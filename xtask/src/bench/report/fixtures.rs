@@ -60,6 +60,7 @@ pub fn report(cells: Vec<Cell>) -> Report {
         note: "shared CPUs".into(),
         cells,
         targets: vec![],
+        hostile: None,
     };
     r.compute_targets();
     r

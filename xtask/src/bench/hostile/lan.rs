@@ -1,0 +1,137 @@
+//! The hostile section's network: three hosts on one Ethernet segment, each in its own
+//! namespace, joined by a bridge in the bench's client namespace.
+//!
+//! The flooder and the victim need hosts of their own: storm's AF_XDP generator attaches
+//! an XDP program to its interface that takes every UDP datagram from the MOUNT port, so
+//! a victim sharing that interface would never see its replies. A bridge (not routing)
+//! keeps all three on the server's veth, where the daemon's XDP program sees them alike.
+//!
+//! ```text
+//!  xmd-bench-srv           xmd-bench-cli (bridge, 10.79.0.2)        xmd-bench-fld
+//!  xmd-bench0 10.79.0.1 ── xmd-bench1 ┐                  ┌ xmd-bench-f0 ── xmd-bench-f1 10.79.1.2
+//!                                     └─ xmd-bench-br ───┤                  xmd-bench-vic
+//!                                                        └ xmd-bench-v0 ── xmd-bench-v1 10.79.2.2
+//! ```
+//!
+//! The server and the bridge host are the bench's [`NET`] (same names and addresses, so
+//! starting and checking a server works as in the comparison), except that the client end
+//! `xmd-bench1` is a bridge port here and the bridge carries the client address.
+//!
+//! Addresses are a /16 so flooder and victim sit in different /24s: a per-source rate
+//! limit keyed by a /24 prefix must not lump them together. Forged sources
+//! ([`SPOOFED_NET`]) are configured nowhere; the server routes them via the flooder, as a
+//! real server would send replies to them through its default route.
+use anyhow::{Context, Result};
+use std::process::Command;
+
+use crate::bench::NET;
+use crate::netns::remove_namespaces;
+use crate::run_checked;
+
+/// One host on the segment besides the server.
+pub struct Host {
+    /// Its namespace.
+    pub ns: &'static str,
+    /// Its interface.
+    pub iface: &'static str,
+    /// The bridge port its interface is the peer of (in the bridge's namespace).
+    pub port: &'static str,
+    /// Its address.
+    pub v4: &'static str,
+}
+/// The flooding host.
+pub const FLOODER: Host = Host {
+    ns: "xmd-bench-fld",
+    iface: "xmd-bench-f1",
+    port: "xmd-bench-f0",
+    v4: "10.79.1.2",
+};
+/// The well-behaved client whose service is measured.
+pub const VICTIM: Host = Host {
+    ns: "xmd-bench-vic",
+    iface: "xmd-bench-v1",
+    port: "xmd-bench-v0",
+    v4: "10.79.2.2",
+};
+/// The network whose addresses the spoofed flood forges.
+pub const SPOOFED_NET: &str = "10.80.0.0/16";
+const BRIDGE: &str = "xmd-bench-br";
+const PREFIX: u8 = 16;
+
+/// The live segment; dropping it stops what runs in its namespaces and removes them.
+pub struct Lan;
+
+fn namespaces() -> [&'static str; 4] {
+    [NET.server_ns, NET.client_ns, FLOODER.ns, VICTIM.ns]
+}
+
+impl Lan {
+    /// Build it, removing leftovers of an earlier run killed hard.
+    pub fn create() -> Result<Lan> {
+        remove_namespaces(&namespaces());
+        // From here on, a failure half-way still removes what was made (Drop).
+        let lan = Lan;
+        let ip = |args: &[&str]| run_checked(Command::new("ip").args(args));
+        for ns in namespaces() {
+            ip(&["netns", "add", ns]).context("creating namespaces needs root")?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let bridge_ns = NET.client_ns;
+        ip(&["-n", bridge_ns, "link", "add", BRIDGE, "type", "bridge"])?;
+        let ends = [
+            (NET.server_ns, NET.server_if, NET.client_if),
+            (FLOODER.ns, FLOODER.iface, FLOODER.port),
+            (VICTIM.ns, VICTIM.iface, VICTIM.port),
+        ];
+        for (ns, iface, port) in ends {
+            ip(&[
+                "link", "add", iface, "netns", ns, "type", "veth", "peer", "name", port, "netns",
+                bridge_ns,
+            ])?;
+            ip(&["-n", bridge_ns, "link", "set", port, "master", BRIDGE, "up"])?;
+        }
+        let hosts = [
+            (
+                NET.server_ns,
+                NET.server_if,
+                NET.server_v4,
+                Some(NET.server_v6),
+            ),
+            (bridge_ns, BRIDGE, NET.client_v4, Some(NET.client_v6)),
+            (FLOODER.ns, FLOODER.iface, FLOODER.v4, None),
+            (VICTIM.ns, VICTIM.iface, VICTIM.v4, None),
+        ];
+        for (ns, dev, v4, v6) in hosts {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v4}/{PREFIX}"),
+                "dev",
+                dev,
+            ])?;
+            if let Some(v6) = v6 {
+                let v6 = format!("{v6}/64");
+                ip(&["-n", ns, "addr", "add", &v6, "dev", dev, "nodad"])?;
+            }
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        ip(&[
+            "-n",
+            NET.server_ns,
+            "route",
+            "add",
+            SPOOFED_NET,
+            "via",
+            FLOODER.v4,
+        ])?;
+        Ok(lan)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        remove_namespaces(&namespaces());
+    }
+}
