@@ -243,8 +243,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CALLS_PER_S[/BURST]")]
     pub rate_limit_global: Option<mount_user::ratelimit::CallRate>,
 
-    /// Source prefixes tracked at once for --rate-limit (least recently seen forgotten
-    /// first); about 100 bytes of kernel memory each.
+    /// Source prefixes tracked at once for --rate-limit (the least recently seen is
+    /// forgotten first); 88 bytes of kernel memory each in the XDP program's map.
     #[arg(long, value_name = "N", default_value_t = mount_user::ratelimit::RateLimits::SOURCES,
           value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub rate_limit_sources: u32,
