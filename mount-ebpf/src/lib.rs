@@ -12,6 +12,18 @@ pub const XSK_MAP_NAME: &str = "MOUNT_XSKS";
 pub const CONFIG_MAP_NAME: &str = "MOUNT_CONFIG";
 /// Name of the `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64` counters indexed by [`Counter`].
 pub const COUNTERS_MAP_NAME: &str = "MOUNT_COUNTERS";
+/// Name of the `BPF_MAP_TYPE_LRU_HASH` of per-source rate-limit cells: key a
+/// [`SourceKey`], value the cell's theoretical arrival time (see [`Gcra`]).
+pub const SOURCES_MAP_NAME: &str = "MOUNT_SOURCES";
+/// Name of the one-entry `BPF_MAP_TYPE_ARRAY` holding the global rate-limit cell.
+pub const GLOBAL_MAP_NAME: &str = "MOUNT_GLOBAL";
+/// Entries of [`SOURCES_MAP_NAME`] in the object; the loader sets the real size.
+pub const SOURCES_MAP_DEFAULT_ENTRIES: u32 = 65_536;
+
+/// A source prefix as the rate limiter keys it: the IPv6 address, or the IPv4 address as
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`), masked to the configured prefix length. Words in
+/// network byte order, as loaded from the packet.
+pub type SourceKey = [u32; 4];
 
 /// Entries in the XSKMAP: rx queues with an index at or above this are never steered.
 pub const XSK_MAP_ENTRIES: u32 = 256;
@@ -30,6 +42,140 @@ pub struct Config {
     pub match_source: u8,
     /// Explicit padding so the layout has no hidden bytes; always 0.
     pub reserved: [u8; 5],
+    /// Calls per source prefix ([`Gcra::OFF`]: no per-source limit).
+    pub per_source: Gcra,
+    /// Calls in all, after the per-source limit ([`Gcra::OFF`]: no ceiling).
+    pub global: Gcra,
+    /// The mask giving an IPv4 source's prefix, as a network-order word.
+    pub v4_mask: u32,
+    /// Explicit padding; always 0.
+    pub reserved2: u32,
+    /// The mask giving an IPv6 source's prefix, as network-order words.
+    pub v6_mask: [u32; 4],
+}
+
+/// A rate limit as the Generic Cell Rate Algorithm (ITU-T I.371) sees it: a cell holds one
+/// u64, the theoretical arrival time (TAT) of the next call, so the program needs one map
+/// value and no division per call.
+///
+/// A call at `now` is admitted when `max(tat, now) + interval - now <= burst`, which lets
+/// `burst / interval` calls through at once after a quiet spell and `1e9 / interval` per
+/// second after that. Both sides (the XDP program and the kernel-path limiter in
+/// userspace) decide with [`Gcra::decide`], so they count alike.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gcra {
+    /// Nanoseconds per call at the sustained rate; 0 turns the limit off.
+    pub interval_ns: u64,
+    /// How far ahead of `now` the TAT may run: burst × interval, in nanoseconds.
+    pub burst_ns: u64,
+}
+
+/// What [`Gcra::decide`] says about one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcraDecision {
+    /// Over the limit: drop (or delay) the call; it would fit after this many ns.
+    Over { retry_after_ns: u64 },
+    /// Admitted while the cell is busy: add `interval_ns` to the TAT. An addition (not a
+    /// store of a computed value) so that CPUs updating one cell at once lose no call.
+    Advance,
+    /// Admitted after a quiet spell: the TAT restarts at this value.
+    Restart(u64),
+}
+
+impl Gcra {
+    /// No limit.
+    pub const OFF: Gcra = Gcra {
+        interval_ns: 0,
+        burst_ns: 0,
+    };
+
+    /// `per_second` calls per second sustained, `burst` at once (both at least 1).
+    pub const fn new(per_second: u32, burst: u32) -> Self {
+        let per_second = if per_second == 0 { 1 } else { per_second };
+        let burst = if burst == 0 { 1 } else { burst };
+        let interval_ns = 1_000_000_000 / per_second as u64;
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
+        Gcra {
+            interval_ns,
+            burst_ns: interval_ns * burst as u64,
+        }
+    }
+
+    /// Whether this limit is on.
+    pub const fn is_on(&self) -> bool {
+        self.interval_ns != 0
+    }
+
+    /// The decision for a call at `now_ns` on a cell whose TAT is `tat_ns`.
+    #[inline(always)]
+    pub fn decide(&self, tat_ns: u64, now_ns: u64) -> GcraDecision {
+        let busy = tat_ns > now_ns;
+        let base = if busy { tat_ns } else { now_ns };
+        let next = base + self.interval_ns;
+        let ahead = next - now_ns;
+        if ahead > self.burst_ns {
+            GcraDecision::Over {
+                retry_after_ns: ahead - self.burst_ns,
+            }
+        } else if busy {
+            GcraDecision::Advance
+        } else {
+            GcraDecision::Restart(next)
+        }
+    }
+}
+
+/// The network-order mask word(s) of a prefix length: `v4_mask(24)` keeps the first three
+/// bytes of an IPv4 address.
+pub const fn v4_mask(prefix: u8) -> u32 {
+    let bits: u32 = if prefix >= 32 {
+        u32::MAX
+    } else if prefix == 0 {
+        0
+    } else {
+        !(u32::MAX >> prefix)
+    };
+    u32::from_ne_bytes(bits.to_be_bytes())
+}
+
+/// The network-order mask words of an IPv6 prefix length (0..=128).
+pub const fn v6_mask(prefix: u8) -> [u32; 4] {
+    let mut words = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        let left = prefix as i32 - 32 * i as i32;
+        let bits: u32 = if left >= 32 {
+            u32::MAX
+        } else if left <= 0 {
+            0
+        } else {
+            !(u32::MAX >> left)
+        };
+        words[i] = u32::from_ne_bytes(bits.to_be_bytes());
+        i += 1;
+    }
+    words
+}
+
+/// The IPv4-mapped prefix word (`::ffff:0:0/96`, third word) in network order.
+pub const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// The key of an IPv4 source (network-order word as loaded) under `mask`.
+#[inline(always)]
+pub const fn v4_key(addr: u32, mask: u32) -> SourceKey {
+    [0, 0, V4_MAPPED_WORD, addr & mask]
+}
+
+/// The key of an IPv6 source (network-order words as loaded) under `mask`.
+#[inline(always)]
+pub const fn v6_key(addr: [u32; 4], mask: [u32; 4]) -> SourceKey {
+    [
+        addr[0] & mask[0],
+        addr[1] & mask[1],
+        addr[2] & mask[2],
+        addr[3] & mask[3],
+    ]
 }
 
 impl Config {
@@ -39,6 +185,11 @@ impl Config {
             port: port.to_be(),
             match_source: 0,
             reserved: [0; 5],
+            per_source: Gcra::OFF,
+            global: Gcra::OFF,
+            v4_mask: v4_mask(32),
+            reserved2: 0,
+            v6_mask: v6_mask(128),
         }
     }
 
@@ -46,9 +197,26 @@ impl Config {
     /// 0 = none): the replies of a server on that port, for a client-side AF_XDP socket.
     pub const fn from_source_port(port: u16) -> Self {
         Self {
-            port: port.to_be(),
             match_source: 1,
-            reserved: [0; 5],
+            ..Self::for_port(port)
+        }
+    }
+
+    /// This configuration with rate limits: `per_source` for each source prefix
+    /// (`v4_prefix` bits of IPv4, `v6_prefix` of IPv6 addresses), then `global` for all.
+    pub const fn with_limits(
+        self,
+        per_source: Gcra,
+        global: Gcra,
+        v4_prefix: u8,
+        v6_prefix: u8,
+    ) -> Self {
+        Self {
+            per_source,
+            global,
+            v4_mask: v4_mask(v4_prefix),
+            v6_mask: v6_mask(v6_prefix),
+            ..self
         }
     }
 
@@ -93,10 +261,14 @@ pub enum Counter {
     Malformed = 8,
     /// Matched, but no AF_XDP socket in the XSKMAP slot of its rx queue: passed.
     PassedNoSocket = 9,
+    /// Matched, but its source prefix was over the per-source rate limit: dropped.
+    DroppedRateSource = 10,
+    /// Matched and within its source's limit, but over the global ceiling: dropped.
+    DroppedRateGlobal = 11,
 }
 
 /// Number of entries in the counter array (one per [`Counter`] variant).
-pub const COUNTER_COUNT: u32 = 10;
+pub const COUNTER_COUNT: u32 = 12;
 
 impl Counter {
     /// Every counter, in index order.
@@ -111,6 +283,8 @@ impl Counter {
         Counter::PassedNotUdp,
         Counter::Malformed,
         Counter::PassedNoSocket,
+        Counter::DroppedRateSource,
+        Counter::DroppedRateGlobal,
     ];
 
     /// Stable snake_case name for metrics and logs.
@@ -126,6 +300,8 @@ impl Counter {
             Counter::PassedNotUdp => "passed_not_udp",
             Counter::Malformed => "malformed",
             Counter::PassedNoSocket => "passed_no_socket",
+            Counter::DroppedRateSource => "dropped_rate_source",
+            Counter::DroppedRateGlobal => "dropped_rate_global",
         }
     }
 

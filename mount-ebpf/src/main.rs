@@ -1,6 +1,11 @@
 //! The XDP program: steers UDP datagrams for the MOUNT port (unfragmented, untagged
 //! Ethernet, IPv4 or IPv6 without extension headers) into the AF_XDP socket of the rx
 //! queue they arrived on, and passes everything else to the kernel stack.
+//!
+//! Before steering, a call must fit its source prefix's rate limit and then the global
+//! ceiling (both off unless configured); calls over either are dropped here, before they
+//! cost the workers anything, and counted by reason. Per-source first, so a flooding
+//! source's excess never uses up the global budget that other clients share.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // `packet_plus` below needs BPF inline assembly (a nightly feature; this crate is built
@@ -12,12 +17,16 @@ mod program {
     use core::mem::size_of;
 
     use aya_ebpf::{
-        bindings::xdp_action::XDP_PASS,
+        bindings::xdp_action::{XDP_DROP, XDP_PASS},
+        helpers::bpf_ktime_get_ns,
         macros::{map, xdp},
-        maps::{Array, PerCpuArray, XskMap},
+        maps::{Array, LruHashMap, PerCpuArray, XskMap},
         programs::XdpContext,
     };
-    use mount_ebpf::{Config, Counter, COUNTER_COUNT, XSK_MAP_ENTRIES};
+    use mount_ebpf::{
+        v4_key, v6_key, Config, Counter, Gcra, GcraDecision, SourceKey, COUNTER_COUNT,
+        SOURCES_MAP_DEFAULT_ENTRIES, XSK_MAP_ENTRIES,
+    };
 
     #[map(name = "MOUNT_XSKS")]
     static XSKS: XskMap = XskMap::with_max_entries(XSK_MAP_ENTRIES, 0);
@@ -27,6 +36,17 @@ mod program {
 
     #[map(name = "MOUNT_COUNTERS")]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+    /// Per-source-prefix rate-limit cells. LRU, so a flood of forged sources evicts the
+    /// quietest prefixes instead of failing inserts; an evicted prefix starts again with a
+    /// full burst, which the global ceiling bounds.
+    #[map(name = "MOUNT_SOURCES")]
+    static SOURCES: LruHashMap<SourceKey, u64> =
+        LruHashMap::with_max_entries(SOURCES_MAP_DEFAULT_ENTRIES, 0);
+
+    /// The global rate-limit cell (one TAT shared by all CPUs).
+    #[map(name = "MOUNT_GLOBAL")]
+    static GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
 
     const ETH_HDR_LEN: usize = 14;
     const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -40,30 +60,114 @@ mod program {
 
     /// What to do with a frame once classified.
     enum Verdict {
-        Steer,
+        /// A call for us, from this source prefix.
+        Steer(SourceKey),
         Pass(Counter),
     }
 
     #[xdp]
     pub fn mount_xdp(ctx: XdpContext) -> u32 {
         bump(Counter::Seen);
-        match classify(&ctx) {
-            Verdict::Steer => match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS as u64) {
-                Ok(action) => {
-                    bump(Counter::Redirected);
-                    action
-                }
-                // The helper returns the low bits of the flags (XDP_PASS) when the queue's
-                // slot is empty: the kernel's UDP socket answers instead.
-                Err(_) => {
-                    bump(Counter::PassedNoSocket);
-                    XDP_PASS
-                }
-            },
+        let Some(config) = CONFIG.get(0) else {
+            bump(Counter::PassedOtherPort);
+            return XDP_PASS;
+        };
+        match classify(&ctx, config) {
+            Verdict::Steer(source) => steer(&ctx, config, &source),
             Verdict::Pass(counter) => {
                 bump(counter);
                 XDP_PASS
             }
+        }
+    }
+
+    #[inline(always)]
+    fn steer(ctx: &XdpContext, config: &Config, source: &SourceKey) -> u32 {
+        if config.per_source.is_on() || config.global.is_on() {
+            let now = unsafe { bpf_ktime_get_ns() };
+            if config.per_source.is_on() && !admit_source(&config.per_source, source, now) {
+                bump(Counter::DroppedRateSource);
+                return XDP_DROP;
+            }
+            if config.global.is_on() && !admit_global(&config.global, now) {
+                bump(Counter::DroppedRateGlobal);
+                return XDP_DROP;
+            }
+        }
+        match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS as u64) {
+            Ok(action) => {
+                bump(Counter::Redirected);
+                action
+            }
+            // The helper returns the low bits of the flags (XDP_PASS) when the queue's
+            // slot is empty: the kernel's UDP socket answers instead.
+            Err(_) => {
+                bump(Counter::PassedNoSocket);
+                XDP_PASS
+            }
+        }
+    }
+
+    /// Whether the source prefix's cell admits a call at `now`, updating it if so.
+    #[inline(always)]
+    fn admit_source(limit: &Gcra, source: &SourceKey, now: u64) -> bool {
+        match SOURCES.get_ptr_mut(source) {
+            Some(cell) => admit(limit, cell, now),
+            None => {
+                // A new prefix: its first call is admitted (burst >= interval). Two CPUs
+                // racing here both insert; one call of slack, once per prefix.
+                let _ = SOURCES.insert(source, &(now + limit.interval_ns), 0);
+                true
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn admit_global(limit: &Gcra, now: u64) -> bool {
+        match GLOBAL.get_ptr_mut(0) {
+            Some(cell) => admit(limit, cell, now),
+            None => true,
+        }
+    }
+
+    /// Apply [`Gcra::decide`] to a cell in a map value.
+    #[inline(always)]
+    fn admit(limit: &Gcra, cell: *mut u64, now: u64) -> bool {
+        // SAFETY: `cell` points into a map value that lives as long as the map. Other
+        // CPUs update it concurrently: the loads and stores are single 8-byte accesses,
+        // and the busy case adds atomically (see `atomic_add`).
+        let tat = unsafe { core::ptr::read_volatile(cell) };
+        match limit.decide(tat, now) {
+            GcraDecision::Over { .. } => false,
+            GcraDecision::Advance => {
+                // The check above and this add race by at most one call per CPU.
+                unsafe { atomic_add(cell, limit.interval_ns) };
+                true
+            }
+            GcraDecision::Restart(tat) => {
+                // Quiet cell: racing restarts write nearly the same value.
+                unsafe { core::ptr::write_volatile(cell, tat) };
+                true
+            }
+        }
+    }
+
+    /// `*cell += value` as one BPF atomic add (`BPF_ATOMIC | BPF_ADD`, the old XADD), so
+    /// that CPUs advancing one busy cell at once each count. Written in assembly because
+    /// the bpfel target offers no `AtomicU64::fetch_add`, and its fetching form would
+    /// need BPF CPU v3.
+    ///
+    /// # Safety
+    /// `cell` must point to a live, 8-byte aligned u64 in a map value.
+    #[inline(always)]
+    unsafe fn atomic_add(cell: *mut u64, value: u64) {
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({cell} + 0) += {value}",
+                cell = in(reg) cell,
+                value = in(reg) value,
+                options(nostack),
+            );
         }
     }
 
@@ -127,20 +231,20 @@ mod program {
     }
 
     #[inline(always)]
-    fn classify(ctx: &XdpContext) -> Verdict {
+    fn classify(ctx: &XdpContext, config: &Config) -> Verdict {
         let Some(ethertype) = be16_at::<12>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
         match ethertype {
-            ETHERTYPE_IPV4 => classify_ipv4(ctx),
-            ETHERTYPE_IPV6 => classify_ipv6(ctx),
+            ETHERTYPE_IPV4 => classify_ipv4(ctx, config),
+            ETHERTYPE_IPV6 => classify_ipv6(ctx, config),
             ETHERTYPE_VLAN | ETHERTYPE_QINQ => Verdict::Pass(Counter::PassedVlan),
             _ => Verdict::Pass(Counter::PassedNotIp),
         }
     }
 
     #[inline(always)]
-    fn classify_ipv4(ctx: &XdpContext) -> Verdict {
+    fn classify_ipv4(ctx: &XdpContext, config: &Config) -> Verdict {
         // The whole fixed header must be there, even if only bytes 0..10 are read
         // (version/IHL, TOS, total length, id, flags/fragment offset, TTL, protocol).
         if ptr_at::<[u8; IPV4_HDR_LEN], ETH_HDR_LEN>(ctx).is_none() {
@@ -166,24 +270,36 @@ mod program {
         }
         // One constant offset per header length (see `ptr_at`); options are rare but
         // legal, and the AF_XDP path parses them.
-        match ihl {
-            5 => classify_udp::<{ ETH_HDR_LEN + 5 * 4 }>(ctx),
-            6 => classify_udp::<{ ETH_HDR_LEN + 6 * 4 }>(ctx),
-            7 => classify_udp::<{ ETH_HDR_LEN + 7 * 4 }>(ctx),
-            8 => classify_udp::<{ ETH_HDR_LEN + 8 * 4 }>(ctx),
-            9 => classify_udp::<{ ETH_HDR_LEN + 9 * 4 }>(ctx),
-            10 => classify_udp::<{ ETH_HDR_LEN + 10 * 4 }>(ctx),
-            11 => classify_udp::<{ ETH_HDR_LEN + 11 * 4 }>(ctx),
-            12 => classify_udp::<{ ETH_HDR_LEN + 12 * 4 }>(ctx),
-            13 => classify_udp::<{ ETH_HDR_LEN + 13 * 4 }>(ctx),
-            14 => classify_udp::<{ ETH_HDR_LEN + 14 * 4 }>(ctx),
-            15 => classify_udp::<{ ETH_HDR_LEN + 15 * 4 }>(ctx),
-            _ => Verdict::Pass(Counter::Malformed),
+        let ours = match ihl {
+            5 => is_ours::<{ ETH_HDR_LEN + 5 * 4 }>(ctx, config),
+            6 => is_ours::<{ ETH_HDR_LEN + 6 * 4 }>(ctx, config),
+            7 => is_ours::<{ ETH_HDR_LEN + 7 * 4 }>(ctx, config),
+            8 => is_ours::<{ ETH_HDR_LEN + 8 * 4 }>(ctx, config),
+            9 => is_ours::<{ ETH_HDR_LEN + 9 * 4 }>(ctx, config),
+            10 => is_ours::<{ ETH_HDR_LEN + 10 * 4 }>(ctx, config),
+            11 => is_ours::<{ ETH_HDR_LEN + 11 * 4 }>(ctx, config),
+            12 => is_ours::<{ ETH_HDR_LEN + 12 * 4 }>(ctx, config),
+            13 => is_ours::<{ ETH_HDR_LEN + 13 * 4 }>(ctx, config),
+            14 => is_ours::<{ ETH_HDR_LEN + 14 * 4 }>(ctx, config),
+            15 => is_ours::<{ ETH_HDR_LEN + 15 * 4 }>(ctx, config),
+            _ => Err(Counter::Malformed),
+        };
+        if let Err(counter) = ours {
+            return Verdict::Pass(counter);
+        }
+        // The source address (bytes 12..16 of the header, inside the fixed part checked
+        // above), as loaded: network order.
+        match ptr_at::<[u8; 4], { ETH_HDR_LEN + 12 }>(ctx) {
+            Some(source) => Verdict::Steer(v4_key(
+                u32::from_ne_bytes(unsafe { *source }),
+                config.v4_mask,
+            )),
+            None => Verdict::Pass(Counter::Malformed),
         }
     }
 
     #[inline(always)]
-    fn classify_ipv6(ctx: &XdpContext) -> Verdict {
+    fn classify_ipv6(ctx: &XdpContext, config: &Config) -> Verdict {
         // A truncated fixed header is malformed whatever its next-header byte says.
         if ptr_at::<[u8; IPV6_HDR_LEN], ETH_HDR_LEN>(ctx).is_none() {
             return Verdict::Pass(Counter::Malformed);
@@ -198,7 +314,25 @@ mod program {
             return Verdict::Pass(Counter::Malformed);
         };
         match next_header {
-            IPPROTO_UDP => classify_udp::<{ ETH_HDR_LEN + IPV6_HDR_LEN }>(ctx),
+            IPPROTO_UDP => {
+                if let Err(counter) = is_ours::<{ ETH_HDR_LEN + IPV6_HDR_LEN }>(ctx, config) {
+                    return Verdict::Pass(counter);
+                }
+                // The source address, bytes 8..24 of the fixed header checked above.
+                match ptr_at::<[[u8; 4]; 4], { ETH_HDR_LEN + 8 }>(ctx) {
+                    Some(source) => {
+                        let s = unsafe { *source };
+                        let words = [
+                            u32::from_ne_bytes(s[0]),
+                            u32::from_ne_bytes(s[1]),
+                            u32::from_ne_bytes(s[2]),
+                            u32::from_ne_bytes(s[3]),
+                        ];
+                        Verdict::Steer(v6_key(words, config.v6_mask))
+                    }
+                    None => Verdict::Pass(Counter::Malformed),
+                }
+            }
             // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility,
             // HIP, shim6, and the two experimental values (RFC 7045 list).
             0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254 => {
@@ -208,16 +342,15 @@ mod program {
         }
     }
 
+    /// Whether the UDP header at `OFFSET` is for the configured port; the counter to bump
+    /// when not.
     #[inline(always)]
-    fn classify_udp<const OFFSET: usize>(ctx: &XdpContext) -> Verdict {
+    fn is_ours<const OFFSET: usize>(ctx: &XdpContext, config: &Config) -> Result<(), Counter> {
         // The whole UDP header must be present, not only the destination port.
         let Some(udp) = ptr_at::<[u8; UDP_HDR_LEN], OFFSET>(ctx) else {
-            return Verdict::Pass(Counter::Malformed);
+            return Err(Counter::Malformed);
         };
-        let (wanted, match_source) = match CONFIG.get(0) {
-            Some(config) => (config.port, config.match_source != 0),
-            None => (0, false),
-        };
+        let (wanted, match_source) = (config.port, config.match_source != 0);
         // Raw (network order) load, compared with the network-order configured port:
         // the destination port (a server's calls) or, for a load generator, the source
         // port (the server's replies). Both ports are read (volatile, so the optimiser
@@ -232,9 +365,9 @@ mod program {
         };
         let port = u16::from_ne_bytes(if match_source { source } else { destination });
         if wanted != 0 && port == wanted {
-            Verdict::Steer
+            Ok(())
         } else {
-            Verdict::Pass(Counter::PassedOtherPort)
+            Err(Counter::PassedOtherPort)
         }
     }
 

@@ -220,6 +220,35 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
     pub trusted_networks: Vec<ipnet::IpNet>,
 
+    /// Limit the calls each source prefix (see --rate-limit-v4-prefix) may make over UDP
+    /// and TCP: CALLS_PER_S sustained, BURST at once after a quiet spell (default: one
+    /// second's worth). Over the limit, UDP calls are dropped (in the XDP program, before
+    /// they reach a worker) and TCP calls wait. Off by default. A mounting client makes 1-3
+    /// calls per mount; 200/400 leaves a host room for a few dozen mounts a second.
+    #[arg(long, value_name = "CALLS_PER_S[/BURST]")]
+    pub rate_limit: Option<mount_user::ratelimit::CallRate>,
+
+    /// IPv4 sources are limited together by this prefix length (24: one limit per /24).
+    #[arg(long, value_name = "LEN", default_value_t = mount_user::ratelimit::RateLimits::V4_PREFIX,
+          value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub rate_limit_v4_prefix: u8,
+
+    /// IPv6 sources are limited together by this prefix length (56: one limit per /56).
+    #[arg(long, value_name = "LEN", default_value_t = mount_user::ratelimit::RateLimits::V6_PREFIX,
+          value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub rate_limit_v6_prefix: u8,
+
+    /// Limit the calls of all sources together, after each source's own limit (the
+    /// service's ceiling): CALLS_PER_S[/BURST]. Off by default.
+    #[arg(long, value_name = "CALLS_PER_S[/BURST]")]
+    pub rate_limit_global: Option<mount_user::ratelimit::CallRate>,
+
+    /// Source prefixes tracked at once for --rate-limit (the least recently seen is
+    /// forgotten first); 88 bytes of kernel memory each in the XDP program's map.
+    #[arg(long, value_name = "N", default_value_t = mount_user::ratelimit::RateLimits::SOURCES,
+          value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub rate_limit_sources: u32,
+
     /// EXPORT lists only the exports the calling client may mount (default: all exports,
     /// as nfs-utils' mountd does).
     #[arg(long)]
@@ -251,6 +280,17 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The rate limits the options ask for.
+    pub fn rate_limits(&self) -> mount_user::ratelimit::RateLimits {
+        mount_user::ratelimit::RateLimits {
+            per_source: self.rate_limit,
+            global: self.rate_limit_global,
+            v4_prefix: self.rate_limit_v4_prefix,
+            v6_prefix: self.rate_limit_v6_prefix,
+            sources: self.rate_limit_sources,
+        }
+    }
+
     /// The number of UDP workers, resolving the default.
     pub fn udp_workers(&self) -> usize {
         self.udp_workers.map(usize::from).unwrap_or_else(|| {

@@ -15,11 +15,16 @@ use anyhow::{anyhow, bail, Context as _};
 use aya::{
     maps::{Array, MapData, PerCpuArray, XskMap},
     programs::{links::FdLink, Link as _, ProgramError, Xdp, XdpError},
-    Ebpf, Pod,
+    Ebpf, EbpfLoader, Pod,
 };
 use mount_ebpf::{
-    Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME, XSK_MAP_NAME,
+    Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME,
+    SOURCES_MAP_NAME, XSK_MAP_NAME,
 };
+
+/// Entries of the per-source rate-limit map when no per-source limit is configured (the
+/// map is preallocated; it stays unused then).
+pub const SOURCES_UNUSED_ENTRIES: u32 = 64;
 
 /// The XDP object built by `build.rs` (aya-build copies the `mount-xdp` binary to OUT_DIR).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mount-xdp"));
@@ -97,17 +102,25 @@ impl XdpAttachment {
     /// it to `iface` in `mode`. Fails with a readable message when privileges are
     /// missing, the driver has no native XDP, or the interface already has a program.
     pub fn attach(iface: &str, mode: XdpMode, port: u16) -> anyhow::Result<Self> {
-        Self::attach_with(iface, mode, Config::for_port(port))
+        Self::attach_with(iface, mode, Config::for_port(port), SOURCES_UNUSED_ENTRIES)
     }
 
-    /// [`attach`](Self::attach) with a whole [`Config`], e.g.
-    /// [`Config::from_source_port`] for a client that steers a server's replies.
-    pub fn attach_with(iface: &str, mode: XdpMode, initial: Config) -> anyhow::Result<Self> {
+    /// [`attach`](Self::attach) with a whole [`Config`] (e.g. rate limits, or
+    /// [`Config::from_source_port`] for a client that steers a server's replies) and
+    /// `source_entries` cells for per-source rate limits (an LRU map of that size).
+    pub fn attach_with(
+        iface: &str,
+        mode: XdpMode,
+        initial: Config,
+        source_entries: u32,
+    ) -> anyhow::Result<Self> {
         let port = initial.port_host();
         if OBJECT.is_empty() {
             bail!("this binary was built without the XDP object (AYA_BUILD_SKIP?)");
         }
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| {
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(SOURCES_MAP_NAME, source_entries.max(1));
+        let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = if is_permission_error(&e) {
                 " (needs CAP_BPF and CAP_NET_ADMIN, and locked memory: CAP_IPC_LOCK or \
                  LimitMEMLOCK=infinity)"
@@ -152,6 +165,8 @@ impl XdpAttachment {
             mode = mode.as_str(),
             port,
             match_source = initial.match_source != 0,
+            rate_limit_per_source = initial.per_source.is_on(),
+            rate_limit_global = initial.global.is_on(),
             "XDP program attached"
         );
         Ok(Self {
@@ -332,7 +347,13 @@ mod tests {
             "{:?}",
             obj.programs.keys()
         );
-        for name in [XSK_MAP_NAME, CONFIG_MAP_NAME, COUNTERS_MAP_NAME] {
+        for name in [
+            XSK_MAP_NAME,
+            CONFIG_MAP_NAME,
+            COUNTERS_MAP_NAME,
+            SOURCES_MAP_NAME,
+            mount_ebpf::GLOBAL_MAP_NAME,
+        ] {
             assert!(
                 obj.maps.contains_key(name),
                 "missing map {name}: {:?}",
@@ -350,7 +371,7 @@ mod tests {
     fn config_matches_destination_by_default_and_source_on_request() {
         assert_eq!(
             std::mem::size_of::<Config>(),
-            8,
+            64,
             "layout shared with the program"
         );
         let server = Config::for_port(644);

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
+use mount_ebpf::Counter;
 use mount_user::afxdp::{Datapath, DatapathConfig};
 use mount_user::ebpf::XdpMode;
+use mount_user::ratelimit::RateLimits;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::{Counters, Responder};
 use mount_user::stats::calls::CALL_SLOTS;
@@ -83,8 +85,9 @@ pub fn parse_core_list(s: &str) -> Result<CoreList, String> {
 }
 
 impl XdpArgs {
-    /// The data path to start, or None for kernel sockets only.
-    pub fn config(&self, port: u16) -> anyhow::Result<Option<DatapathConfig>> {
+    /// The data path to start, or None for kernel sockets only; its XDP program applies
+    /// `limits`.
+    pub fn config(&self, port: u16, limits: &RateLimits) -> anyhow::Result<Option<DatapathConfig>> {
         let mode = match (self.xdp, &self.iface) {
             (Some(XdpChoice::Off), _) | (None, None) => None,
             (Some(XdpChoice::Native), Some(_)) | (None, Some(_)) => Some(XdpMode::Native),
@@ -103,13 +106,46 @@ impl XdpArgs {
             port,
             queues: self.queues,
             cores: self.cores.as_ref().map(|c| c.0.clone()),
+            limits: limits.clone(),
         }))
     }
 }
 
-/// Per-procedure counters of the kernel shells.
+/// The XDP program's rate-limit drop counters as last logged: the first drops are logged
+/// at the next look, later ones at most once per [`DropWatch::INTERVAL`], summed.
+#[derive(Debug, Default)]
+pub struct DropWatch {
+    source: u64,
+    global: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl DropWatch {
+    /// Least time between two log lines.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Takes the counters' current values; returns how much each grew since the last
+    /// line, or (0, 0) when nothing grew or the last line is too recent.
+    pub fn advance(&mut self, source: u64, global: u64) -> (u64, u64) {
+        let grown = (
+            source.saturating_sub(self.source),
+            global.saturating_sub(self.global),
+        );
+        let due = self.logged.is_none_or(|at| at.elapsed() >= Self::INTERVAL);
+        if grown == (0, 0) || !due {
+            return (0, 0);
+        }
+        (self.source, self.global) = (source, global);
+        self.logged = Some(std::time::Instant::now());
+        grown
+    }
+}
+
+/// Counters of the kernel shells.
 #[derive(Default)]
 pub struct KernelCounts {
+    /// The listeners' event counters.
+    pub listeners: Arc<Counters>,
     /// UDP calls.
     pub udp: Arc<ShardedCounts>,
     /// TCP calls.
@@ -141,15 +177,15 @@ impl FastPath {
     /// data path failure is fatal; a stats socket failure is logged.
     pub fn start(
         args: &XdpArgs,
+        limits: &RateLimits,
         kernel_udp: &UdpSocket,
         udp_responder: Arc<dyn Responder>,
         names: Arc<NameCache>,
-        counters: Arc<Counters>,
         counts: &KernelCounts,
         control: ControlHooks,
     ) -> anyhow::Result<FastPath> {
         let port = kernel_udp.local_addr().context("UDP local address")?.port();
-        let datapath = match args.config(port)? {
+        let datapath = match args.config(port, limits)? {
             Some(config) => {
                 let kernel = kernel_udp
                     .try_clone()
@@ -165,6 +201,7 @@ impl FastPath {
         };
         let report = {
             let (datapath, udp, tcp) = (datapath.clone(), counts.udp.clone(), counts.tcp.clone());
+            let counters = counts.listeners.clone();
             move || {
                 let afxdp = datapath
                     .as_ref()
@@ -199,6 +236,29 @@ impl FastPath {
             stats,
             report,
         })
+    }
+
+    /// Logs what the XDP program dropped over the rate limits since the last call (a
+    /// no-op without a data path or limits); `serve` calls it every few seconds.
+    pub fn log_rate_drops(&self, watch: &mut DropWatch, limits: &RateLimits) {
+        let Some(counters) = self.datapath.as_ref().and_then(|d| d.program_counters()) else {
+            return;
+        };
+        let (source, global) = watch.advance(
+            counters.get(Counter::DroppedRateSource),
+            counters.get(Counter::DroppedRateGlobal),
+        );
+        if source > 0 {
+            tracing::warn!(dropped = source, limit = %limits.describe_per_source(),
+                "the XDP program dropped calls over the per-source rate limit since the last report \
+                 (raise --rate-limit, or narrow --rate-limit-v4-prefix/--rate-limit-v6-prefix, if \
+                 these sources are legitimate)");
+        }
+        if global > 0 {
+            tracing::warn!(dropped = global, limit = %limits.describe_global(),
+                "the XDP program dropped calls over the global rate limit since the last report \
+                 (raise --rate-limit-global if the service can take more)");
+        }
     }
 
     /// Builds a fresh report (for `/metrics`).
@@ -243,7 +303,7 @@ mod tests {
 
     #[test]
     fn modes() {
-        let mode = |a: XdpArgs| a.config(644).unwrap().map(|c| c.mode);
+        let mode = |a: XdpArgs| a.config(644, &RateLimits::off()).unwrap().map(|c| c.mode);
         assert_eq!(mode(args(None, None)), None);
         assert_eq!(mode(args(Some("eth0"), None)), Some(XdpMode::Native));
         assert_eq!(
@@ -251,9 +311,11 @@ mod tests {
             Some(XdpMode::Generic)
         );
         assert_eq!(mode(args(Some("eth0"), Some(XdpChoice::Off))), None);
-        assert!(args(None, Some(XdpChoice::Native)).config(644).is_err());
+        assert!(args(None, Some(XdpChoice::Native))
+            .config(644, &RateLimits::off())
+            .is_err());
         let mut a = args(None, None);
         a.queues = Some(2);
-        assert!(a.config(644).is_err());
+        assert!(a.config(644, &RateLimits::off()).is_err());
     }
 }

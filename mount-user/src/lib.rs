@@ -13,6 +13,7 @@ pub mod mountlist;
 pub mod packet;
 pub mod portmap;
 pub mod privileges;
+pub mod ratelimit;
 pub mod rpc;
 pub mod rpcbind;
 pub mod socket;

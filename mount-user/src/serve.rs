@@ -12,6 +12,8 @@ use mount_user::exports::{
 use mount_user::mount::{ListBudget, Policy, Transport};
 use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::privileges::{self, CapSet};
+use mount_user::ratelimit::CallLimiter;
+use mount_user::socket::limit::Gate;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
@@ -21,7 +23,7 @@ use mount_user::stats::{self, ExportsReport, Report};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::fastpath::{ControlHooks, FastPath, KernelCounts, ReportExtras};
+use crate::fastpath::{ControlHooks, DropWatch, FastPath, KernelCounts, ReportExtras};
 use crate::gateway;
 use crate::registration::{self, Watch};
 use mount_user::stats::procs::Counted;
@@ -29,6 +31,9 @@ use mount_user::upstream::Upstream;
 
 /// TCP listen backlog: room for a mount storm's connection burst.
 const TCP_BACKLOG: i32 = 1024;
+/// How often the XDP program's rate-limit drops are looked at (logged at most every
+/// [`DropWatch::INTERVAL`]).
+const RATE_DROP_REPORT: Duration = Duration::from_secs(1);
 
 /// Run the service until SIGINT/SIGTERM. Errors before READY (exports, rmtab, bind) are
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
@@ -87,7 +92,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     reloader.log_new_warnings(&exports.load());
     let counters = Arc::new(Counters::default());
     // Every call is counted per procedure for `xdp-mountd stats`.
-    let counts = KernelCounts::default();
+    let counts = KernelCounts {
+        listeners: counters.clone(),
+        ..Default::default()
+    };
+    // The kernel paths' limiter; the XDP program holds AF_XDP traffic to the same limits.
+    let limits = args.rate_limits();
+    let gate = limits.is_on().then(|| {
+        tracing::info!(
+            per_source = %limits.describe_per_source(),
+            global = %limits.describe_global(),
+            sources = limits.sources,
+            "call rate limits on"
+        );
+        Arc::new(Gate::new(CallLimiter::new(limits.clone())))
+    });
     let service = |transport| {
         let counted = match transport {
             Transport::Udp => counts.udp.clone(),
@@ -112,16 +131,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         service(Transport::Udp),
         names.clone(),
         counters.clone(),
+        gate.clone(),
     )
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
     let restored = Arc::new(AtomicU64::new(0));
     let fast = FastPath::start(
         &args.xdp,
+        &limits,
         &kernel_udp,
         xdp_service,
         names.clone(),
-        counters.clone(),
         &counts,
         ControlHooks {
             extras: report_extras(&exports, &mounts, &reloader, &upstream, &restored),
@@ -168,6 +188,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             names,
             counters.clone(),
             tcp_config,
+            gate,
             stop_rx,
         ));
         tracing::info!(%local, max_connections = args.max_connections, "TCP listening");
@@ -215,6 +236,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("writing READY to stdout")?;
 
         let mut retry = tokio::time::interval(Duration::from_secs(args.resolve_retry));
+        let mut drop_report = tokio::time::interval(RATE_DROP_REPORT);
+        let mut drops = DropWatch::default();
         let retrying = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
@@ -225,6 +248,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 }
                 _ = retry.tick() => retry_unresolved(&exports, &reloader, &retrying),
+                _ = drop_report.tick(), if limits.is_on() => fast.log_rate_drops(&mut drops, &limits),
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
@@ -311,7 +335,7 @@ fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<R
 
 /// Fails naming the capabilities this configuration needs and the process lacks.
 fn check_capabilities(args: &ServeArgs) -> anyhow::Result<()> {
-    let xdp = args.xdp.config(args.port)?.is_some();
+    let xdp = args.xdp.config(args.port, &args.rate_limits())?.is_some();
     let needs = privileges::needed(
         xdp,
         args.port,

@@ -14,7 +14,7 @@ use mount_user::mountlist::MountList;
 use mount_user::socket::resolve::NameCache;
 use mount_user::socket::service::MountService;
 use mount_user::socket::udp::UDP_MAX_MESSAGE;
-use mount_user::socket::RateLimit;
+use mount_user::socket::LogThrottle;
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -95,7 +95,7 @@ fn rx_to_tx_does_not_allocate() {
         mtu: 1500,
         local: "::".parse().unwrap(),
         stop: Arc::new(AtomicBool::new(false)),
-        errors: RateLimit::new(Duration::from_secs(10)),
+        errors: LogThrottle::new(Duration::from_secs(10)),
     };
     let counters = QueueCounters::default();
     let mut scratch = vec![0u8; UDP_MAX_MESSAGE];

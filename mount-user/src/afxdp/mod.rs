@@ -27,9 +27,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use parking_lot::Mutex;
 
+use mount_ebpf::Config;
+
 use crate::ebpf::{XdpAttachment, XdpMode};
+use crate::ratelimit::RateLimits;
 use crate::socket::resolve::NameCache;
-use crate::socket::{RateLimit, Responder};
+use crate::socket::{LogThrottle, Responder};
 use crate::stats::calls::CALL_SLOTS;
 use crate::stats::{QueueReport, XdpReport};
 
@@ -60,6 +63,8 @@ pub struct DatapathConfig {
     pub queues: Option<u32>,
     /// Cores to pin the workers to, by queue; None: core `queue % CPUs`.
     pub cores: Option<Vec<usize>>,
+    /// Rate limits the XDP program applies before steering.
+    pub limits: RateLimits,
 }
 
 /// One queue as seen from outside its worker.
@@ -104,7 +109,12 @@ impl Datapath {
 
         // The program first: attaching is what refuses a second instance clearly. It
         // steers nothing until every socket is registered and its worker runs.
-        let mut attachment = XdpAttachment::attach(iface, config.mode, 0)?;
+        let mut attachment = XdpAttachment::attach_with(
+            iface,
+            config.mode,
+            config.limits.xdp_config(Config::for_port(0)),
+            config.limits.xdp_source_entries(),
+        )?;
         let mut sockets = Vec::with_capacity(queue_count as usize);
         for queue in 0..queue_count {
             // Zero-copy needs a driver-mode program; generic XDP always copies.
@@ -146,7 +156,7 @@ impl Datapath {
             mtu,
             local,
             stop: stop.clone(),
-            errors: RateLimit::new(Duration::from_secs(10)),
+            errors: LogThrottle::new(Duration::from_secs(10)),
         });
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let mut queues = Vec::with_capacity(sockets.len());
@@ -233,16 +243,23 @@ impl Datapath {
         steer_off.and(detached)
     }
 
-    /// The per-queue, socket and program counters.
-    pub fn report(&self) -> XdpReport {
-        let program = match self.attachment.lock().as_ref().map(|a| a.counters()) {
-            Some(Ok(c)) => c.iter().map(|(k, v)| (k.name().to_owned(), v)).collect(),
+    /// The XDP program's counters, summed over the CPUs (None once detached).
+    pub fn program_counters(&self) -> Option<crate::ebpf::Counters> {
+        match self.attachment.lock().as_ref().map(|a| a.counters()) {
+            Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 tracing::debug!("{e:#}");
-                Vec::new()
+                None
             }
-            None => Vec::new(),
-        };
+            None => None,
+        }
+    }
+
+    /// The per-queue, socket and program counters.
+    pub fn report(&self) -> XdpReport {
+        let program = self.program_counters().map_or_else(Vec::new, |c| {
+            c.iter().map(|(k, v)| (k.name().to_owned(), v)).collect()
+        });
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let queues = self
             .queues

@@ -17,7 +17,7 @@ use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
 use crate::packet;
 use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
-use crate::socket::{answer_deferred, Answer, RateLimit, Responder};
+use crate::socket::{answer_deferred, Answer, LogThrottle, Responder};
 use crate::stats::calls::{call_slot, Outcome};
 
 use super::counters::add;
@@ -56,7 +56,7 @@ pub struct Shared {
     /// Set to stop the workers.
     pub stop: Arc<AtomicBool>,
     /// Rate limit for error logs.
-    pub errors: RateLimit,
+    pub errors: LogThrottle,
 }
 
 /// A worker, ready to run on its own thread.
@@ -433,7 +433,7 @@ mod tests {
             mtu: 1500,
             local: kernel_local,
             stop: Arc::new(AtomicBool::new(false)),
-            errors: RateLimit::new(Duration::from_secs(10)),
+            errors: LogThrottle::new(Duration::from_secs(10)),
         }
     }
 

@@ -145,8 +145,8 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
     );
     let mut verdicts = Family::counter(
         "xdp_frames_total",
-        "Frames by the XDP program's verdict: redirected into AF_XDP, or passed to the \
-         kernel and why.",
+        "Frames by the XDP program's verdict: redirected into AF_XDP, passed to the \
+         kernel and why, or dropped over a rate limit.",
     );
     for (name, v) in &xdp.program {
         if name == "seen" {
@@ -337,6 +337,22 @@ fn service_families(report: &Report, out: &mut Vec<MetricFamily>) {
         f.sample(&[], kernel(name));
         push(out, f);
     }
+    let mut limited = Family::counter(
+        "kernel_rate_limited_total",
+        "Calls on the kernel paths over a rate limit (UDP: dropped; TCP: delayed), by \
+         path and limit (source: --rate-limit, global: --rate-limit-global). The XDP \
+         program's drops are among its frame verdicts (dropped_rate_source, \
+         dropped_rate_global).",
+    );
+    for (path, limit, name) in [
+        ("udp", "source", "udp_rate_limited_source"),
+        ("udp", "global", "udp_rate_limited_global"),
+        ("tcp", "source", "tcp_rate_delayed_source"),
+        ("tcp", "global", "tcp_rate_delayed_global"),
+    ] {
+        limited.sample(&[("path", path), ("limit", limit)], kernel(name));
+    }
+    push(out, limited);
     let mut caps = Family::gauge(
         "capability",
         "1 for each capability in the daemon's effective set.",

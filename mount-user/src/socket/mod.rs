@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::exports::HostFacts;
 
 pub mod admission;
+pub mod limit;
 pub mod record;
 
 /// Receive buffer requested for each UDP socket.
@@ -118,6 +119,14 @@ pub struct Counters {
     pub tcp_oversize: AtomicU64,
     /// TCP replies sent.
     pub tcp_replies: AtomicU64,
+    /// UDP calls dropped: their source prefix was over `--rate-limit`.
+    pub udp_rate_limited_source: AtomicU64,
+    /// UDP calls dropped: over `--rate-limit-global`.
+    pub udp_rate_limited_global: AtomicU64,
+    /// TCP calls made to wait: their source prefix was over `--rate-limit`.
+    pub tcp_rate_delayed_source: AtomicU64,
+    /// TCP calls made to wait: over `--rate-limit-global`.
+    pub tcp_rate_delayed_global: AtomicU64,
 }
 
 impl Counters {
@@ -144,6 +153,10 @@ impl Counters {
             tcp_record_timeout = get(&self.tcp_record_timeout),
             tcp_oversize = get(&self.tcp_oversize),
             tcp_replies = get(&self.tcp_replies),
+            udp_rate_limited_source = get(&self.udp_rate_limited_source),
+            udp_rate_limited_global = get(&self.udp_rate_limited_global),
+            tcp_rate_delayed_source = get(&self.tcp_rate_delayed_source),
+            tcp_rate_delayed_global = get(&self.tcp_rate_delayed_global),
             "kernel-stack listener counters"
         );
     }
@@ -152,7 +165,7 @@ impl Counters {
 /// Lets a warning through at most once per interval, so that a flood (full queue,
 /// connection storm) cannot flood the log too; reports how many were suppressed.
 #[derive(Debug)]
-pub struct RateLimit {
+pub struct LogThrottle {
     start: Instant,
     interval_ms: u64,
     /// Milliseconds since `start` of the last message let through, plus one (0 = never).
@@ -160,7 +173,7 @@ pub struct RateLimit {
     suppressed: AtomicU64,
 }
 
-impl RateLimit {
+impl LogThrottle {
     /// At most one message per `interval`.
     pub fn new(interval: std::time::Duration) -> Self {
         Self {

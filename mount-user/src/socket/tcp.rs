@@ -22,9 +22,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::admission::{Admission, Refusal, Ticket};
+use super::limit::{Gate, Shell};
 use super::record::{single_fragment_header, RecordReader, HEADER_LEN};
 use super::resolve::NameCache;
-use super::{Answer, Counters, RateLimit, Responder};
+use super::{Answer, Counters, LogThrottle, Responder};
 
 /// Default reply capacity of a TCP connection.
 pub const TCP_REPLY_CAPACITY: usize = 1 << 20;
@@ -60,16 +61,20 @@ struct Shared {
     counters: Arc<Counters>,
     config: TcpConfig,
     /// Oversized records may come in floods too.
-    oversize_log: RateLimit,
+    oversize_log: LogThrottle,
+    /// The rate limits, when configured.
+    gate: Option<Arc<Gate>>,
 }
 
-/// Accept and serve connections until `shutdown` turns true, then close them all.
+/// Accept and serve connections until `shutdown` turns true, then close them all. A call
+/// over the limits of `gate` waits until it fits.
 pub async fn serve(
     listener: TcpListener,
     responder: Arc<dyn Responder>,
     names: Arc<NameCache>,
     counters: Arc<Counters>,
     config: TcpConfig,
+    gate: Option<Arc<Gate>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let admission = Admission::new(config.max_connections, config.max_per_host);
@@ -78,10 +83,11 @@ pub async fn serve(
         names,
         counters,
         config,
-        oversize_log: RateLimit::new(Duration::from_secs(10)),
+        oversize_log: LogThrottle::new(Duration::from_secs(10)),
+        gate,
     });
-    let refused_log = RateLimit::new(Duration::from_secs(10));
-    let error_log = RateLimit::new(Duration::from_secs(10));
+    let refused_log = LogThrottle::new(Duration::from_secs(10));
+    let error_log = LogThrottle::new(Duration::from_secs(10));
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -215,6 +221,11 @@ async fn serve_connection(
                 Ok(None) => break,
                 Err(e) => return Close::Oversize(e),
             };
+            if let Some(gate) = &shared.gate {
+                if let Err(close) = wait_for_rate(gate, peer, shared, ticket, shutdown).await {
+                    return close;
+                }
+            }
             let mut reply = answer(record, peer, shared, &mut out[HEADER_LEN..]).await;
             if matches!(reply, Some((_, true)))
                 && out.len() < HEADER_LEN + shared.config.reply_capacity
@@ -269,6 +280,27 @@ async fn serve_connection(
             record_started.get_or_insert_with(tokio::time::Instant::now);
         }
     }
+}
+
+/// Waits until the rate limits admit a call from `peer`. Over TCP a refused call waits
+/// rather than being dropped: the client sends no retransmission that would bring it
+/// back, and while it waits this connection reads nothing more, so TCP's own flow control
+/// slows the sender down.
+async fn wait_for_rate(
+    gate: &Gate,
+    peer: SocketAddr,
+    shared: &Shared,
+    ticket: &Ticket,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Close> {
+    while let Err(refused) = gate.check(peer.ip(), Shell::Tcp, &shared.counters) {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Err(Close::Shutdown),
+            () = ticket.evicted() => return Err(Close::Evicted),
+            () = tokio::time::sleep(refused.retry_after.max(Duration::from_micros(100))) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Answer one record; resolves the peer's name off the runtime when the core asks for it.

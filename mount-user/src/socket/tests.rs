@@ -67,7 +67,8 @@ fn udp_workers_answer_drop_and_resolve() {
     assert_ne!(addr.port(), 0);
     assert_eq!(sockets[1].local_addr().unwrap(), addr);
     let counters = Arc::new(Counters::default());
-    let server = UdpServer::start(sockets, Arc::new(Fake), names(), counters.clone()).unwrap();
+    let server =
+        UdpServer::start(sockets, Arc::new(Fake), names(), counters.clone(), None).unwrap();
 
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
@@ -122,7 +123,7 @@ fn udp_dual_stack_sees_ipv4_clients_as_mapped() {
         return;
     };
     let port = sockets[0].local_addr().unwrap().port();
-    let server = UdpServer::start(sockets, Arc::new(Fake), names(), Arc::default()).unwrap();
+    let server = UdpServer::start(sockets, Arc::new(Fake), names(), Arc::default(), None).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(2)))
@@ -222,6 +223,7 @@ fn against_tcp<T: Send + 'static>(
             names(),
             Arc::default(),
             config,
+            None,
             stop_rx,
         )
         .await;
@@ -252,7 +254,16 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
         let counters = counters.clone();
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            tcp::serve(listener, Arc::new(Fake), names(), counters, config, stop_rx).await;
+            tcp::serve(
+                listener,
+                Arc::new(Fake),
+                names(),
+                counters,
+                config,
+                None,
+                stop_rx,
+            )
+            .await;
         })
     };
 
@@ -391,7 +402,7 @@ mod with_core {
         let (svc, mounts) = service();
         let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let addr = sockets[0].local_addr().unwrap();
-        let server = UdpServer::start(sockets, svc, names(), Arc::default()).unwrap();
+        let server = UdpServer::start(sockets, svc, names(), Arc::default(), None).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -466,7 +477,7 @@ mod truncation {
         let counters = Arc::new(Counters::default());
         let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let addr = sockets[0].local_addr().unwrap();
-        let server = UdpServer::start(sockets, service(), names(), counters.clone()).unwrap();
+        let server = UdpServer::start(sockets, service(), names(), counters.clone(), None).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(2)))

@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::limit::{Gate, Shell};
 use super::resolve::NameCache;
-use super::{answer_deferred, Answer, Counters, RateLimit, Responder};
+use super::{answer_deferred, Answer, Counters, LogThrottle, Responder};
 
 /// Largest UDP reply (and request) we handle, in bytes (Sun RPC's UDPMSGSIZE).
 pub const UDP_MAX_MESSAGE: usize = 8800;
@@ -63,7 +64,9 @@ struct Shared {
     responder: Arc<dyn Responder>,
     names: Arc<NameCache>,
     counters: Arc<Counters>,
-    queue_full_log: Arc<RateLimit>,
+    queue_full_log: Arc<LogThrottle>,
+    /// The rate limits, when configured.
+    gate: Option<Arc<Gate>>,
 }
 
 /// Running UDP workers; [`stop`](Self::stop) ends them.
@@ -73,18 +76,21 @@ pub struct UdpServer {
 }
 
 impl UdpServer {
-    /// Start one worker thread per socket (sockets from [`super::bind_udp_group`]).
+    /// Start one worker thread per socket (sockets from [`super::bind_udp_group`]); calls
+    /// over the limits of `gate` are dropped.
     pub fn start(
         sockets: Vec<UdpSocket>,
         responder: Arc<dyn Responder>,
         names: Arc<NameCache>,
         counters: Arc<Counters>,
+        gate: Option<Arc<Gate>>,
     ) -> io::Result<Self> {
         let shared = Shared {
             responder,
             names,
             counters,
-            queue_full_log: Arc::new(RateLimit::new(Duration::from_secs(10))),
+            queue_full_log: Arc::new(LogThrottle::new(Duration::from_secs(10))),
+            gate,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let first = sockets
@@ -156,7 +162,7 @@ impl Worker {
         // Control messages (destination address of each datagram, see `enable_pktinfo`);
         // u64 elements for cmsghdr alignment.
         let mut control: [[u64; CONTROL_WORDS]; BATCH] = [[0; CONTROL_WORDS]; BATCH];
-        let error_log = RateLimit::new(Duration::from_secs(10));
+        let error_log = LogThrottle::new(Duration::from_secs(10));
 
         while !self.stop.load(Ordering::Relaxed) {
             for i in 0..BATCH {
@@ -213,6 +219,15 @@ impl Worker {
                     Counters::bump(&self.shared.counters.udp_dropped);
                     continue;
                 };
+                if let Some(gate) = &self.shared.gate {
+                    // Counted and logged by the gate; a UDP client retransmits.
+                    if gate
+                        .check(peer.ip(), Shell::Udp, &self.shared.counters)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                }
                 // SAFETY: slots i and `replies` lie inside `rx` and `tx`; the kernel wrote
                 // `len` <= M bytes into slot i; nothing else references these slots now.
                 let (request, out) = unsafe {

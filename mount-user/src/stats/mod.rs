@@ -303,6 +303,10 @@ pub fn kernel_counters(c: &crate::socket::Counters) -> Vec<(String, u64)> {
         ("tcp_record_timeout", &c.tcp_record_timeout),
         ("tcp_oversize", &c.tcp_oversize),
         ("tcp_replies", &c.tcp_replies),
+        ("udp_rate_limited_source", &c.udp_rate_limited_source),
+        ("udp_rate_limited_global", &c.udp_rate_limited_global),
+        ("tcp_rate_delayed_source", &c.tcp_rate_delayed_source),
+        ("tcp_rate_delayed_global", &c.tcp_rate_delayed_global),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_owned(), v.load(Relaxed)))

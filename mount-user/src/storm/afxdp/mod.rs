@@ -159,8 +159,12 @@ impl AfxdpIo {
             .collect::<anyhow::Result<Vec<_>>>()?;
 
         let queue_count = crate::afxdp::rx_queue_count(iface)?;
-        let mut attachment =
-            XdpAttachment::attach_with(iface, cfg.mode, mount_ebpf::Config::from_source_port(0))?;
+        let mut attachment = XdpAttachment::attach_with(
+            iface,
+            cfg.mode,
+            mount_ebpf::Config::from_source_port(0),
+            crate::ebpf::SOURCES_UNUSED_ENTRIES,
+        )?;
         let mut queues = Vec::with_capacity(queue_count as usize);
         for q in 0..queue_count {
             let xsk = Xsk::open(ifindex, q, cfg.mode == XdpMode::Native)

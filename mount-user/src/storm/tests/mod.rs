@@ -47,7 +47,7 @@ fn service() -> Arc<MountService> {
 fn udp_server(responder: Arc<dyn Responder>) -> (UdpServer, SocketAddr) {
     let sockets = bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
     let addr = sockets[0].local_addr().unwrap();
-    let server = UdpServer::start(sockets, responder, names(), Arc::default()).unwrap();
+    let server = UdpServer::start(sockets, responder, names(), Arc::default(), None).unwrap();
     (server, addr)
 }
 
@@ -85,6 +85,7 @@ fn against_tcp(responder: Arc<dyn Responder>, extra: &[&str]) -> super::Report {
             names(),
             Arc::default(),
             config,
+            None,
             stop_rx,
         )
         .await;
@@ -486,7 +487,8 @@ fn clients_use_distinct_ports_and_source_addresses_and_warmup_is_not_counted() {
     let recorder = Arc::new(Recorder::default());
     let sockets = bind_udp_group("0.0.0.0:0".parse().unwrap(), 1).unwrap();
     let port = sockets[0].local_addr().unwrap().port();
-    let server = UdpServer::start(sockets, recorder.clone(), names(), Arc::default()).unwrap();
+    let server =
+        UdpServer::start(sockets, recorder.clone(), names(), Arc::default(), None).unwrap();
     let target = format!("127.0.0.1:{port}");
     let a = args(&[
         "--target",
