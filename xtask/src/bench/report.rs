@@ -360,7 +360,11 @@ impl Report {
         if servers {
             self.servers_markdown(&mut s);
         } else {
-            s.push_str(".\n");
+            let _ = writeln!(
+                s,
+                ". The machine was {:.0}% busy with other work just before the run.",
+                self.config.background_busy * 100.0
+            );
         }
         if let Some(hostile) = &self.hostile {
             s.push_str(&hostile.markdown());

@@ -1,98 +1,10 @@
-//! What the hostile section reads before and after each scenario: an interface's byte and
-//! packet counters (`ip -s -j link`) and the daemon's counters (`xdp-mountd stats
-//! --json`), and how much they moved in between.
+//! The daemon's counters around a scenario (`xdp-mountd stats --json`) and how much they
+//! grew in between.
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-/// Ethernet, IPv4 (no options) and UDP headers: what a frame carries besides the UDP
-/// payload, on this segment where every MOUNT datagram is untagged, unfragmented IPv4.
-const FRAME_OVERHEAD: u64 = 14 + 20 + 8;
-
-/// An interface's counters as its own host sees them: `rx` came in, `tx` went out.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Link {
-    /// Bytes received (whole frames, Ethernet header included).
-    pub rx_bytes: u64,
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-}
-
-impl Link {
-    /// Parse `ip -s -j link show dev IF` (one interface).
-    pub fn parse(json: &str) -> Result<Link> {
-        let v: Value = serde_json::from_str(json).context("parsing `ip -s -j link`")?;
-        let Some(stats) = v.get(0).and_then(|l| l.get("stats64")) else {
-            bail!("`ip -s -j link` shows no stats64: {json}");
-        };
-        let n = |dir: &str, key: &str| {
-            stats
-                .get(dir)
-                .and_then(|d| d.get(key))
-                .and_then(Value::as_u64)
-                .with_context(|| format!("`ip -s -j link` has no stats64.{dir}.{key}"))
-        };
-        Ok(Link {
-            rx_bytes: n("rx", "bytes")?,
-            rx_packets: n("rx", "packets")?,
-            tx_bytes: n("tx", "bytes")?,
-            tx_packets: n("tx", "packets")?,
-        })
-    }
-
-    /// Read interface `iface` in namespace `ns`.
-    pub fn read(ns: &str, iface: &str) -> Result<Link> {
-        let out = Command::new("ip")
-            .args(["-n", ns, "-s", "-j", "link", "show", "dev", iface])
-            .output()
-            .context("running ip -s -j link")?;
-        if !out.status.success() {
-            bail!(
-                "ip -n {ns} -s -j link show dev {iface}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Link::parse(&String::from_utf8_lossy(&out.stdout))
-    }
-
-    /// What moved between `before` and `self`.
-    pub fn since(self, before: Link) -> Link {
-        Link {
-            rx_bytes: self.rx_bytes.saturating_sub(before.rx_bytes),
-            rx_packets: self.rx_packets.saturating_sub(before.rx_packets),
-            tx_bytes: self.tx_bytes.saturating_sub(before.tx_bytes),
-            tx_packets: self.tx_packets.saturating_sub(before.tx_packets),
-        }
-    }
-
-    /// Bytes out ÷ bytes in (None when nothing came in).
-    pub fn bytes_out_per_in(&self) -> Option<f64> {
-        ratio(self.tx_bytes, self.rx_bytes)
-    }
-
-    /// The same ratio over UDP payloads: each frame's Ethernet, IPv4 and UDP headers
-    /// taken off (exact when every frame is an unfragmented IPv4 UDP datagram; the odd
-    /// ARP frame counts as a datagram).
-    pub fn payload_out_per_in(&self) -> Option<f64> {
-        let payload = |bytes: u64, packets: u64| bytes.saturating_sub(packets * FRAME_OVERHEAD);
-        ratio(
-            payload(self.tx_bytes, self.tx_packets),
-            payload(self.rx_bytes, self.rx_packets),
-        )
-    }
-}
-
-/// `num / den`, None when `den` is 0.
-fn ratio(num: u64, den: u64) -> Option<f64> {
-    (den > 0).then(|| num as f64 / den as f64)
-}
 
 /// The daemon's counters by name: the XDP program's (`xdp.NAME`), the AF_XDP sockets'
 /// statistics and the workers' drop, kernel-fallback and truncation counts summed over
@@ -175,41 +87,6 @@ impl DaemonCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_counters_parse_and_give_ratios() {
-        let at = |rx: u64, rxp: u64, tx: u64, txp: u64| {
-            format!(
-                r#"[{{"ifindex":2,"ifname":"xmd-bench0","stats64":{{"rx":{{"bytes":{rx},"packets":{rxp},"errors":0}},"tx":{{"bytes":{tx},"packets":{txp},"dropped":0}}}}}}]"#
-            )
-        };
-        let before = Link::parse(&at(1_000, 10, 5_000, 20)).unwrap();
-        // 100 calls of 82 bytes in (40 bytes of UDP payload), 100 replies of 122 out (80).
-        let after = Link::parse(&at(9_200, 110, 17_200, 120)).unwrap();
-        let d = after.since(before);
-        assert_eq!(
-            d,
-            Link {
-                rx_bytes: 8_200,
-                rx_packets: 100,
-                tx_bytes: 12_200,
-                tx_packets: 100
-            }
-        );
-        assert!((d.bytes_out_per_in().unwrap() - 12_200.0 / 8_200.0).abs() < 1e-12);
-        assert!((d.payload_out_per_in().unwrap() - 2.0).abs() < 1e-12);
-        // Nothing in: no ratio rather than infinity; a counter reset does not underflow.
-        assert_eq!(Link::default().bytes_out_per_in(), None);
-        assert_eq!(before.since(after), Link::default());
-        for bad in [
-            "",
-            "[]",
-            r#"[{"ifname":"x"}]"#,
-            r#"[{"stats64":{"rx":{}}}]"#,
-        ] {
-            assert!(Link::parse(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn daemon_counters_are_picked_summed_and_diffed() {

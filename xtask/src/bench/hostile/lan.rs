@@ -24,6 +24,7 @@
 use anyhow::{Context, Result};
 use std::process::Command;
 
+use super::link::Framing;
 use crate::bench::NET;
 use crate::netns::remove_namespaces;
 use crate::run_checked;
@@ -52,6 +53,20 @@ pub const VICTIM: Host = Host {
     iface: "xmd-bench-v1",
     port: "xmd-bench-v0",
     v4: "10.79.2.2",
+};
+/// How the server's veth counts bytes: the daemon's XDP program runs on it (received
+/// frames counted without the Ethernet header); its peer, a bridge port, runs none (what
+/// it sends is counted with the header).
+pub const SERVER_FRAMING: Framing = Framing {
+    rx_with_eth: false,
+    tx_with_eth: true,
+};
+/// How the flooder's bridge port counts bytes: it runs no XDP program (received frames
+/// counted with the header); its peer, the flooder's interface, runs storm's while a flood
+/// runs (what it sends is counted without).
+pub const FLOOD_PORT_FRAMING: Framing = Framing {
+    rx_with_eth: true,
+    tx_with_eth: false,
 };
 /// The network whose addresses the spoofed flood forges.
 pub const SPOOFED_NET: &str = "10.80.0.0/16";

@@ -15,18 +15,21 @@
 //! daemon's counters are read; the growth goes into the report.
 mod counters;
 mod lan;
+mod link;
 mod report;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::cpu::{busy_fraction, CpuTimes};
 use super::server::{Launch, Server};
 use super::storm::{self, Load, Running, StormSpec};
 use super::variants::{Ctx, Variant};
 use super::{NET, PORT};
-use counters::{DaemonCounters, Link};
-use lan::{Lan, FLOODER, SPOOFED_NET, VICTIM};
+use counters::DaemonCounters;
+use lan::{Lan, FLOODER, FLOOD_PORT_FRAMING, SERVER_FRAMING, SPOOFED_NET, VICTIM};
+use link::{framing_mismatch, Link};
 pub use report::HostileSection;
 use report::{HostileConfig, ScenarioRun};
 
@@ -67,18 +70,22 @@ pub struct Options<'a> {
     pub check_only: bool,
 }
 
-/// Accept `off` or `CALLS/BURST` (positive integers) for `--hostile-limits`.
+/// Accept `off` or `serve --rate-limit`'s CALLS_PER_S[/BURST] (positive integers) for
+/// `--hostile-limits`; the daemon checks the value again when it starts.
 pub fn parse_rate_limit(text: &str) -> Result<String, String> {
     let text = text.trim();
-    if text == "off" {
-        return Ok(text.into());
-    }
     let positive = |s: &str| s.parse::<u32>().is_ok_and(|n| n > 0);
-    match text.split_once('/') {
-        Some((rate, burst)) if positive(rate) && positive(burst) => Ok(text.into()),
-        _ => Err(format!(
-            "{text:?}: expected `off` or CALLS_PER_SEC/BURST, e.g. 1000/2000"
-        )),
+    let valid = text == "off"
+        || match text.split_once('/') {
+            Some((rate, burst)) => positive(rate) && positive(burst),
+            None => positive(text),
+        };
+    if valid {
+        Ok(text.into())
+    } else {
+        Err(format!(
+            "{text:?}: expected `off` or CALLS_PER_S[/BURST], e.g. 1000/2000"
+        ))
     }
 }
 
@@ -122,6 +129,7 @@ struct Snapshot {
     server: Link,
     flood_port: Link,
     daemon: DaemonCounters,
+    cpu: CpuTimes,
 }
 
 /// One server setting's run: the daemon's stats socket and the bench's context.
@@ -178,10 +186,13 @@ fn note(options: &Options<'_>) -> String {
          frame's MAC). Each scenario measures the victim for {secs} s while the flood runs. \
          Victim latency counts from when each call was due. Flood, victim and server share \
          the machine's CPUs, so the flood also takes CPU from the server: figures are noisy. \
-         Bytes out ÷ in: transmitted ÷ received bytes of the server's veth over the scenario \
-         (all traffic), and of the flooder's bridge port from the server's side (the flood \
-         alone); UDP payload: 42 bytes of Ethernet, IPv4 and UDP headers taken off each \
-         frame. Counters: their growth over the scenario, warm-up included.",
+         Out ÷ in: sent ÷ received IP bytes over the scenario at the server's veth (all \
+         traffic) and at the flooder's bridge port from the server's side (the flood alone), \
+         from the interface counters (Ethernet headers taken off where they count them); \
+         UDP payload: 28 bytes of IPv4 and UDP headers taken off each packet as well; \
+         reply ÷ call: the mean UDP payload of a datagram to the flooder ÷ that of one from \
+         it, the amplification an answered call gives whatever share is answered. \
+         Counters: their growth over the scenario, warm-up included.",
         victim = VICTIM.v4,
         flooder = FLOODER.v4,
         pin = options
@@ -256,9 +267,10 @@ impl Bench<'_> {
     /// The daemon's and the links' counters now.
     fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            server: Link::read(NET.server_ns, NET.server_if)?,
-            flood_port: Link::read(NET.client_ns, FLOODER.port)?,
+            server: Link::read(NET.server_ns, NET.server_if, SERVER_FRAMING)?,
+            flood_port: Link::read(NET.client_ns, FLOODER.port, FLOOD_PORT_FRAMING)?,
             daemon: DaemonCounters::read(self.ctx.bin, &self.stats_socket)?,
+            cpu: CpuTimes::sample()?,
         })
     }
 
@@ -325,14 +337,22 @@ impl Bench<'_> {
             None => None,
         };
         let after = self.snapshot()?;
+        let server_link = after.server.since(before.server);
+        let flood_link = after.flood_port.since(before.flood_port);
+        let warning = framing_mismatch(&server_link, &flood_link);
+        if let Some(w) = &warning {
+            eprintln!("xtask bench: WARNING: {w}");
+        }
         Ok(ScenarioRun {
             rate_limit: limit.into(),
             scenario: scenario.id().into(),
             victim,
             flood,
-            server_link: after.server.since(before.server),
-            flood_link: after.flood_port.since(before.flood_port),
+            server_link,
+            flood_link,
+            warning,
             counters: after.daemon.grown_since(&before.daemon),
+            cpu_busy: busy_fraction(before.cpu, after.cpu),
         })
     }
 
@@ -341,7 +361,7 @@ impl Bench<'_> {
     fn wait_under_way(&self, flood: &mut Running<'_>, before: Link) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let sent = Link::read(NET.client_ns, FLOODER.port)?
+            let sent = Link::read(NET.client_ns, FLOODER.port, FLOOD_PORT_FRAMING)?
                 .since(before)
                 .rx_packets;
             if sent >= FLOOD_UNDER_WAY {
@@ -365,11 +385,11 @@ mod tests {
 
     #[test]
     fn rate_limit_settings_parse() {
-        for good in ["off", "1000/2000", " 1/1 "] {
+        for good in ["off", "1000/2000", " 1/1 ", "500"] {
             assert_eq!(parse_rate_limit(good).as_deref(), Ok(good.trim()));
         }
         for bad in [
-            "", "on", "1000", "1000/", "/2000", "0/10", "10/0", "-1/2", "1/2/3",
+            "", "on", "0", "1000/", "/2000", "0/10", "10/0", "-1/2", "1/2/3",
         ] {
             assert!(parse_rate_limit(bad).is_err(), "{bad:?} accepted");
         }

@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-use super::counters::Link;
+use super::link::Link;
 use crate::bench::report::{fmt_rate, fmt_us, StormResult};
 
 /// How the section was run.
@@ -40,8 +40,14 @@ pub struct ScenarioRun {
     /// The flooder's bridge port over the scenario, from the server's side: `rx` is what
     /// the flooder sent towards it, `tx` what came back to the flooder.
     pub flood_link: Link,
+    /// Set when the two links disagree on the size of the same calls (their byte
+    /// counts are then not what the ratios assume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// The daemon's counters that grew over the scenario, with their growth.
     pub counters: Vec<(String, u64)>,
+    /// Busy share of all CPUs over the scenario (generators, bridge and server).
+    pub cpu_busy: f64,
 }
 
 /// The whole section.
@@ -80,11 +86,9 @@ fn fmt_ratio(r: Option<f64>) -> String {
 }
 
 impl ScenarioRun {
-    /// The flood's columns: sent/s, answered/s and the share answered.
-    fn flood_cells(&self) -> (String, String) {
-        let Some(f) = &self.flood else {
-            return ("–".into(), "–".into());
-        };
+    /// The flood's calls sent and answered per second, and the share answered.
+    fn flood_rates(&self) -> Option<(f64, f64, f64)> {
+        let f = self.flood.as_ref()?;
         let per_s = |n: u64| {
             if f.duration_s > 0.0 {
                 n as f64 / f.duration_s
@@ -93,22 +97,38 @@ impl ScenarioRun {
             }
         };
         let share = if f.sent > 0 {
-            format!(" ({:.1}%)", 100.0 * f.answered as f64 / f.sent as f64)
+            f.answered as f64 / f.sent as f64
         } else {
-            String::new()
+            0.0
         };
-        (
-            fmt_rate(per_s(f.sent)),
-            format!("{}{share}", fmt_rate(per_s(f.answered))),
-        )
+        Some((per_s(f.sent), per_s(f.answered), share))
+    }
+
+    /// The flood's two table cells: sent/s, and answered/s with the share.
+    fn flood_cells(&self) -> (String, String) {
+        match self.flood_rates() {
+            Some((sent, answered, share)) => (
+                fmt_rate(sent),
+                format!("{} ({:.1}%)", fmt_rate(answered), share * 100.0),
+            ),
+            None => ("–".into(), "–".into()),
+        }
     }
 
     /// One line for the console while the bench runs.
     pub fn progress_line(&self) -> String {
         let v = &self.victim;
-        let (sent, answered) = self.flood_cells();
+        let flood = match self.flood_rates() {
+            Some((sent, answered, share)) => format!(
+                "flood sent {}/s, answered {}/s ({:.1}%)",
+                fmt_rate(sent),
+                fmt_rate(answered),
+                share * 100.0
+            ),
+            None => "no flood".into(),
+        };
         format!(
-            "hostile {:<10} {:<15} victim lost {}/{} p50 {} µs p99 {} µs | flood {sent}/s sent, {answered}/s answered | bytes out/in {}",
+            "hostile {:<9} {:<14} victim lost {}/{} p50 {} µs p99 {} µs | {flood} | bytes out/in {} | CPU {:.0}%",
             self.rate_limit,
             self.scenario,
             v.lost,
@@ -116,6 +136,7 @@ impl ScenarioRun {
             fmt_us(v.latency_us.p50),
             fmt_us(v.latency_us.p99),
             fmt_ratio(self.server_link.bytes_out_per_in()),
+            self.cpu_busy * 100.0,
         )
     }
 }
@@ -127,10 +148,10 @@ impl HostileSection {
         let _ = writeln!(s, "{}\n", self.note);
         s.push_str(
             "| server | scenario | victim MNT lost/sent | p50 µs | p99 µs | flood sent/s | \
-             answered/s (share) | server bytes out ÷ in | flood bytes out ÷ in | \
-             flood UDP payload out ÷ in |\n",
+             answered/s (share) | server IP bytes out ÷ in | server UDP payload out ÷ in | \
+             flood UDP payload out ÷ in | flood reply ÷ call | CPU busy |\n",
         );
-        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for r in &self.runs {
             let v = &r.victim;
             let (sent, answered) = r.flood_cells();
@@ -143,7 +164,7 @@ impl HostileSection {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {}/{} | {} | {} | {sent} | {answered} | {} | {} | {} |",
+                "| {} | {} | {}/{} | {} | {} | {sent} | {answered} | {} | {} | {} | {} | {:.0}% |",
                 limit_label(&r.rate_limit),
                 scenario_label(&r.scenario),
                 v.lost,
@@ -151,8 +172,10 @@ impl HostileSection {
                 fmt_us(v.latency_us.p50),
                 fmt_us(v.latency_us.p99),
                 fmt_ratio(r.server_link.bytes_out_per_in()),
-                flood_ratio(Link::bytes_out_per_in),
+                fmt_ratio(r.server_link.payload_out_per_in()),
                 flood_ratio(Link::payload_out_per_in),
+                flood_ratio(Link::payload_per_datagram_out_per_in),
+                r.cpu_busy * 100.0,
             );
         }
         s.push_str("\nThe daemon's counters that grew in each scenario (`xdp-mountd stats`):\n\n");
@@ -173,6 +196,16 @@ impl HostileSection {
                     list.join(", ")
                 }
             );
+        }
+        for r in &self.runs {
+            if let Some(w) = &r.warning {
+                let _ = writeln!(
+                    s,
+                    "\n**Warning** ({}, {}): {w}.",
+                    limit_label(&r.rate_limit),
+                    scenario_label(&r.scenario)
+                );
+            }
         }
         s
     }
@@ -196,19 +229,23 @@ mod tests {
             scenario: scenario.into(),
             victim,
             flood,
+            // 10 calls of 68 IP bytes (40 of UDP payload), 10 replies of 108 (80).
             server_link: Link {
-                rx_bytes: 1000,
+                rx_bytes: 680,
                 rx_packets: 10,
-                tx_bytes: 1500,
+                tx_bytes: 1080,
                 tx_packets: 10,
             },
+            // Half of them answered.
             flood_link: Link {
-                rx_bytes: 820,
+                rx_bytes: 680,
                 rx_packets: 10,
-                tx_bytes: 1220,
-                tx_packets: 10,
+                tx_bytes: 540,
+                tx_packets: 5,
             },
+            warning: None,
             counters: vec![("xdp.dropped_rate_source".into(), 123_456)],
+            cpu_busy: 0.974,
         }
     }
 
@@ -220,9 +257,11 @@ mod tests {
             duration_s: 2.0,
             ..StormResult::default()
         };
+        let mut spoofed = run("spoofed-export", Some(flood));
+        spoofed.warning = Some("sizes disagree".into());
         let section = HostileSection {
             note: "How to read it.".into(),
-            runs: vec![run("calm", None), run("spoofed-export", Some(flood))],
+            runs: vec![run("calm", None), spoofed],
             ..HostileSection::default()
         };
         let md = section.markdown();
@@ -232,15 +271,15 @@ mod tests {
         );
         assert!(
             md.contains(
-                "| `--rate-limit 1000/2000` | victim alone | 10/3000 | 41.0 | 1234 | – | – | 1.50 | – | – |"
+                "| `--rate-limit 1000/2000` | victim alone | 10/3000 | 41.0 | 1234 | – | – | 1.59 | 2.00 | – | – | 97% |"
             ),
             "{md}"
         );
-        // 200 000 sent/s, 1 550 answered/s (0.775%); the flood's port: 1220/820 bytes, and
-        // 80/40 bytes of UDP payload once the 42-byte headers are off.
+        // 200 000 sent/s, 1 550 answered/s (0.775%); half the flood's calls answered with
+        // replies twice their size: payload out ÷ in 1.00, per datagram 2.00.
         assert!(
             md.contains(
-                "| spoofed-source EXPORT flood | 10/3000 | 41.0 | 1234 | 200\u{202f}000 | 1\u{202f}550 (0.8%) | 1.50 | 1.49 | 2.00 |"
+                "| spoofed-source EXPORT flood | 10/3000 | 41.0 | 1234 | 200\u{202f}000 | 1\u{202f}550 (0.8%) | 1.59 | 2.00 | 1.00 | 2.00 | 97% |"
             ),
             "{md}"
         );
@@ -248,6 +287,10 @@ mod tests {
             md.contains(
                 "- `--rate-limit 1000/2000`, victim alone: xdp.dropped_rate_source 123\u{202f}456"
             ),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Warning** (`--rate-limit 1000/2000`, spoofed-source EXPORT flood): sizes disagree."),
             "{md}"
         );
     }
