@@ -18,7 +18,8 @@
 //! `xmd-bench1` is a bridge port here and the bridge carries the client address.
 //!
 //! Addresses are a /16 so flooder and victim sit in different /24s: a per-source rate
-//! limit keyed by a /24 prefix must not lump them together. Forged sources
+//! limit keyed by a /24 prefix (`--rate-limit-v4-prefix 24`; the default keys each
+//! address alone) must not lump them together. Forged sources
 //! ([`SPOOFED_NET`]) are configured nowhere; the server routes them via the flooder, as a
 //! real server would send replies to them through its default route.
 use anyhow::{Context, Result};

@@ -55,6 +55,9 @@ const FLOOD_WARMUP: f64 = 0.5;
 const FLOOD_UNDER_WAY: u64 = 10_000;
 /// The victim's unmeasured start.
 const VICTIM_WARMUP: f64 = 0.5;
+/// The flood sends this much longer than the victim's warm-up and measurement: the victim
+/// starts only once the flood is under way, and needs a moment to set up.
+const FLOOD_OVERLAP: f64 = 1.0;
 /// Paths in the exports file: a whole EXPORT reply is then several kilobytes.
 const EXPORTS: usize = 300;
 
@@ -304,9 +307,7 @@ impl Bench<'_> {
                 clients: FLOOD_CLIENTS,
                 afxdp_iface: Some(FLOODER.iface),
                 cpu: self.options.generator_cpu,
-                // Sending outlasts the victim's: the victim starts only once the flood
-                // is under way (after its set-up), then warms up, measures and drains.
-                duration: self.options.duration + VICTIM_WARMUP + 1.0,
+                duration: self.options.duration + VICTIM_WARMUP + FLOOD_OVERLAP,
                 warmup: FLOOD_WARMUP,
                 extra,
                 ..self.spec("flood", &tag, mix, FLOODER.ns)
