@@ -26,8 +26,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::limit::{Gate, Shell};
-use super::resolve::NameCache;
-use super::{answer_deferred, Answer, Counters, LogThrottle, Responder};
+use super::Counters;
+use crate::log_throttle::LogThrottle;
+use crate::service::names::NameCache;
+use crate::service::{answer_deferred, Answer, Responder};
 
 /// Largest UDP reply (and request) we handle, in bytes (Sun RPC's UDPMSGSIZE).
 pub const UDP_MAX_MESSAGE: usize = 8800;
