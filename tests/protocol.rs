@@ -455,7 +455,7 @@ fn mnt_handle_sizes_and_flavors(c: &Ctx) {
         );
     }
     assert_eq!(cl.mnt3("/srv/fh32").1.unwrap().0, unhex(FH32_HEX));
-    // sec=none:sys: both flavors, AUTH_NONE not first (protocol.md).
+    // sec=none:sys: both flavors, AUTH_NONE not first (docs/protocol.md).
     let (st, ok) = cl.mnt3("/srv/none");
     assert_eq!(st, status::OK);
     let flavors = ok.unwrap().1;

@@ -118,6 +118,20 @@ fn limited(d: &Daemon<'_>, kernel_name: &str, xdp_name: &str) -> u64 {
     row(&stats["kernel"], kernel_name) + row(&stats["xdp"]["program"], xdp_name)
 }
 
+/// A daemon serving one export with these rate-limit options.
+fn limited_daemon<'p>(pair: &'p NetPair, limits: &[&str]) -> Daemon<'p> {
+    let mut opts = DaemonOpts::new(pair.write_file("exports", "/srv/a *(ro,insecure)\n"));
+    opts.extra.extend(limits.iter().map(|a| a.to_string()));
+    pair.start_daemon(&opts)
+}
+
+/// Gives the client a second IPv4 address, 10.77.N.`host`.
+fn second_address(pair: &NetPair, host: u8) -> IpAddr {
+    let ip: IpAddr = format!("10.77.{}.{host}", pair.n).parse().unwrap();
+    pair.add_cli_addr(&format!("{ip}/24"));
+    ip
+}
+
 fn bind(local: IpAddr, server: SocketAddr) -> UdpSocket {
     let s = UdpSocket::bind(SocketAddr::new(local, 0)).unwrap();
     s.connect(server).unwrap();
@@ -131,13 +145,8 @@ fn a_flooding_source_is_held_to_its_limit_and_others_lose_nothing() {
     let Some(pair) = NetPair::new("rate_limit_flood") else {
         return;
     };
-    let n = pair.n;
-    let other: IpAddr = format!("10.77.{n}.5").parse().unwrap();
-    pair.add_cli_addr(&format!("{other}/24"));
-    let mut opts = DaemonOpts::new(pair.write_file("exports", "/srv/a *(ro,insecure)\n"));
-    opts.extra
-        .extend(["--rate-limit".to_string(), "400/40".to_string()]);
-    let d = pair.start_daemon(&opts);
+    let other = second_address(&pair, 5);
+    let d = limited_daemon(&pair, &["--rate-limit", "400/40"]);
     let server = pair.srv_addr(false, PORT);
     let flooder = pair.cli_v4();
     let (flood_result, (calls, answered)) = pair.in_client(move || {
@@ -190,19 +199,17 @@ fn sources_in_one_prefix_share_a_limit() {
         pair.add_cli_addr(&format!("10.77.{n}.{host}/24"));
         pair.add_cli_addr(&format!("fd77:{n:x}::{host}/64"));
     }
-    let mut opts = DaemonOpts::new(pair.write_file("exports", "/srv/a *(ro,insecure)\n"));
-    opts.extra.extend(
-        [
+    let _d = limited_daemon(
+        &pair,
+        &[
             "--rate-limit",
             "1/3",
             "--rate-limit-v4-prefix",
             "31",
             "--rate-limit-v6-prefix",
             "127",
-        ]
-        .map(String::from),
+        ],
     );
-    let _d = pair.start_daemon(&opts);
     let servers = [pair.srv_addr(false, PORT), pair.srv_addr(true, PORT)];
     pair.in_client(move || {
         for server in servers {
@@ -241,13 +248,11 @@ fn the_global_ceiling_holds_all_sources_together() {
     let Some(pair) = NetPair::new("rate_limit_global") else {
         return;
     };
-    let n = pair.n;
-    let other: IpAddr = format!("10.77.{n}.6").parse().unwrap();
-    pair.add_cli_addr(&format!("{other}/24"));
-    let mut opts = DaemonOpts::new(pair.write_file("exports", "/srv/a *(ro,insecure)\n"));
-    opts.extra
-        .extend(["--rate-limit", "5000", "--rate-limit-global", "300/30"].map(String::from));
-    let d = pair.start_daemon(&opts);
+    let other = second_address(&pair, 6);
+    let d = limited_daemon(
+        &pair,
+        &["--rate-limit", "5000", "--rate-limit-global", "300/30"],
+    );
     let server = pair.srv_addr(false, PORT);
     let first = pair.cli_v4();
     let (a, b) = pair.in_client(move || {
@@ -286,10 +291,7 @@ fn tcp_calls_over_the_limit_wait() {
     let Some(pair) = NetPair::new("rate_limit_tcp") else {
         return;
     };
-    let mut opts = DaemonOpts::new(pair.write_file("exports", "/srv/a *(ro,insecure)\n"));
-    opts.extra
-        .extend(["--rate-limit".to_string(), "200/20".to_string()]);
-    let d = pair.start_daemon(&opts);
+    let d = limited_daemon(&pair, &["--rate-limit", "200/20"]);
     let server = pair.srv_addr(false, PORT);
     let elapsed = pair.in_client(move || {
         let mut c = TcpClient::connect(server, SrcPort::High).unwrap();

@@ -1,7 +1,8 @@
-//! The AF_XDP data path (design.md: `serve --iface IF --xdp native|generic|off`): UDP calls
-//! answered from the XDP socket must be byte-for-byte as good as the kernel path's, with
-//! correct checksums and addresses, while TCP, fragments and everything else still reach
-//! the kernel-stack listeners; the program is attached while serving and gone after exit.
+//! The AF_XDP data path (README, "AF_XDP fast path": `serve --iface IF --xdp
+//! native|generic|off`): UDP calls answered from the XDP socket must be byte-for-byte as
+//! good as the kernel path's, with correct checksums and addresses, while TCP, fragments
+//! and everything else still reach the kernel-stack listeners; the program is attached
+//! while serving and gone after exit.
 //!
 //! The whole suite can also be run over XDP: `XMD_E2E_DAEMON_ARGS="--iface veth0 --xdp generic"`.
 

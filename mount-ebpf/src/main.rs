@@ -84,6 +84,7 @@ mod program {
     #[inline(always)]
     fn steer(ctx: &XdpContext, config: &Config, source: &SourceKey) -> u32 {
         if config.per_source.is_on() || config.global.is_on() {
+            // SAFETY: a helper without arguments or preconditions.
             let now = unsafe { bpf_ktime_get_ns() };
             if config.per_source.is_on() && !admit_source(&config.per_source, source, now) {
                 bump(Counter::DroppedRateSource);
@@ -141,11 +142,13 @@ mod program {
             GcraDecision::Over { .. } => false,
             GcraDecision::Advance => {
                 // The check above and this add race by at most one call per CPU.
+                // SAFETY: `cell` is a map value's u64, as above.
                 unsafe { atomic_add(cell, limit.interval_ns) };
                 true
             }
             GcraDecision::Restart(tat) => {
                 // Quiet cell: racing restarts write nearly the same value.
+                // SAFETY: `cell` is a map value's u64, as above.
                 unsafe { core::ptr::write_volatile(cell, tat) };
                 true
             }
@@ -161,6 +164,7 @@ mod program {
     /// `cell` must point to a live, 8-byte aligned u64 in a map value.
     #[inline(always)]
     unsafe fn atomic_add(cell: *mut u64, value: u64) {
+        // SAFETY: one atomic add to the u64 the caller vouches for; no other memory.
         unsafe {
             core::arch::asm!(
                 "lock *(u64 *)({cell} + 0) += {value}",
@@ -174,7 +178,8 @@ mod program {
     #[inline(always)]
     fn bump(counter: Counter) {
         if let Some(slot) = COUNTERS.get_ptr_mut(counter.index()) {
-            // Per-CPU slot and XDP runs with preemption off: a plain add is race-free.
+            // SAFETY: a valid per-CPU slot of the map, and XDP runs with preemption off: a
+            // plain add is race-free.
             unsafe { *slot += 1 };
         }
     }
@@ -221,12 +226,14 @@ mod program {
     #[inline(always)]
     fn be16_at<const OFFSET: usize>(ctx: &XdpContext) -> Option<u16> {
         let p = ptr_at::<[u8; 2], OFFSET>(ctx)?;
+        // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
         Some(u16::from_be_bytes(unsafe { *p }))
     }
 
     #[inline(always)]
     fn u8_at<const OFFSET: usize>(ctx: &XdpContext) -> Option<u8> {
         let p = ptr_at::<u8, OFFSET>(ctx)?;
+        // SAFETY: `ptr_at` checked that the byte lies inside the frame.
         Some(unsafe { *p })
     }
 
@@ -253,6 +260,7 @@ mod program {
         let Some(hdr) = ptr_at::<[u8; 10], ETH_HDR_LEN>(ctx) else {
             return Verdict::Pass(Counter::Malformed);
         };
+        // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
         let hdr = unsafe { *hdr };
         if hdr[0] >> 4 != 4 {
             return Verdict::Pass(Counter::Malformed);
@@ -290,6 +298,7 @@ mod program {
         // The source address (bytes 12..16 of the header, inside the fixed part checked
         // above), as loaded: network order.
         match ptr_at::<[u8; 4], { ETH_HDR_LEN + 12 }>(ctx) {
+            // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
             Some(source) => Verdict::Steer(v4_key(
                 u32::from_ne_bytes(unsafe { *source }),
                 config.v4_mask,
@@ -321,6 +330,7 @@ mod program {
                 // The source address, bytes 8..24 of the fixed header checked above.
                 match ptr_at::<[[u8; 4]; 4], { ETH_HDR_LEN + 8 }>(ctx) {
                     Some(source) => {
+                        // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
                         let s = unsafe { *source };
                         let words = [
                             u32::from_ne_bytes(s[0]),
@@ -357,6 +367,7 @@ mod program {
         // cannot turn the choice into a load at `udp + (match_source ? 0 : 2)`, a
         // register offset the verifier refuses without CAP_PERFMON; see `ptr_at`).
         let udp = udp as *const [u8; 2];
+        // SAFETY: both ports lie inside the UDP header `ptr_at` checked above.
         let (source, destination) = unsafe {
             (
                 core::ptr::read_volatile(udp),

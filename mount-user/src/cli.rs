@@ -274,9 +274,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub upstream: crate::gateway::UpstreamArgs,
 
-    /// AF_XDP fast path and stats socket.
+    /// Unix socket that `xdp-mountd stats` and `xdp-mountd reload` talk to [default:
+    /// /run/xdp-mountd/PORT.sock].
+    #[arg(long, value_name = "PATH")]
+    pub stats_socket: Option<std::path::PathBuf>,
+
+    /// AF_XDP fast path.
     #[command(flatten)]
-    pub xdp: crate::fastpath::XdpArgs,
+    pub xdp: crate::serve::xdp::XdpArgs,
 }
 
 impl ServeArgs {

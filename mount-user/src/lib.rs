@@ -7,6 +7,7 @@
 pub mod afxdp;
 pub mod ebpf;
 pub mod exports;
+pub mod log_throttle;
 pub mod metrics;
 pub mod mount;
 pub mod mountlist;
@@ -16,6 +17,7 @@ pub mod privileges;
 pub mod ratelimit;
 pub mod rpc;
 pub mod rpcbind;
+pub mod service;
 pub mod socket;
 pub mod stats;
 pub mod storm;

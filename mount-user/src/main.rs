@@ -7,10 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 mod check;
 mod cli;
-mod fastpath;
 mod gateway;
 mod manpage;
-mod registration;
 mod reload_cmd;
 mod serve;
 mod stats_cmd;

@@ -532,7 +532,7 @@ fn sigterm_under_load_loses_no_call() {
     );
 }
 
-/// Generic XDP on the same 2-queue veth: every packet reports rx queue 0 (platform.md),
+/// Generic XDP on the same 2-queue veth: every packet reports rx queue 0 (docs/platform.md),
 /// so queue 0's socket answers everything and queue 1's stays idle, still answered.
 #[test]
 fn two_queues_generic_all_on_queue_zero() {

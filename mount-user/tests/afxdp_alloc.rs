@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use mount_user::afxdp::worker::{handle, QueueCounters, Shared};
 use mount_user::exports::{ExportTable, SharedExports};
+use mount_user::log_throttle::LogThrottle;
 use mount_user::mount::Policy;
 use mount_user::mountlist::MountList;
-use mount_user::socket::resolve::NameCache;
-use mount_user::socket::service::MountService;
+use mount_user::service::mount::MountService;
+use mount_user::service::names::NameCache;
 use mount_user::socket::udp::UDP_MAX_MESSAGE;
-use mount_user::socket::LogThrottle;
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;

@@ -30,9 +30,10 @@ use parking_lot::Mutex;
 use mount_ebpf::Config;
 
 use crate::ebpf::{XdpAttachment, XdpMode};
+use crate::log_throttle::LogThrottle;
 use crate::ratelimit::RateLimits;
-use crate::socket::resolve::NameCache;
-use crate::socket::{LogThrottle, Responder};
+use crate::service::names::NameCache;
+use crate::service::Responder;
 use crate::stats::calls::CALL_SLOTS;
 use crate::stats::{QueueReport, XdpReport};
 

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
+use crate::log_throttle::LogThrottle;
 use crate::packet;
-use crate::socket::resolve::NameCache;
+use crate::service::names::NameCache;
+use crate::service::{answer_deferred, Answer, Responder};
 use crate::socket::udp::UDP_MAX_MESSAGE;
-use crate::socket::{answer_deferred, Answer, LogThrottle, Responder};
 use crate::stats::calls::{call_slot, Outcome};
 
 use super::counters::add;

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::{Counters, LogThrottle};
+use super::Counters;
+use crate::log_throttle::LogThrottle;
 use crate::ratelimit::{CallLimiter, Over, Refused};
 
 /// How often each limit may be logged.

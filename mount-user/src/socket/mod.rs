@@ -3,90 +3,22 @@
 //!
 //! The shells know nothing of MOUNT: they hand each RPC message, the peer's address and,
 //! when asked for it, the peer's host name to a [`Responder`] and send back what it wrote.
-//! `service::MountService` is the responder that calls the protocol core; tests plug in
-//! fakes.
+//! `crate::service::MountService` is the responder that calls the protocol core; tests plug
+//! in fakes.
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::exports::HostFacts;
 
 pub mod admission;
 pub mod limit;
 pub mod record;
-
-/// Receive buffer requested for each UDP socket.
-pub const UDP_RECV_BUFFER: usize = 4 << 20;
-pub mod resolve;
-pub mod service;
 pub mod tcp;
 pub mod udp;
 
-/// What a [`Responder`] did with one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// `out[..len]` holds the reply; `truncated`: a list was cut to fit `out`.
-    Reply { len: usize, truncated: bool },
-    /// Send nothing.
-    Drop,
-    /// Resolve the peer's host name and ask again with it.
-    NeedName,
-    /// Gateway mode: the handle must be learned from upstream first. Hand the call to a
-    /// thread off the fast path, which calls [`answer_deferred`].
-    NeedUpstream,
-}
-
-/// The protocol side of a shell: answers one RPC message.
-pub trait Responder: Send + Sync + 'static {
-    /// Answer `request` from `peer` into `out` (the datagram or record capacity). `host` is
-    /// what was looked up about the peer once a previous call returned [`Answer::NeedName`].
-    fn respond(
-        &self,
-        request: &[u8],
-        peer: SocketAddr,
-        host: Option<&HostFacts>,
-        out: &mut [u8],
-    ) -> Answer;
-
-    /// Off the fast path, after [`Answer::NeedUpstream`]: wait (bounded) for what the answer
-    /// needs, then answer for good (never `NeedUpstream` again). The default answers as
-    /// [`respond`](Self::respond) does, for responders that never defer.
-    fn respond_waited(
-        &self,
-        request: &[u8],
-        peer: SocketAddr,
-        host: Option<&HostFacts>,
-        out: &mut [u8],
-    ) -> Answer {
-        self.respond(request, peer, host, out)
-    }
-}
-
-/// Answer a call the fast path deferred: look the peer's name up when the answer needs it
-/// (blocking on DNS), then let the responder wait for upstream when it needs that. Runs on
-/// the shells' lookup threads only.
-pub fn answer_deferred(
-    responder: &dyn Responder,
-    names: &resolve::NameCache,
-    request: &[u8],
-    peer: SocketAddr,
-    out: &mut [u8],
-) -> Answer {
-    let mut host = None;
-    let mut answer = responder.respond(request, peer, None, out);
-    if answer == Answer::NeedName {
-        let resolved = names.resolve(peer.ip());
-        answer = responder.respond(request, peer, Some(&*resolved), out);
-        host = Some(resolved);
-    }
-    if answer == Answer::NeedUpstream {
-        answer = responder.respond_waited(request, peer, host.as_deref(), out);
-    }
-    answer
-}
+/// Receive buffer requested for each UDP socket.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
 
 /// Event counters of the shells, logged at exit.
 #[derive(Debug, Default)]
@@ -159,44 +91,6 @@ impl Counters {
             tcp_rate_delayed_global = get(&self.tcp_rate_delayed_global),
             "kernel-stack listener counters"
         );
-    }
-}
-
-/// Lets a warning through at most once per interval, so that a flood (full queue,
-/// connection storm) cannot flood the log too; reports how many were suppressed.
-#[derive(Debug)]
-pub struct LogThrottle {
-    start: Instant,
-    interval_ms: u64,
-    /// Milliseconds since `start` of the last message let through, plus one (0 = never).
-    last: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    /// At most one message per `interval`.
-    pub fn new(interval: std::time::Duration) -> Self {
-        Self {
-            start: Instant::now(),
-            interval_ms: interval.as_millis().max(1) as u64,
-            last: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(suppressed since the last one)` when this message may be logged.
-    pub fn allow(&self) -> Option<u64> {
-        let now = self.start.elapsed().as_millis() as u64 + 1;
-        let last = self.last.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) < self.interval_ms {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        // Only the thread that wins the exchange logs.
-        self.last
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()
-            .map(|_| self.suppressed.swap(0, Ordering::Relaxed))
     }
 }
 

@@ -24,8 +24,10 @@ use tokio::task::JoinSet;
 use super::admission::{Admission, Refusal, Ticket};
 use super::limit::{Gate, Shell};
 use super::record::{single_fragment_header, RecordReader, HEADER_LEN};
-use super::resolve::NameCache;
-use super::{Answer, Counters, LogThrottle, Responder};
+use super::Counters;
+use crate::log_throttle::LogThrottle;
+use crate::service::names::NameCache;
+use crate::service::{Answer, Responder};
 
 /// Default reply capacity of a TCP connection.
 pub const TCP_REPLY_CAPACITY: usize = 1 << 20;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::LAST_FRAGMENT;
-use super::resolve::NameCache;
 use super::tcp::{self, TcpConfig};
 use super::udp::UdpServer;
-use super::{bind_tcp, bind_udp_group, Answer, Counters, Responder};
+use super::{bind_tcp, bind_udp_group, Counters};
 use crate::exports::HostFacts;
+use crate::service::names::NameCache;
+use crate::service::{Answer, Responder};
 
 /// Replies "re:" + request; "peer" → the peer address; "name" → the host name (asking for
 /// it first); "drop" → nothing.
@@ -343,7 +344,7 @@ mod with_core {
     use crate::mount::Policy;
     use crate::mountlist::MountList;
     use crate::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
-    use crate::socket::service::MountService;
+    use crate::service::mount::MountService;
 
     fn call(xid: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
         let sys = AuthSys::new(1, b"test", 0, 0, &[]).unwrap();
@@ -449,7 +450,7 @@ mod truncation {
     use crate::mount::Policy;
     use crate::mountlist::MountList;
     use crate::rpc::{encode_call, Credential};
-    use crate::socket::service::MountService;
+    use crate::service::mount::MountService;
     use crate::socket::udp::UDP_MAX_MESSAGE;
     use std::sync::atomic::Ordering;
 

@@ -26,8 +26,10 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::limit::{Gate, Shell};
-use super::resolve::NameCache;
-use super::{answer_deferred, Answer, Counters, LogThrottle, Responder};
+use super::Counters;
+use crate::log_throttle::LogThrottle;
+use crate::service::names::NameCache;
+use crate::service::{answer_deferred, Answer, Responder};
 
 /// Largest UDP reply (and request) we handle, in bytes (Sun RPC's UDPMSGSIZE).
 pub const UDP_MAX_MESSAGE: usize = 8800;
@@ -153,11 +155,15 @@ impl Worker {
         // so no later `&mut` borrow of the vectors invalidates pointers handed out before.
         let rx_base = rx.as_mut_ptr();
         let tx_base = tx.as_mut_ptr();
-        // SAFETY (all zeroed() below): plain C structs for which all-zero is a valid value.
+        // SAFETY: a plain C struct; all-zero is a valid (empty) socket address.
         let mut addrs: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        // SAFETY: a plain C struct; all-zero is a valid (null, empty) iovec.
         let mut rx_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        // SAFETY: a plain C struct; all-zero is a valid (empty) message header.
         let mut rx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        // SAFETY: as `rx_iov`.
         let mut tx_iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+        // SAFETY: as `rx_hdr`.
         let mut tx_hdr: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         // Control messages (destination address of each datagram, see `enable_pktinfo`);
         // u64 elements for cmsghdr alignment.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::calls::{call_slot, Outcome, CALL_SLOTS};
 use crate::exports::HostFacts;
-use crate::socket::{Answer, Responder};
+use crate::service::{Answer, Responder};
 
 /// Procedure slots: NULL..PATHCONF (0..=7), then one for everything else.
 pub const PROC_SLOTS: usize = 9;

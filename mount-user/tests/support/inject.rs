@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Sends each frame as-is on `ifname` (in the calling thread's network namespace).
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>]) {
+    // SAFETY: plain system calls on a socket this function owns; every pointer passed is to
+    // a live local (name, frame, address) of the length given.
     unsafe {
         let raw = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
         assert!(

@@ -22,6 +22,8 @@ struct Ring {
 impl Ring {
     unsafe fn map(fd: RawFd, off: &libc::xdp_ring_offset, desc_size: usize, pgoff: u64) -> Ring {
         let map_len = off.desc as usize + RING as usize * desc_size;
+        // SAFETY: maps the ring the kernel created for `fd` at `pgoff`; the length covers the
+        // descriptors the offsets place after the producer and consumer words.
         let map = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -39,6 +41,7 @@ impl Ring {
             std::io::Error::last_os_error()
         );
         let map = map.cast::<u8>();
+        // SAFETY: the kernel's offsets lie inside the mapping of `map_len` bytes.
         unsafe {
             Ring {
                 map,
@@ -51,16 +54,20 @@ impl Ring {
     }
 
     fn producer(&self) -> &AtomicU32 {
+        // SAFETY: an aligned u32 inside the mapping, which lives as long as `self`; the
+        // kernel accesses it atomically too.
         unsafe { &*self.producer }
     }
 
     fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as `producer`.
         unsafe { &*self.consumer }
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `map`, which nothing references any more.
         unsafe { libc::munmap(self.map.cast(), self.map_len) };
     }
 }
@@ -76,6 +83,7 @@ pub struct RawXsk {
 }
 
 fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) {
+    // SAFETY: `value` is a live `T` of the size given; the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             fd,
@@ -97,6 +105,8 @@ impl RawXsk {
     /// Creates the socket in the calling thread's network namespace and binds it to
     /// `queue` of `ifname` in copy mode; half the frames go to the fill ring.
     pub fn bind(ifname: &str, queue: u32) -> RawXsk {
+        // SAFETY: system calls on a socket created here, with pointers to live locals of
+        // the sizes given; the fill ring writes stay inside its RING descriptors.
         unsafe {
             let raw = libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0);
             assert!(
@@ -188,6 +198,8 @@ impl RawXsk {
         loop {
             let cons = self.rx.consumer().load(Ordering::Relaxed);
             if self.rx.producer().load(Ordering::Acquire) != cons {
+                // SAFETY: the kernel published this descriptor (producer moved past it)
+                // and the index is reduced modulo the ring size.
                 let d = unsafe {
                     &*self
                         .rx
@@ -210,6 +222,8 @@ impl RawXsk {
     pub fn frame_mut(&mut self, addr: u64) -> &mut [u8] {
         let start = addr as usize;
         let end = (start / FRAME_SIZE + 1) * FRAME_SIZE;
+        // SAFETY: the chunk lies inside the UMEM (an address the kernel handed back), and
+        // `&mut self` makes this the only view of it.
         unsafe { std::slice::from_raw_parts_mut(self.umem.add(start), end - start) }
     }
 
@@ -217,6 +231,8 @@ impl RawXsk {
     /// only transmits inside sendto).
     pub fn send(&mut self, addr: u64, len: usize) {
         let prod = self.tx.producer().load(Ordering::Relaxed);
+        // SAFETY: the slot at `prod` is ours until the producer index is published; the
+        // index is reduced modulo the ring size.
         unsafe {
             *self
                 .tx
@@ -232,6 +248,7 @@ impl RawXsk {
         // EAGAIN/EBUSY only mean "kick again"; the caller's receive timeout catches a
         // frame that never left.
         for _ in 0..4 {
+            // SAFETY: a zero-length sendto on our own socket, the AF_XDP "kick".
             unsafe {
                 libc::sendto(
                     self.fd.as_raw_fd(),
@@ -254,6 +271,7 @@ impl AsRawFd for RawXsk {
 
 impl Drop for RawXsk {
     fn drop(&mut self) {
+        // SAFETY: unmaps the UMEM mapped in `bind`; the rings (dropped next) do not use it.
         unsafe { libc::munmap(self.umem.cast(), FRAMES * FRAME_SIZE) };
     }
 }

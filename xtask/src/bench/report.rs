@@ -23,7 +23,7 @@ pub struct Latency {
     pub mean: f64,
 }
 
-/// The subset of `xdp-mountd storm --json` the bench uses (see notes/contract.md).
+/// The subset of `xdp-mountd storm --json` the bench uses (docs/storm-json.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StormResult {

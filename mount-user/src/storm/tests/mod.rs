@@ -12,11 +12,12 @@ use crate::exports::{ExportTable, HostFacts, SharedExports};
 use crate::mount::Policy;
 use crate::mountlist::MountList;
 use crate::rpc::{encode_success, Call};
-use crate::socket::resolve::NameCache;
-use crate::socket::service::MountService;
+use crate::service::mount::MountService;
+use crate::service::names::NameCache;
+use crate::service::{Answer, Responder};
 use crate::socket::tcp::{self, TcpConfig};
 use crate::socket::udp::UdpServer;
-use crate::socket::{bind_tcp, bind_udp_group, Answer, Responder};
+use crate::socket::{bind_tcp, bind_udp_group};
 
 #[derive(Parser)]
 struct Cli {

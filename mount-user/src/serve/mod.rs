@@ -1,4 +1,6 @@
 //! `xdp-mountd serve`: wire exports, mount list, listeners, rpcbind and signals together.
+//! The AF_XDP path is started by [`xdp`], the control socket by [`control`], the rpcbind
+//! registrations are kept by [`registration`].
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,9 +15,9 @@ use mount_user::mount::{ListBudget, Policy, Transport};
 use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
 use mount_user::privileges::{self, CapSet};
 use mount_user::ratelimit::CallLimiter;
+use mount_user::service::mount::MountService;
+use mount_user::service::names::NameCache;
 use mount_user::socket::limit::Gate;
-use mount_user::socket::resolve::NameCache;
-use mount_user::socket::service::MountService;
 use mount_user::socket::tcp::{self, TcpConfig, TCP_REPLY_CAPACITY};
 use mount_user::socket::udp::UdpServer;
 use mount_user::socket::{self, Counters};
@@ -23,9 +25,14 @@ use mount_user::stats::{self, ExportsReport, Report};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::fastpath::{ControlHooks, DropWatch, FastPath, KernelCounts, ReportExtras};
 use crate::gateway;
-use crate::registration::{self, Watch};
+use control::{Control, ControlHooks, KernelCounts, ReportExtras};
+use registration::Watch;
+use xdp::DropWatch;
+
+pub mod control;
+mod registration;
+pub mod xdp;
 use mount_user::stats::procs::Counted;
 use mount_user::upstream::Upstream;
 
@@ -136,12 +143,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("starting UDP workers")?;
     tracing::info!(%local, workers, "UDP listening");
     let restored = Arc::new(AtomicU64::new(0));
-    let fast = FastPath::start(
-        &args.xdp,
-        &limits,
-        &kernel_udp,
-        xdp_service,
-        names.clone(),
+    let datapath = match xdp::start(&args.xdp, &limits, &kernel_udp, xdp_service, names.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            udp.stop();
+            return Err(e);
+        }
+    };
+    let control = Control::start(
+        &args
+            .stats_socket
+            .clone()
+            .unwrap_or_else(|| stats::default_socket_path(local.port())),
+        local.port(),
+        datapath.clone(),
         &counts,
         ControlHooks {
             extras: report_extras(&exports, &mounts, &reloader, &upstream, &restored),
@@ -151,13 +166,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
         },
     );
-    let fast = match fast {
-        Ok(f) => f,
-        Err(e) => {
-            udp.stop();
-            return Err(e);
-        }
-    };
 
     // A small runtime: TCP is the slow path here (UDP workers are their own threads).
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -200,7 +208,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let bound = listener.local_addr().context("metrics local address")?;
                 tokio::spawn(mount_user::metrics::http::serve(
                     listener,
-                    fast.report_fn(),
+                    control.report_fn(),
                     stop.subscribe(),
                 ));
                 tracing::info!(%bound, "metrics at http://{bound}/metrics");
@@ -248,7 +256,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 }
                 _ = retry.tick() => retry_unresolved(&exports, &reloader, &retrying),
-                _ = drop_report.tick(), if limits.is_on() => fast.log_rate_drops(&mut drops, &limits),
+                _ = drop_report.tick(), if limits.is_on() => {
+                    if let Some(datapath) = &datapath {
+                        xdp::log_rate_drops(datapath, &mut drops, &limits);
+                    }
+                }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             }
@@ -263,8 +275,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(registered)
     });
+    control.stop();
     // XDP first: steering stops while the kernel UDP socket still serves.
-    if let Err(e) = fast.shutdown() {
+    if let Some(Err(e)) = datapath.map(|d| d.shutdown()) {
         tracing::error!("stopping the AF_XDP path: {e:#}");
     }
     udp.stop();
