@@ -445,10 +445,15 @@ fn write_outputs(root: &Path, report: &Report, update_readme: bool) -> Result<()
     std::fs::write(dir.join("latest.md"), &md)?;
     println!("\n{md}");
     let png = dir.join("latest.png");
-    match chart::draw(report, &png) {
-        Ok(()) => println!("wrote {}", png.display()),
-        // The figures matter more than the picture: report and go on.
-        Err(e) => eprintln!("xtask bench: no chart: {e:#}"),
+    if report.cells.is_empty() {
+        // The chart draws the servers section only; an older one would not match.
+        let _ = std::fs::remove_file(&png);
+    } else {
+        match chart::draw(report, &png) {
+            Ok(()) => println!("wrote {}", png.display()),
+            // The figures matter more than the picture: report and go on.
+            Err(e) => eprintln!("xtask bench: no chart: {e:#}"),
+        }
     }
     println!(
         "wrote {} and {}",
