@@ -85,12 +85,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS")]
     hostile_secs: Option<f64>,
     /// Hostile section: the server settings, each run through every scenario: `off` (no
-    /// rate limiting) or a `serve --rate-limit` value (calls/s per source prefix / burst).
+    /// rate limiting) or rate limits joined by `+`: RATE[/BURST] (`serve --rate-limit`, per
+    /// source), v4prefix=LEN (`--rate-limit-v4-prefix`), global=RATE[/BURST]
+    /// (`--rate-limit-global`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "off,1000/2000",
-        value_parser = hostile::parse_rate_limit
+        default_value = "off,1000/2000,1000/2000+v4prefix=16",
+        value_parser = hostile::parse_setting
     )]
     hostile_limits: Vec<String>,
 }

@@ -1,7 +1,7 @@
 //! The bench's `hostile` section (issue 10): how a well-behaved client fares while
 //! another floods the server, reported and never asserted.
 //!
-//! For each server setting (no rate limiting, then each `--rate-limit` asked for) a fresh
+//! For each server setting (no rate limiting, then each set of rate limits asked for) a fresh
 //! segment ([`lan`]) and a fresh xdp-mountd (native XDP, ~300 exports, no trusted network,
 //! so the UDP list cap applies to everyone) run three scenarios in turn:
 //!
@@ -65,7 +65,7 @@ const EXPORTS: usize = 300;
 pub struct Options<'a> {
     /// The victim's measured seconds per scenario.
     pub duration: f64,
-    /// Server settings: `off` or a `--rate-limit` value.
+    /// Server settings: `off` or rate limits (see [`parse_setting`]).
     pub rate_limits: Vec<String>,
     /// Pin the flood generator to this CPU.
     pub generator_cpu: Option<&'a str>,
@@ -73,23 +73,44 @@ pub struct Options<'a> {
     pub check_only: bool,
 }
 
-/// Accept `off` or `serve --rate-limit`'s CALLS_PER_S[/BURST] (positive integers) for
-/// `--hostile-limits`; the daemon checks the value again when it starts.
-pub fn parse_rate_limit(text: &str) -> Result<String, String> {
+/// Accept a `--hostile-limits` setting: `off`, or `+`-joined parts, each a `serve`
+/// rate-limit option: `RATE[/BURST]` (`--rate-limit`), `v4prefix=LEN`
+/// (`--rate-limit-v4-prefix`) or `global=RATE[/BURST]` (`--rate-limit-global`), e.g.
+/// `1000/2000+v4prefix=16`. The daemon checks the values again when it starts.
+pub fn parse_setting(text: &str) -> Result<String, String> {
     let text = text.trim();
-    let positive = |s: &str| s.parse::<u32>().is_ok_and(|n| n > 0);
-    let valid = text == "off"
-        || match text.split_once('/') {
-            Some((rate, burst)) => positive(rate) && positive(burst),
-            None => positive(text),
-        };
-    if valid {
-        Ok(text.into())
-    } else {
-        Err(format!(
-            "{text:?}: expected `off` or CALLS_PER_S[/BURST], e.g. 1000/2000"
-        ))
+    match setting_args(text) {
+        Ok(_) => Ok(text.into()),
+        Err(e) => Err(format!(
+            "{text:?}: {e}; expected `off` or parts joined by `+`: RATE[/BURST], \
+             v4prefix=LEN, global=RATE[/BURST] (e.g. 1000/2000+v4prefix=16)"
+        )),
     }
+}
+
+/// The `serve` arguments of a setting (none for `off`).
+fn setting_args(setting: &str) -> Result<Vec<String>, String> {
+    if setting == "off" {
+        return Ok(Vec::new());
+    }
+    let positive = |s: &str| s.parse::<u32>().is_ok_and(|n| n > 0);
+    let rate = |s: &str| match s.split_once('/') {
+        Some((rate, burst)) => positive(rate) && positive(burst),
+        None => positive(s),
+    };
+    let mut args = Vec::new();
+    for part in setting.split('+') {
+        let (option, value) = match part.split_once('=') {
+            Some(("v4prefix", len)) if len.parse::<u8>().is_ok_and(|l| l <= 32) => {
+                ("--rate-limit-v4-prefix", len)
+            }
+            Some(("global", value)) if rate(value) => ("--rate-limit-global", value),
+            None if rate(part) => ("--rate-limit", part),
+            _ => return Err(format!("bad part {part:?}")),
+        };
+        args.extend([option.to_owned(), value.to_owned()]);
+    }
+    Ok(args)
 }
 
 /// A scenario: what floods while the victim calls.
@@ -224,7 +245,7 @@ fn write_exports(work: &Path, export_path: &str) -> Result<PathBuf> {
 
 /// `1000/2000` → `1000-2000`: for file names.
 fn file_tag(limit: &str) -> String {
-    limit.replace('/', "-")
+    limit.replace(['/', '=', '+'], "-")
 }
 
 impl Bench<'_> {
@@ -238,9 +259,7 @@ impl Bench<'_> {
             "--stats-socket".into(),
             self.stats_socket.display().to_string(),
         ]);
-        if limit != "off" {
-            argv.extend(["--rate-limit".into(), limit.into()]);
-        }
+        argv.extend(setting_args(limit).map_err(anyhow::Error::msg)?);
         let name = format!("xdp-native (hostile, rate limit {limit})");
         let mut server = Server::start(Launch {
             name: &name,
@@ -386,14 +405,46 @@ mod tests {
 
     #[test]
     fn rate_limit_settings_parse() {
-        for good in ["off", "1000/2000", " 1/1 ", "500"] {
-            assert_eq!(parse_rate_limit(good).as_deref(), Ok(good.trim()));
+        for good in [
+            "off",
+            "1000/2000",
+            " 1/1 ",
+            "500",
+            "1000/2000+v4prefix=16",
+            "global=50000/50000",
+            "1000+global=2000/10",
+        ] {
+            assert_eq!(parse_setting(good).as_deref(), Ok(good.trim()));
         }
         for bad in [
-            "", "on", "0", "1000/", "/2000", "0/10", "10/0", "-1/2", "1/2/3",
+            "",
+            "on",
+            "0",
+            "1000/",
+            "/2000",
+            "0/10",
+            "10/0",
+            "-1/2",
+            "1/2/3",
+            "1000+v4prefix=33",
+            "global=0",
+            "1000+",
+            "v6prefix=64",
         ] {
-            assert!(parse_rate_limit(bad).is_err(), "{bad:?} accepted");
+            assert!(parse_setting(bad).is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            setting_args("1000/2000+v4prefix=16+global=9/9").unwrap(),
+            [
+                "--rate-limit",
+                "1000/2000",
+                "--rate-limit-v4-prefix",
+                "16",
+                "--rate-limit-global",
+                "9/9"
+            ]
+        );
+        assert!(setting_args("off").unwrap().is_empty());
     }
 
     #[test]
