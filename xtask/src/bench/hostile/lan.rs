@@ -10,16 +10,17 @@
 //!  xmd-bench-srv           xmd-bench-cli (bridge, 10.79.0.2)        xmd-bench-fld
 //!  xmd-bench0 10.79.0.1 ── xmd-bench1 ┐                  ┌ xmd-bench-f0 ── xmd-bench-f1 10.79.1.2
 //!                                     └─ xmd-bench-br ───┤                  xmd-bench-vic
-//!                                                        └ xmd-bench-v0 ── xmd-bench-v1 10.79.2.2
+//!                                                        └ xmd-bench-v0 ── xmd-bench-v1 10.81.2.2
 //! ```
 //!
 //! The server and the bridge host are the bench's [`NET`] (same names and addresses, so
 //! starting and checking a server works as in the comparison), except that the client end
 //! `xmd-bench1` is a bridge port here and the bridge carries the client address.
 //!
-//! Addresses are a /16 so flooder and victim sit in different /24s: a per-source rate
-//! limit keyed by a /24 prefix (`--rate-limit-v4-prefix 24`; the default keys each
-//! address alone) must not lump them together. Forged sources
+//! The segment is one /8 so flooder and victim sit in different /16s: a per-source rate
+//! limit keyed by a prefix as short as /16 (`--rate-limit-v4-prefix 16`, which holds a
+//! flood forged from one /16 to one limit; the default keys each address alone) must not
+//! lump them together. Forged sources
 //! ([`SPOOFED_NET`]) are configured nowhere; the server routes them via the flooder, as a
 //! real server would send replies to them through its default route.
 use anyhow::{Context, Result};
@@ -53,7 +54,7 @@ pub const VICTIM: Host = Host {
     ns: "xmd-bench-vic",
     iface: "xmd-bench-v1",
     port: "xmd-bench-v0",
-    v4: "10.79.2.2",
+    v4: "10.81.2.2",
 };
 /// How the server's veth counts bytes: the daemon's XDP program runs on it (received
 /// frames counted without the Ethernet header); its peer, a bridge port, runs none (what
@@ -72,7 +73,7 @@ pub const FLOOD_PORT_FRAMING: Framing = Framing {
 /// The network whose addresses the spoofed flood forges.
 pub const SPOOFED_NET: &str = "10.80.0.0/16";
 const BRIDGE: &str = "xmd-bench-br";
-const PREFIX: u8 = 16;
+const PREFIX: u8 = 8;
 
 /// The live segment; dropping it stops what runs in its namespaces and removes them.
 pub struct Lan;
