@@ -52,6 +52,13 @@ fn udp_over_v4_and_v6_then_nothing_left() {
     let mut sleeper = pair.server().command();
     let mut sleeper = sleeper.args(["sleep", "60"]).spawn().unwrap();
     let names = [pair.server().ns.clone(), pair.client().ns.clone()];
+    // Once `ip netns exec` has entered the namespace (and exec'd sleep).
+    let pid = sleeper.id() as i32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !netns::pids(&names[0]).contains(&pid) {
+        assert!(std::time::Instant::now() < deadline, "sleep never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(names.iter().all(|n| netns::exists(n)));
     drop(pair);
     assert!(names.iter().all(|n| !netns::exists(n)), "namespaces left");
