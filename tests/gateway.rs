@@ -118,7 +118,7 @@ fn gateway_hands_out_ganesha_handles_and_libnfs_reads_through_it() {
     };
     let (dir, top, inner) = export_dir(&pair);
     let path = dir.display().to_string();
-    let rpcb = SharedRpcbind::start(&pair);
+    let rpcb = pair.start_rpcbind();
     let _ganesha = Ganesha::start(&pair, &rpcb, &dir, 1);
     let upstream = SocketAddr::new(pair.srv_v4(), GANESHA_MNT_PORT);
     let ours = SocketAddr::new(pair.srv_v4(), PORT);
@@ -181,9 +181,8 @@ fn gateway_hands_out_ganesha_handles_and_libnfs_reads_through_it() {
     let upstream_arg = format!("{}:{GANESHA_MNT_PORT}", pair.srv_v4());
     let prog = GANESHA_MNT_PROG.to_string();
     let bin = e2e::daemon_bin().display().to_string();
-    let out = rpcb.run(
-        &pair,
-        &[
+    let out = rpcb
+        .run(&[
             &bin,
             "check",
             "--exports",
@@ -192,8 +191,8 @@ fn gateway_hands_out_ganesha_handles_and_libnfs_reads_through_it() {
             &upstream_arg,
             "--upstream-program",
             &prog,
-        ],
-    );
+        ])
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -215,7 +214,7 @@ fn gateway_keeps_serving_while_ganesha_restarts_and_after_it_stops() {
     std::fs::create_dir_all(dir.join("later")).unwrap();
     let path = dir.display().to_string();
     let sub = format!("{path}/sub");
-    let rpcb = SharedRpcbind::start(&pair);
+    let rpcb = pair.start_rpcbind();
     let mut ganesha = Ganesha::start(&pair, &rpcb, &dir, 1);
     let ours = SocketAddr::new(pair.srv_v4(), PORT);
     let mut d = gateway(&pair, &rpcb, &dir, &["--upstream-wait-ms", "1000"]);
@@ -274,7 +273,7 @@ fn changed_upstream_handle_is_logged_and_served_after_refresh() {
     };
     let (dir, _, _) = export_dir(&pair);
     let path = dir.display().to_string();
-    let rpcb = SharedRpcbind::start(&pair);
+    let rpcb = pair.start_rpcbind();
     let ganesha = Ganesha::start(&pair, &rpcb, &dir, 1);
     let upstream = SocketAddr::new(pair.srv_v4(), GANESHA_MNT_PORT);
     let ours = SocketAddr::new(pair.srv_v4(), PORT);
@@ -321,7 +320,7 @@ fn removed_rpcbind_registration_is_restored() {
     let Some(pair) = NetPair::new("gw_rpcbind") else {
         return;
     };
-    let rpcb = SharedRpcbind::start(&pair);
+    let rpcb = pair.start_rpcbind();
     let exports = pair.write_file("exports", "/srv *(ro)\n");
     let mut opts = DaemonOpts::new(exports);
     opts.mount_ns_of = Some(rpcb.pid());
@@ -329,7 +328,7 @@ fn removed_rpcbind_registration_is_restored() {
         .extend(["--rpcbind-check".to_string(), "1".to_string()]);
     let mut d = pair.start_daemon(&opts);
     let ours = |rpcb: &SharedRpcbind| {
-        let out = rpcb.run(&pair, &["rpcinfo", "-p", "127.0.0.1"]);
+        let out = rpcb.run(&["rpcinfo", "-p", "127.0.0.1"]).unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| {
@@ -340,7 +339,7 @@ fn removed_rpcbind_registration_is_restored() {
     };
     // v1..v3 over udp and tcp.
     assert_eq!(ours(&rpcb), 6);
-    let out = rpcb.run(&pair, &["rpcinfo", "-d", "100005", "3"]);
+    let out = rpcb.run(&["rpcinfo", "-d", "100005", "3"]).unwrap();
     assert!(
         out.status.success(),
         "rpcinfo -d: {}",
@@ -358,14 +357,11 @@ fn removed_rpcbind_registration_is_restored() {
 /// A UDP responder in the server namespace on `port`: answers every datagram with
 /// `reply(request)` (None: stays silent) until `until`.
 fn responder(pair: &NetPair, port: u16, until: Instant, reply: fn(&[u8]) -> Option<Vec<u8>>) {
-    let ns = format!("/run/netns/{}", pair.srv);
+    let ns = pair.srv.clone();
     let addr = SocketAddr::new(pair.srv_v4(), port);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        use std::os::fd::AsRawFd as _;
-        let f = std::fs::File::open(&ns).unwrap();
-        // SAFETY: a namespace file; CLONE_NEWNET changes only this thread.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        e2e::testbed::netns::enter(&ns).unwrap();
         let sock = std::net::UdpSocket::bind(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -387,7 +383,7 @@ fn bad_upstreams_leave_the_daemon_serving_what_it_can() {
     let Some(pair) = NetPair::new("gw_bad") else {
         return;
     };
-    let rpcb = SharedRpcbind::start(&pair);
+    let rpcb = pair.start_rpcbind();
     let until = Instant::now() + Duration::from_secs(120);
     // Garbage: the request's xid, then noise that is no RPC reply.
     responder(&pair, 7001, until, |req| {

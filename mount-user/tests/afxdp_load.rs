@@ -201,7 +201,7 @@ fn load_afxdp_vs_kernel() {
             let mut args = vec!["--exports", e.as_str()];
             args.extend(extra.iter().copied());
             let daemon = bed.daemon(&args);
-            let pid = daemon.child.id();
+            let pid = daemon.pid();
             let run = bed.in_client(|| {
                 if two_cpus {
                     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });

@@ -18,7 +18,7 @@ mod inject;
 #[path = "support/raw_xsk.rs"]
 mod raw_xsk;
 
-use bed::{del_netns, ip, privileged, veth_between, xdp_attached_in, Bed};
+use bed::{ip, privileged, xdp_attached_in, Bed};
 
 const PORT: u16 = 644;
 const OTHER_PORT: u16 = 2049;
@@ -33,22 +33,22 @@ const CLI_IF: &str = "xsm-cli";
 struct Testbed {
     srv: String,
     cli: String,
+    _pair: testbed::Pair,
 }
 
 impl Testbed {
-    fn new(tag: &str) -> Testbed {
-        let pid = std::process::id();
-        let bed = Testbed {
-            srv: format!("xsm-srv-{tag}-{pid}"),
-            cli: format!("xsm-cli-{tag}-{pid}"),
-        };
-        veth_between(
-            [(&bed.srv, SRV_IF), (&bed.cli, CLI_IF)],
+    fn new() -> Testbed {
+        let pair = bed::pair(
+            [SRV_IF, CLI_IF],
             1,
-            [SRV_V4, CLI_V4].map(String::from),
-            [SRV_V6, CLI_V6].map(String::from),
+            [SRV_V4, CLI_V4].map(|a| a.parse().unwrap()),
+            [SRV_V6, CLI_V6].map(|a| a.parse().unwrap()),
         );
-        bed
+        Testbed {
+            srv: pair.server().ns.clone(),
+            cli: pair.client().ns.clone(),
+            _pair: pair,
+        }
     }
 
     fn attach(&self, mode: XdpMode, port: u16) -> anyhow::Result<XdpAttachment> {
@@ -96,12 +96,6 @@ impl Testbed {
     }
 }
 
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        del_netns([&self.srv, &self.cli]);
-    }
-}
-
 /// Waits until the counters stop moving (veth delivery is asynchronous).
 fn settled(att: &XdpAttachment) -> Counters {
     let mut last = att.counters().unwrap();
@@ -116,8 +110,8 @@ fn settled(att: &XdpAttachment) -> Counters {
     last
 }
 
-fn check_mode(mode: XdpMode, tag: &str) {
-    let bed = Testbed::new(tag);
+fn check_mode(mode: XdpMode) {
+    let bed = Testbed::new();
     let att = bed.attach(mode, PORT).unwrap();
     assert!(bed.xdp_attached());
     bed.send(SRV_V4, CLI_V4, PORT, 20);
@@ -156,21 +150,21 @@ fn check_mode(mode: XdpMode, tag: &str) {
 #[test]
 fn generic_mode_counts() {
     if privileged() {
-        check_mode(XdpMode::Generic, "gen");
+        check_mode(XdpMode::Generic);
     }
 }
 
 #[test]
 fn native_mode_counts() {
     if privileged() {
-        check_mode(XdpMode::Native, "nat");
+        check_mode(XdpMode::Native);
     }
 }
 
 /// Hand-made frames reach each classification branch exactly as often as sent.
-fn check_branches(mode: XdpMode, tag: &str) {
+fn check_branches(mode: XdpMode) {
     use inject::{eth, ipv4, ipv6};
-    let bed = Testbed::new(tag);
+    let bed = Testbed::new();
     let att = bed.attach(mode, PORT).unwrap();
     let before = settled(&att);
     let mut truncated_udp = ipv4(15, 0, 17, PORT);
@@ -220,21 +214,21 @@ fn check_branches(mode: XdpMode, tag: &str) {
 #[test]
 fn generic_mode_branches() {
     if privileged() {
-        check_branches(XdpMode::Generic, "brg");
+        check_branches(XdpMode::Generic);
     }
 }
 
 #[test]
 fn native_mode_branches() {
     if privileged() {
-        check_branches(XdpMode::Native, "brn");
+        check_branches(XdpMode::Native);
     }
 }
 
 /// A datagram to the port reaches an AF_XDP socket; the reply built in place in its
 /// UMEM frame by `packet::build_reply` reaches the client's kernel UDP socket.
-fn check_round_trip(mode: XdpMode, tag: &str) {
-    let bed = Testbed::new(tag);
+fn check_round_trip(mode: XdpMode) {
+    let bed = Testbed::new();
     let mut att = bed.attach(mode, PORT).unwrap();
     let mut xsk = Bed::run_in(&bed.srv, || raw_xsk::RawXsk::bind(SRV_IF, 0));
     att.register_socket(0, &xsk).unwrap();
@@ -269,14 +263,14 @@ fn check_round_trip(mode: XdpMode, tag: &str) {
 #[test]
 fn generic_mode_round_trip_through_af_xdp() {
     if privileged() {
-        check_round_trip(XdpMode::Generic, "rtg");
+        check_round_trip(XdpMode::Generic);
     }
 }
 
 #[test]
 fn native_mode_round_trip_through_af_xdp() {
     if privileged() {
-        check_round_trip(XdpMode::Native, "rtn");
+        check_round_trip(XdpMode::Native);
     }
 }
 
@@ -285,7 +279,7 @@ fn second_instance_is_refused_and_does_not_steal() {
     if !privileged() {
         return;
     }
-    let bed = Testbed::new("dup");
+    let bed = Testbed::new();
     let first = bed.attach(XdpMode::Native, PORT).unwrap();
     for mode in [XdpMode::Native, XdpMode::Generic] {
         let err = bed.attach(mode, PORT).unwrap_err();
@@ -317,7 +311,7 @@ fn native_mode_refused_by_driver_is_a_clear_error() {
         return;
     }
     // ifb has no native XDP support (and dummy is not built into this kernel).
-    let bed = Testbed::new("dmy");
+    let bed = Testbed::new();
     ip(&["-n", &bed.srv, "link", "add", "xsm-ifb", "type", "ifb"]);
     ip(&["-n", &bed.srv, "link", "set", "xsm-ifb", "up"]);
     let err = Bed::run_in(&bed.srv, || {
@@ -352,7 +346,7 @@ fn program_goes_away_when_the_process_dies() {
     if !privileged() {
         return;
     }
-    let bed = Testbed::new("kill");
+    let bed = Testbed::new();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_attach_and_wait", "--nocapture"])
         .env("XSM_CHILD_NETNS", &bed.srv)

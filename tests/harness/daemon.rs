@@ -1,12 +1,13 @@
-//! Launching xdp-mountd in the server namespace (optionally behind a private rpcbind).
+//! Launching xdp-mountd in the server namespace (optionally behind a private rpcbind):
+//! the suite's own part, its options ([`DaemonOpts`]) and checks at stop (exit status,
+//! the AF_XDP proof). Spawning, the READY wait, signals and the private mount namespace
+//! with rpcbind are the test bed's ([`testbed::Process`], [`testbed::PrivateMounts`]).
 
 use crate::netns::NetPair;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+use testbed::{PrivateMounts, PrivateRpcbind, Process, Spawn};
 
 /// The MOUNT port the tests use inside their namespaces (namespaces are private, so one
 /// fixed port is fine; it is deliberately not 644 so nothing relies on the default).
@@ -92,12 +93,14 @@ impl DaemonOpts {
 /// A running daemon; Drop stops it (SIGTERM, then SIGKILL) and its private rpcbind.
 pub struct Daemon<'p> {
     pair: &'p NetPair,
-    child: Child,
+    process: Process,
     /// stderr log file
     pub stderr_path: PathBuf,
-    stdout: Arc<Mutex<String>>,
     rpcbind_pidfile: Option<PathBuf>,
+    /// Its exit status, once seen here.
     status: Option<ExitStatus>,
+    /// It never printed READY: dropped without the checks of a daemon that served.
+    failed_start: bool,
     /// With the AF_XDP path on: the stats socket, and whether kernel UDP calls are fine.
     xdp_stats: Option<(PathBuf, bool)>,
     /// This daemon's own stats socket (None for a stand-in binary).
@@ -106,6 +109,11 @@ pub struct Daemon<'p> {
 
 /// Every address the test pairs use (10.77.N.0/24, fd77:N::/64).
 pub const TEST_NETWORKS: &str = "10.77.0.0/16,fd77::/16";
+
+/// How long a daemon may take to print READY.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a daemon may take to exit after a signal ([`Daemon::stop_with`]).
+const STOP_WITHIN: Duration = Duration::from_secs(15);
 
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -123,7 +131,6 @@ impl NetPair {
         let bin = opts.bin.clone().unwrap_or_else(daemon_bin);
         let seq = START_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stderr_path = self.dir.join(format!("daemon-{seq}.stderr"));
-        let errf = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
         let mut args: Vec<String> = vec![
             bin.display().to_string(),
             "serve".into(),
@@ -160,119 +167,50 @@ impl NetPair {
             .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
             .map(|socket| (socket, opts.kernel_udp_ok));
 
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.srv]);
+        let mut cmd = testbed::netns::command(&self.srv);
         let mut rpcbind_pidfile = None;
-        // Runs first in the private mount namespace below.
-        let etc_overlay = match &opts.etc {
-            Some(dir) => format!(
-                "mount -t overlay overlay -o lowerdir={}:/etc /etc; ",
-                dir.display()
-            ),
-            None => String::new(),
-        };
-        // The shell script to run the daemon under in a private mount namespace, if any.
-        let private_ns = if let Some(pid) = opts.mount_ns_of {
+        if let Some(pid) = opts.mount_ns_of {
             // A shared rpcbind's mount namespace: register with that rpcbind.
-            cmd.arg("nsenter")
-                .arg(format!("--mount=/proc/{pid}/ns/mnt"));
-            None
-        } else if opts.rpcbind {
-            // rpcbind keeps its socket/lock under /run, shared by all net namespaces: give it
-            // a private mount namespace with a tmpfs /run, and exec the daemon in the same one
-            // so its registration reaches this rpcbind (platform.md).
-            let pidfile = self.dir.join(format!("rpcbind-{seq}.pid"));
-            let script = format!(
-                "set -e; {etc_overlay}mount -t tmpfs tmpfs /run; \
-                 rpcbind -f -w -h {v4} -h {v6} & echo $! > {pidfile}; \
-                 i=0; while [ ! -S /run/rpcbind.sock ]; do i=$((i+1)); \
-                 [ $i -lt 100 ] || {{ echo 'rpcbind did not start' >&2; exit 97; }}; sleep 0.05; done; \
-                 exec \"$@\"",
-                v4 = self.srv_v4(),
-                v6 = self.srv_v6(),
-                pidfile = pidfile.display(),
-            );
-            rpcbind_pidfile = Some(pidfile);
-            Some(script)
-        } else if opts.rpcbind_absent {
-            // An empty private /run: no rpcbind socket, and the host's is out of reach.
-            Some(format!(
-                "set -e; {etc_overlay}mount -t tmpfs tmpfs /run; exec \"$@\""
-            ))
-        } else if opts.etc.is_some() {
-            Some(format!("set -e; {etc_overlay}exec \"$@\""))
+            cmd.args(testbed::mounts::enter_mounts_of(pid));
         } else {
-            None
-        };
-        if let Some(script) = &private_ns {
-            cmd.args([
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ]);
+            // rpcbind keeps its socket/lock under /run, shared by all net namespaces: a
+            // private rpcbind gets a private mount namespace with a tmpfs /run, and the
+            // daemon is exec'd in the same one so its registration reaches it (platform.md).
+            // Without one (rpcbind_absent), an empty private /run keeps the host's out of
+            // reach.
+            let pidfile = self.dir.join(format!("rpcbind-{seq}.pid"));
+            let mounts = PrivateMounts {
+                etc_overlay: opts.etc.clone(),
+                tmpfs_run: opts.rpcbind_absent,
+                rpcbind: opts.rpcbind.then(|| PrivateRpcbind {
+                    addrs: vec![self.srv_v4(), self.srv_v6()],
+                    pidfile: Some(pidfile.clone()),
+                }),
+                ..Default::default()
+            };
+            if !mounts.is_empty() {
+                cmd.args(mounts.wrap());
+            }
+            rpcbind_pidfile = opts.rpcbind.then_some(pidfile);
         }
         cmd.args(&args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(errf));
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("spawning {:?}: {e}", args))?;
-
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().expect("piped stdout");
-        let buf = stdout.clone();
-        // Keep draining stdout after READY so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                buf.lock().unwrap().push_str(&(line.clone() + "\n"));
-                if !sent && line.contains("READY") {
-                    let _ = tx.send(());
-                    sent = true;
-                }
-            }
-        });
-
+        let process = Process::spawn(cmd, Spawn::new("xdp-mountd", &stderr_path))
+            .map_err(|e| format!("{e:#}"))?;
         let mut d = Daemon {
             pair: self,
-            child,
+            process,
             stderr_path,
-            stdout,
             rpcbind_pidfile,
             status: None,
+            failed_start: false,
             xdp_stats,
             stats_socket,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(()) => return Ok(d),
-                Err(mpsc::RecvTimeoutError::Disconnected)
-                | Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(st)) = d.child.try_wait() {
-                        d.status = Some(st);
-                        return Err(format!(
-                            "xdp-mountd exited ({st}) before READY\nstdout:\n{}\nstderr:\n{}",
-                            d.stdout(),
-                            d.stderr()
-                        ));
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "xdp-mountd printed no READY within 10 s\nstdout:\n{}\nstderr:\n{}",
-                            d.stdout(),
-                            d.stderr()
-                        ));
-                    }
-                }
+        match d.process.wait_ready(READY_WITHIN) {
+            Ok(()) => Ok(d),
+            Err(e) => {
+                d.failed_start = true;
+                Err(format!("{e:#}"))
             }
         }
     }
@@ -291,7 +229,7 @@ impl Daemon<'_> {
 
     /// The daemon's pid (host pid namespace).
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.process.pid()
     }
 
     /// The daemon's control socket (`xdp-mountd stats|reload --socket`).
@@ -321,18 +259,17 @@ impl Daemon<'_> {
 
     /// Everything the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        self.process.log()
     }
 
     /// Everything the daemon wrote to stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.process.stdout()
     }
 
     /// Sends a signal.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.pid(), sig) };
+        self.process.signal(sig);
     }
 
     /// Whether the process is still running.
@@ -340,13 +277,8 @@ impl Daemon<'_> {
         if self.status.is_some() {
             return false;
         }
-        match self.child.try_wait() {
-            Ok(Some(st)) => {
-                self.status = Some(st);
-                false
-            }
-            _ => true,
-        }
+        self.status = self.process.exit_status();
+        self.status.is_none()
     }
 
     /// Sends `sig` and waits up to 15 s for exit; SIGKILL after that (then panics). A bound
@@ -357,26 +289,13 @@ impl Daemon<'_> {
             return st;
         }
         self.check_afxdp();
-        self.signal(sig);
-        let grace = Duration::from_secs(15);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                self.status = Some(st);
-                self.kill_rpcbind();
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let st = self.child.wait().expect("wait after SIGKILL");
-        self.status = Some(st);
+        let stopped = self.process.stop(sig, STOP_WITHIN);
+        self.status = self.process.exit_status();
         self.kill_rpcbind();
-        panic!(
-            "[{}] xdp-mountd did not exit within {grace:?} of signal {sig}; killed\nstderr:\n{}",
-            self.pair.test,
-            self.stderr()
-        );
+        match stopped {
+            Ok(st) => st,
+            Err(e) => panic!("[{}] {e:#}\nstderr:\n{}", self.pair.test, self.stderr()),
+        }
     }
 
     /// With the AF_XDP path on, a running daemon must not have received MOUNT calls on its
@@ -409,12 +328,7 @@ impl Daemon<'_> {
     /// it left registered.
     pub fn kill_rpcbind(&mut self) {
         if let Some(pf) = self.rpcbind_pidfile.take() {
-            if let Ok(s) = std::fs::read_to_string(&pf) {
-                if let Ok(pid) = s.trim().parse::<i32>() {
-                    // SAFETY: the pid is the rpcbind this launcher started.
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
-                }
-            }
+            testbed::mounts::kill_pidfile(&pf, libc::SIGTERM);
         }
     }
 
@@ -429,28 +343,17 @@ impl Daemon<'_> {
 
 impl Drop for Daemon<'_> {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            if std::thread::panicking() {
-                // No second panic while unwinding: SIGTERM, short grace, SIGKILL.
-                self.signal(libc::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(3);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = self.child.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            } else {
-                let st = self.stop();
-                if !st.success() {
-                    panic!(
-                        "[{}] xdp-mountd exited with {st} on SIGTERM\nstderr:\n{}",
-                        self.pair.test,
-                        self.stderr()
-                    );
-                }
+        // A daemon seen to exit, or one that never got READY, has nothing to check; while
+        // unwinding there must be no second panic. The process itself is stopped on drop
+        // (SIGTERM, 3 s, SIGKILL).
+        if self.status.is_none() && !self.failed_start && !std::thread::panicking() {
+            let st = self.stop();
+            if !st.success() {
+                panic!(
+                    "[{}] xdp-mountd exited with {st} on SIGTERM\nstderr:\n{}",
+                    self.pair.test,
+                    self.stderr()
+                );
             }
         }
         self.kill_rpcbind();

@@ -1,10 +1,11 @@
 //! NFS-Ganesha as the real NFS server behind a gateway: NFS on 2049, its MOUNT on a port and
-//! a private program of its own, a private rpcbind that xdp-mountd shares (its mount
-//! namespace is the anchor every process of the "server host" enters).
+//! a private program of its own, beside a private rpcbind that xdp-mountd shares (the test
+//! bed's [`testbed::Rpcbind`]: its mount namespace is the anchor every process of the
+//! "server host" enters).
 
 use crate::netns::NetPair;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Ganesha's MOUNT port in the tests.
@@ -14,73 +15,8 @@ pub const GANESHA_MNT_PROG: u32 = 400_005;
 /// Ganesha's NFS port.
 pub const NFS_PORT: u16 = 2049;
 
-/// A private rpcbind in its own mount namespace (tmpfs /run) in the server namespace; the
-/// servers of the test enter that mount namespace. Stopped on drop.
-pub struct SharedRpcbind {
-    child: Child,
-}
-
-impl SharedRpcbind {
-    /// Start it and wait (bounded) until it answers.
-    pub fn start(pair: &NetPair) -> SharedRpcbind {
-        let script = format!(
-            "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/rpcbind; exec rpcbind -f -w -h {} -h {}",
-            pair.srv_v4(),
-            pair.srv_v6()
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &pair.srv, "unshare", "-m", "--propagation"])
-            .args(["private", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting rpcbind");
-        let rpcb = SharedRpcbind { child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = rpcb
-                .run(pair, &["rpcinfo", "-p", "127.0.0.1"])
-                .status
-                .success();
-            if ok {
-                return rpcb;
-            }
-            assert!(Instant::now() < deadline, "rpcbind did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The pid whose mount namespace the servers enter.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `ip netns exec SRV nsenter --mount=… ARGV` prefix.
-    pub fn command(&self, pair: &NetPair) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &pair.srv, "nsenter"])
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.pid()));
-        c
-    }
-
-    /// Runs a command beside rpcbind (same net and mount namespace), bounded by 20 s.
-    pub fn run(&self, pair: &NetPair, argv: &[&str]) -> std::process::Output {
-        self.command(pair)
-            .args(["timeout", "-k", "2", "20"])
-            .args(argv)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running a command beside rpcbind")
-    }
-}
-
-impl Drop for SharedRpcbind {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The private rpcbind the servers of a gateway test share ([`NetPair::start_rpcbind`]).
+pub use testbed::Rpcbind as SharedRpcbind;
 
 /// A running ganesha.nfsd exporting `dir` with `export_id`. Stopped on drop.
 pub struct Ganesha {
@@ -121,7 +57,7 @@ impl Ganesha {
         let log = pair.dir.join(format!("ganesha-{seq}.log"));
         let pidfile = pair.dir.join(format!("ganesha-{seq}.pid"));
         let child = rpcbind
-            .command(pair)
+            .command()
             .args(["ganesha.nfsd", "-F", "-f"])
             .arg(&conf)
             .arg("-L")
@@ -143,7 +79,8 @@ impl Ganesha {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = rpcbind
-                .run(pair, &["rpcinfo", "-n", &port, "-u", &addr, &prog, "3"])
+                .run(&["rpcinfo", "-n", &port, "-u", &addr, &prog, "3"])
+                .expect("running rpcinfo beside rpcbind")
                 .status
                 .success();
             if up {

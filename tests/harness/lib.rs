@@ -1,10 +1,13 @@
-//! Test harness: namespaces, veth, daemon processes, a small independent RPC client.
+//! Test harness: the suite's namespace pair and daemon launcher, a small independent RPC
+//! client. Namespaces, veth, private rpcbinds, processes and the SKIPPED rule come from
+//! the workspace's test bed ([`testbed`], `tests/bed/`), shared with mount-user's
+//! privileged tests and xtask; what is here is the suite's own use of it.
 //!
 //! Layout:
-//! - [`netns`]: root check / SKIPPED logic, [`NetPair`] (two namespaces + veth), running
-//!   code or commands in the client namespace.
-//! - [`daemon`]: starting xdp-mountd in the server namespace (optionally with a private
-//!   rpcbind in its own mount namespace), READY wait, signals, exit status.
+//! - [`netns`]: [`NetPair`] (the suite's names and addresses on a [`testbed::Pair`], a
+//!   scratch directory), running code or commands in either namespace.
+//! - [`daemon`]: starting xdp-mountd in the server namespace with [`DaemonOpts`]
+//!   (optionally with a private rpcbind in its own mount namespace), the checks at stop.
 //! - [`xdr`], [`rpc`]: a hand-written XDR/RPC codec, independent of the daemon's.
 //! - [`transport`]: UDP and TCP record-marking clients.
 //! - [`fixtures`]: the standard exports file the protocol tests run against.
@@ -33,4 +36,5 @@ pub use rpc::{
     auth_stat, parse_exports, parse_fhstatus, parse_mountlist, parse_mountres3, procs,
     synthetic_handle, AcceptStat, Auth, Call, Denied, Reply, MOUNT_PROG,
 };
+pub use testbed;
 pub use transport::{Proto, RpcClient, SrcPort, TcpClient, UdpClient};

@@ -9,14 +9,15 @@
 //! demo, run by `cargo xtask test`.
 use anyhow::{bail, ensure, Context, Result};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::bench::server::{Launch, Server};
 use crate::bench::Interrupt;
-use crate::netns::{NetPair, NetSpec};
 use crate::{run_checked, workspace_root};
+use testbed::{End, Pair, PairSpec};
 
 /// Options of `cargo xtask run`.
 #[derive(clap::Args)]
@@ -40,19 +41,25 @@ pub struct RunArgs {
 const SERVER_NS: &str = "xmd-demo-srv";
 const CLIENT_NS: &str = "xmd-demo-cli";
 const SERVER_IF: &str = "xmd-demo0";
-const SERVER_V4: &str = "10.78.0.1";
+const SERVER_V4: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
 /// The demo's namespace pair.
-const DEMO_NET: NetSpec = NetSpec {
-    server_ns: SERVER_NS,
-    client_ns: CLIENT_NS,
-    server_if: SERVER_IF,
-    client_if: "xmd-demo1",
-    server_v4: SERVER_V4,
-    client_v4: "10.78.0.2",
-    server_v6: "fd78::1",
-    client_v6: "fd78::2",
-    queues: 1,
-};
+fn demo_net() -> PairSpec {
+    PairSpec {
+        server: End {
+            ns: SERVER_NS.into(),
+            ifname: SERVER_IF.into(),
+            v4: SERVER_V4,
+            v6: Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 1),
+        },
+        client: End {
+            ns: CLIENT_NS.into(),
+            ifname: "xmd-demo1".into(),
+            v4: Ipv4Addr::new(10, 78, 0, 2),
+            v6: Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 2),
+        },
+        queues: 1,
+    }
+}
 const DEMO_PORT: u16 = 644;
 /// The example export that admits unprivileged source ports (storm's sockets).
 const STORM_EXPORT: &str = "/srv/scratch";
@@ -116,7 +123,7 @@ fn serve_demo(
     stop: &Interrupt,
     program: &mut Option<u64>,
 ) -> Result<()> {
-    let net = NetPair::create(DEMO_NET)?;
+    let net = Pair::create(demo_net())?;
     let exports = root.join("mount-user/examples/exports");
     let log = work.join("xdp-mountd.log");
     let argv = [
@@ -136,7 +143,7 @@ fn serve_demo(
     let mut server = Server::start(Launch {
         name: "xdp-mountd",
         netns: SERVER_NS,
-        rpcbind_addr: SERVER_V4,
+        rpcbind_addr: SERVER_V4.into(),
         argv: argv.to_vec(),
         log: log.clone(),
         share_stats_dir: true,
@@ -211,6 +218,8 @@ fn serve_demo(
 /// The commands printed for the user (and run by `--check`), as argv.
 fn client_commands(bin: &Path) -> Vec<Vec<String>> {
     let port = DEMO_PORT.to_string();
+    let server = SERVER_V4.to_string();
+    let server = server.as_str();
     let in_client = |args: &[&str]| {
         ["ip", "netns", "exec", CLIENT_NS]
             .iter()
@@ -219,11 +228,11 @@ fn client_commands(bin: &Path) -> Vec<Vec<String>> {
             .collect::<Vec<_>>()
     };
     vec![
-        in_client(&["rpcinfo", "-n", &port, "-u", SERVER_V4, "100005"]),
-        in_client(&["rpcinfo", "-n", &port, "-t", SERVER_V4, "100005", "3"]),
-        in_client(&["showmount", "-e", SERVER_V4]),
+        in_client(&["rpcinfo", "-n", &port, "-u", server, "100005"]),
+        in_client(&["rpcinfo", "-n", &port, "-t", server, "100005", "3"]),
+        in_client(&["showmount", "-e", server]),
         in_client(&["nfs-ls", "-D", &format!("nfs://{SERVER_V4}")]),
-        in_client(&["showmount", "-a", SERVER_V4]),
+        in_client(&["showmount", "-a", server]),
         vec![bin.display().to_string(), "stats".into()],
     ]
 }
@@ -252,8 +261,7 @@ fn storm(bin: &Path, work: &Path, secs: u32, stop: &Interrupt) -> Result<String>
     let _ = std::fs::remove_file(&json);
     let before = daemon_calls(bin)?;
     println!("xtask: {secs} s of load from {CLIENT_NS}: xdp-mountd storm (NULL, MNT, UMNT v3 over UDP, 8 client ports, 64 in flight)");
-    let status = Command::new("ip")
-        .args(["netns", "exec", CLIENT_NS])
+    let status = testbed::netns::command(CLIENT_NS)
         .arg(bin)
         .args(["storm", "--target", &format!("{SERVER_V4}:{DEMO_PORT}")])
         .args(["--mix", "null=1,mnt3=8,umnt3=1", "--paths", STORM_EXPORT])
@@ -356,7 +364,7 @@ fn attached_program() -> Option<u64> {
 fn leftovers(program: Option<u64>) -> Vec<String> {
     let mut found: Vec<String> = [SERVER_NS, CLIENT_NS]
         .iter()
-        .filter(|ns| Path::new("/run/netns").join(ns).exists())
+        .filter(|ns| testbed::netns::exists(ns))
         .map(|ns| format!("namespace {ns}"))
         .collect();
     if let Some(id) = program {
@@ -425,7 +433,7 @@ fn supervise_host(mut child: Child, stop: &Interrupt) -> Result<()> {
             let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
             // SAFETY: signalling our own child process.
             unsafe { libc::kill(pid, libc::SIGTERM) };
-            if crate::bench::server::wait_timeout(&mut child, Duration::from_secs(5)) {
+            if testbed::process::wait_timeout(&mut child, Duration::from_secs(5)) {
                 return Ok(());
             }
             child.kill()?;

@@ -13,7 +13,6 @@ mod bench;
 mod demo;
 mod deploy;
 mod fuzz;
-mod netns;
 mod package;
 mod setup;
 mod suite;

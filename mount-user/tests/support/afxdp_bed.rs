@@ -2,46 +2,35 @@
 //! (optionally multi-queue), the real `xdp-mountd` binary in the server namespace, and a
 //! small independent RPC client in the client namespace. Everything is removed on drop,
 //! also when a test panics.
+//!
+//! Namespaces, the veth pair, processes and the SKIPPED rule are the workspace's test bed
+//! ([`testbed`], `tests/bed/`); what is here is these tests' use of it: their interface
+//! names and subnets, the daemon's arguments, XDP and UDP-counter probes, the RPC client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use testbed::{End, Pair, PairSpec, Process, Scratch, Spawn};
 
 pub const PORT: u16 = 644;
 pub const SRV_IF: &str = "xaf-srv";
 pub const CLI_IF: &str = "xaf-cli";
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+/// How long a daemon may take to print READY.
+const READY_WITHIN: Duration = Duration::from_secs(15);
 
 /// False (after printing SKIPPED) when the test cannot run here; under CI=true a
-/// missing privilege fails instead.
+/// missing privilege fails instead ([`testbed::can_run`]).
 pub fn privileged() -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but not root: the privileged XDP tests must run");
-    }
-    println!("SKIPPED (needs root)");
-    false
+    testbed::can_run(&testbed::current_test())
 }
 
+/// `ip ARGS`; panics with its stderr.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testbed::ip(args).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// `ip -d link show` of `ifname` in namespace `ns` mentions an XDP program.
@@ -53,99 +42,57 @@ pub fn xdp_attached_in(ns: &str, ifname: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
-/// Creates namespaces `ends[0].0` (server) and `ends[1].0` (client) joined by a veth
-/// pair `ends[0].1`–`ends[1].1` with `queues` rx/tx queues, each end up with address
-/// `v4[i]`/24 and `v6[i]`/64 (no DAD), loopback up.
-pub fn veth_between(ends: [(&str, &str); 2], queues: u32, v4: [String; 2], v6: [String; 2]) {
-    let [(srv, srv_if), (cli, cli_if)] = ends;
-    ip(&["netns", "add", srv]);
-    ip(&["netns", "add", cli]);
-    let q = queues.to_string();
-    ip(&[
-        "link",
-        "add",
-        srv_if,
-        "netns",
-        srv,
-        "numrxqueues",
-        &q,
-        "numtxqueues",
-        &q,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        cli_if,
-        "netns",
-        cli,
-        "numrxqueues",
-        &q,
-        "numtxqueues",
-        &q,
-    ]);
-    for (i, (ns, ifname)) in ends.into_iter().enumerate() {
-        let v4 = format!("{}/24", v4[i]);
-        let v6 = format!("{}/64", v6[i]);
-        ip(&["-n", ns, "addr", "add", &v4, "dev", ifname]);
-        ip(&["-n", ns, "addr", "add", &v6, "dev", ifname, "nodad"]);
-        ip(&["-n", ns, "link", "set", ifname, "up"]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
+/// A pair with unique namespace names, interfaces `ifnames` (server, client) with
+/// `queues` rx/tx queues, server `v4[0]`/`v6[0]`, client `v4[1]`/`v6[1]`.
+pub fn pair(ifnames: [&str; 2], queues: u32, v4: [Ipv4Addr; 2], v6: [Ipv6Addr; 2]) -> Pair {
+    let names = testbed::unique_names();
+    let end = |ns: String, i: usize| End {
+        ns,
+        ifname: ifnames[i].into(),
+        v4: v4[i],
+        v6: v6[i],
+    };
+    Pair::create(PairSpec {
+        server: end(names.server_ns, 0),
+        client: end(names.client_ns, 1),
+        queues,
+    })
+    .unwrap_or_else(|e| panic!("setting up namespaces failed: {e:#}"))
 }
 
-/// Removes the namespaces (and with them the veth pair); errors ignored (for `Drop`).
-pub fn del_netns(namespaces: [&str; 2]) {
-    for ns in namespaces {
-        let _ = Command::new("ip").args(["netns", "del", ns]).status();
-    }
-}
-
-/// Two namespaces joined by a veth pair; removed on drop.
+/// Two namespaces joined by a veth pair, with a scratch directory; removed on drop.
 pub struct Bed {
     pub srv: String,
     pub cli: String,
     pub dir: PathBuf,
     pub v4: [IpAddr; 2],
     pub v6: [IpAddr; 2],
+    // Dropped in this order: namespaces first, then the scratch directory.
+    pair: Pair,
+    _scratch: Scratch,
 }
 
 impl Bed {
-    /// `tag` keeps names unique between tests; `net` (1..=250) keeps subnets apart.
+    /// `tag` names the scratch directory; `net` (1..=250) keeps subnets apart.
     pub fn new(tag: &str, net: u8, queues: u32) -> Bed {
         let pid = std::process::id();
-        let bed = Bed {
-            srv: format!("xaf-s-{tag}-{pid}"),
-            cli: format!("xaf-c-{tag}-{pid}"),
-            dir: std::env::temp_dir().join(format!("xaf-{tag}-{pid}")),
-            v4: [
-                format!("10.233.{net}.1").parse().unwrap(),
-                format!("10.233.{net}.2").parse().unwrap(),
-            ],
-            v6: [
-                format!("fd00:233:{net:x}::1").parse().unwrap(),
-                format!("fd00:233:{net:x}::2").parse().unwrap(),
-            ],
-        };
-        std::fs::create_dir_all(&bed.dir).unwrap();
-        veth_between(
-            [(&bed.srv, SRV_IF), (&bed.cli, CLI_IF)],
-            queues,
-            bed.v4.map(|a| a.to_string()),
-            bed.v6.map(|a| a.to_string()),
-        );
-        bed
+        let scratch = Scratch::create(&format!("xaf-{tag}-{pid}"), tag).unwrap();
+        let v4 = [1, 2].map(|h| Ipv4Addr::new(10, 233, net, h));
+        let v6 = [1, 2].map(|h| Ipv6Addr::new(0xfd00, 0x233, net.into(), 0, 0, 0, 0, h));
+        let pair = pair([SRV_IF, CLI_IF], queues, v4, v6);
+        Bed {
+            srv: pair.server().ns.clone(),
+            cli: pair.client().ns.clone(),
+            dir: scratch.path().to_path_buf(),
+            v4: v4.map(IpAddr::V4),
+            v6: v6.map(IpAddr::V6),
+            pair,
+            _scratch: scratch,
+        }
     }
 
     pub fn srv_addr(&self, v6: bool) -> SocketAddr {
-        SocketAddr::new(self.v6_or_v4(v6, 0), PORT)
-    }
-
-    fn v6_or_v4(&self, v6: bool, i: usize) -> IpAddr {
-        if v6 {
-            self.v6[i]
-        } else {
-            self.v4[i]
-        }
+        SocketAddr::new(self.pair.server().addr(v6), PORT)
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -156,18 +103,7 @@ impl Bed {
 
     /// Runs `f` on a thread inside namespace `ns`.
     pub fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{ns}");
-        thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).unwrap();
-                // SAFETY: a valid namespace fd; only this thread changes namespace.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
+        testbed::netns::run(ns, f).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn in_client<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -246,67 +182,41 @@ impl Bed {
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stats = self.dir.join(format!("stats-{seq}.sock"));
         let stderr = self.dir.join(format!("daemon-{seq}.log"));
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.srv,
-                env!("CARGO_BIN_EXE_xdp-mountd"),
-                "serve",
-            ])
+        let mut cmd = self.pair.server().command();
+        cmd.args([env!("CARGO_BIN_EXE_xdp-mountd"), "serve"])
             .args(["--no-rpcbind", "--port", &port.to_string()])
             // The bed's own subnets: these tests are about the data path, not the UDP
             // list budget (which would cut their EXPORT and DUMP replies).
             .args(["--trusted-networks", "10.233.0.0/16,fd00:233::/32"])
             .arg("--stats-socket")
             .arg(&stats)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("READY") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-        match rx.recv_timeout(Duration::from_secs(15)) {
+            .args(args);
+        let mut process =
+            Process::spawn(cmd, Spawn::new("xdp-mountd", &stderr)).map_err(|e| format!("{e:#}"))?;
+        match process.wait_ready(READY_WITHIN) {
             Ok(()) => Ok(Daemon {
-                child,
+                process,
                 stats,
                 stderr,
             }),
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                Err(format!("daemon not READY ({status:?}): {}", log()))
+            Err(e) => {
+                process.kill();
+                Err(format!("daemon not READY: {e:#}"))
             }
         }
     }
 }
 
-impl Drop for Bed {
-    fn drop(&mut self) {
-        del_netns([&self.srv, &self.cli]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A running daemon; killed on drop if still running.
 pub struct Daemon {
-    pub child: Child,
+    pub process: Process,
     pub stats: PathBuf,
     pub stderr: PathBuf,
 }
 
 impl Daemon {
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.log()
     }
 
     /// `xdp-mountd stats --json` against this daemon.
@@ -335,35 +245,29 @@ impl Daemon {
         out.stdout
     }
 
+    /// The daemon's pid: `ip netns exec` execs the daemon, so the child's pid is its.
+    pub fn pid(&self) -> u32 {
+        self.process.pid().unsigned_abs()
+    }
+
     pub fn signal(&self, sig: i32) {
-        // `ip netns exec` execs the daemon: the child's pid is the daemon's.
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        self.process.signal(sig);
     }
 
     /// Waits (bounded) for the exit and returns the exit code (None: by signal).
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit: {}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
+        match self.process.wait_exit(limit) {
+            Some(status) => status.code(),
+            None => panic!("daemon did not exit: {}", self.log()),
         }
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(libc::SIGKILL);
-            let _ = self.child.wait();
-        }
+        // SIGKILL, not the test bed's SIGTERM first: these tests stop daemons themselves
+        // when a clean stop is what they check.
+        self.process.kill();
     }
 }
 

@@ -17,15 +17,16 @@ mod variants;
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::netns::{NetPair, NetSpec};
 use crate::workspace_root;
 use report::{Cell, Config, Report, Run, Summary};
 use storm::{Load, StormSpec};
+use testbed::{End, Pair, PairSpec};
 use variants::{Ctx, GeneratorIo, Variant, Workload};
 
 /// Options of `cargo xtask bench`.
@@ -119,17 +120,23 @@ impl Section {
 /// The MOUNT port every server listens on.
 pub(crate) const PORT: u16 = 644;
 /// The bench's namespace pair (its own names and subnet: it may run beside the demo).
-pub(crate) const NET: NetSpec = NetSpec {
-    server_ns: "xmd-bench-srv",
-    client_ns: "xmd-bench-cli",
-    server_if: "xmd-bench0",
-    client_if: "xmd-bench1",
-    server_v4: "10.79.0.1",
-    client_v4: "10.79.0.2",
-    server_v6: "fd79::1",
-    client_v6: "fd79::2",
-    queues: 1,
-};
+fn bench_net() -> PairSpec {
+    PairSpec {
+        server: End {
+            ns: "xmd-bench-srv".into(),
+            ifname: "xmd-bench0".into(),
+            v4: Ipv4Addr::new(10, 79, 0, 1),
+            v6: Ipv6Addr::new(0xfd79, 0, 0, 0, 0, 0, 0, 1),
+        },
+        client: End {
+            ns: "xmd-bench-cli".into(),
+            ifname: "xmd-bench1".into(),
+            v4: Ipv4Addr::new(10, 79, 0, 2),
+            v6: Ipv6Addr::new(0xfd79, 0, 0, 0, 0, 0, 0, 2),
+        },
+        queues: 1,
+    }
+}
 /// Scratch space: exports file, Ganesha's config and export directory, logs, storm JSON.
 /// A short fixed path, so the MNT path (and reply size) is the same on every machine.
 const WORKDIR: &str = "/tmp/xmd-bench";
@@ -183,6 +190,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = crate::build_release_daemon()?;
     let stop = Interrupt::install()?;
 
+    let net = bench_net();
+    let server_v4 = net.server.v4.to_string();
     let work = Path::new(WORKDIR);
     let _ = std::fs::remove_dir_all(work);
     let export_dir = work.join("export");
@@ -196,13 +205,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let ganesha_conf = work.join("ganesha.conf");
     std::fs::write(
         &ganesha_conf,
-        ganesha::config(NET.server_v4, PORT, &export_dir),
+        ganesha::config(&server_v4, PORT, &export_dir),
     )?;
     let upstream_conf = work.join("upstream-ganesha.conf");
     std::fs::write(
         &upstream_conf,
         ganesha::config_with_program(
-            NET.server_v4,
+            &server_v4,
             ganesha::UPSTREAM_MNT_PORT,
             Some(ganesha::UPSTREAM_MNT_PROGRAM),
             &export_dir,
@@ -232,7 +241,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let generator_cpu = (!args.no_pin && nproc >= 2).then(|| (nproc - 1).to_string());
     let ctx = Ctx {
         bin: &bin,
-        net: &NET,
+        net: &net,
         work,
         exports: &exports,
         ganesha_conf: &ganesha_conf,
@@ -343,7 +352,7 @@ fn compare_servers(args: &BenchArgs, ctx: &Ctx<'_>, m: &Measured<'_>) -> Result<
             let variant = args.variants[vi];
             // A fresh pair per server: no TIME_WAIT sockets on the port, neighbour entries
             // or XDP state left by the one before (Ganesha refuses a port in TIME_WAIT).
-            let net = NetPair::create(NET)?;
+            let pair = Pair::create(ctx.net.clone())?;
             let mut server = ctx.start(variant, round)?;
             ctx.verify(&mut server, variant)?;
             if args.check_only {
@@ -352,18 +361,19 @@ fn compare_servers(args: &BenchArgs, ctx: &Ctx<'_>, m: &Measured<'_>) -> Result<
                     variant.id()
                 );
                 server.stop()?;
-                drop(net);
+                drop(pair);
                 continue;
             }
             for (wi, workload) in args.calls.iter().enumerate() {
                 let spec = |mode: &str| StormSpec {
                     bin: ctx.bin,
-                    netns: NET.client_ns,
-                    target: format!("{}:{PORT}", NET.server_v4),
+                    netns: &ctx.net.client.ns,
+                    target: format!("{}:{PORT}", ctx.net.server.v4),
                     mix: workload.mix(),
                     path: &ctx.export_path,
                     clients: args.clients,
-                    afxdp_iface: (args.generator == GeneratorIo::Afxdp).then_some(NET.client_if),
+                    afxdp_iface: (args.generator == GeneratorIo::Afxdp)
+                        .then_some(ctx.net.client.ifname.as_str()),
                     cpu: m.generator_cpu,
                     duration: m.duration,
                     warmup: m.warmup,
@@ -417,7 +427,7 @@ fn compare_servers(args: &BenchArgs, ctx: &Ctx<'_>, m: &Measured<'_>) -> Result<
                 entry.1.push(half);
             }
             server.stop()?;
-            drop(net);
+            drop(pair);
         }
     }
     if args.check_only {

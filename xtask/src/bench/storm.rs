@@ -4,13 +4,13 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cpu::{self, CpuTimes};
 use super::report::{Run, StormResult};
-use super::server::tail;
 use super::Interrupt;
+use testbed::process::tail;
 
 /// Closed loop at saturation, or open loop at a fixed rate.
 #[derive(Debug, Clone, Copy)]
@@ -114,8 +114,7 @@ pub fn spawn<'s>(spec: &'s StormSpec<'s>, load: Load) -> Result<Running<'s>> {
     let out =
         File::create(&spec.log).with_context(|| format!("creating {}", spec.log.display()))?;
     let err = out.try_clone()?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", spec.netns]);
+    let mut cmd = testbed::netns::command(spec.netns);
     if let Some(cpu) = spec.cpu {
         cmd.args(["taskset", "-c", cpu]);
     }

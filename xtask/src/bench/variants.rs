@@ -2,12 +2,13 @@
 //! rpcbind) and checked before it is measured.
 use anyhow::{bail, Result};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use super::server::{Launch, Server};
 use super::{ganesha, Interrupt, PORT};
-use crate::netns::NetSpec;
+use testbed::mounts::sh_quote;
+use testbed::PairSpec;
 
 /// A server under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,7 +80,7 @@ pub struct Ctx<'a> {
     /// The xdp-mountd binary.
     pub bin: &'a Path,
     /// The namespace pair's names and addresses.
-    pub net: &'a NetSpec,
+    pub net: &'a PairSpec,
     /// Scratch directory for logs and configs.
     pub work: &'a Path,
     /// xdp-mountd's exports file.
@@ -111,7 +112,7 @@ impl Ctx<'_> {
                     // The generator's subnet gets whole EXPORT lists over UDP, as Ganesha
                     // gives them: the bench compares servers, not the amplification budget.
                     "--trusted-networks".into(),
-                    format!("{}/24", self.net.client_v4),
+                    format!("{}/24", self.net.client.v4),
                 ]);
                 if variant == Variant::Gateway {
                     a = self.behind_upstream(a, round);
@@ -121,8 +122,8 @@ impl Ctx<'_> {
         };
         Server::start(Launch {
             name: variant.id(),
-            netns: self.net.server_ns,
-            rpcbind_addr: self.net.server_v4,
+            netns: &self.net.server.ns,
+            rpcbind_addr: self.net.server.v4.into(),
             argv,
             log,
             share_stats_dir: false,
@@ -143,9 +144,9 @@ impl Ctx<'_> {
         ];
         let xdp: &[&str] = match variant {
             Variant::XdpNative | Variant::Gateway => {
-                &["--iface", self.net.server_if, "--xdp", "native"]
+                &["--iface", &self.net.server.ifname, "--xdp", "native"]
             }
-            Variant::XdpGeneric => &["--iface", self.net.server_if, "--xdp", "generic"],
+            Variant::XdpGeneric => &["--iface", &self.net.server.ifname, "--xdp", "generic"],
             _ => &["--xdp", "off"],
         };
         a.extend(xdp.iter().map(|s| s.to_string()));
@@ -156,7 +157,7 @@ impl Ctx<'_> {
     /// exec `daemon` with `--upstream` to it. All in the server's process group, so
     /// stopping the server stops Ganesha too.
     fn behind_upstream(&self, mut daemon: Vec<String>, round: u32) -> Vec<String> {
-        let addr = self.net.server_v4;
+        let addr = self.net.server.v4;
         let (port, prog) = (ganesha::UPSTREAM_MNT_PORT, ganesha::UPSTREAM_MNT_PROGRAM);
         daemon.extend([
             "--upstream".into(),
@@ -164,16 +165,15 @@ impl Ctx<'_> {
             "--upstream-program".into(),
             prog.to_string(),
         ]);
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let ganesha: Vec<String> = ganesha::argv(
             self.upstream_conf,
             &self.work.join(format!("upstream-{round}.nfsd.log")),
             &self.work.join("upstream.pid"),
         )
         .iter()
-        .map(|a| quote(a))
+        .map(|a| sh_quote(a))
         .collect();
-        let daemon: Vec<String> = daemon.iter().map(|a| quote(a)).collect();
+        let daemon: Vec<String> = daemon.iter().map(|a| sh_quote(a)).collect();
         let script = format!(
             "{} &\n\
              i=0; until rpcinfo -n {port} -u {addr} {prog} 3 >/dev/null 2>&1; do\n\
@@ -190,12 +190,13 @@ impl Ctx<'_> {
     /// Wait until the server answers (xdp-mountd: READY, i.e. XDP attached), then require
     /// rpcinfo over UDP and TCP and showmount -e to work from the client namespace.
     pub fn verify(&self, server: &mut Server, variant: Variant) -> Result<()> {
-        let addr = self.net.server_v4;
-        let log = server.log.clone();
+        let addr = self.net.server.v4.to_string();
+        let addr = addr.as_str();
+        let log = server.log().to_path_buf();
         let port = PORT.to_string();
         let client = |args: &[&str]| {
-            Command::new("ip")
-                .args(["netns", "exec", self.net.client_ns, "timeout", "5"])
+            testbed::netns::command(&self.net.client.ns)
+                .args(["timeout", "5"])
                 .args(args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

@@ -13,7 +13,7 @@
 //!                                                        └ xmd-bench-v0 ── xmd-bench-v1 10.81.2.2
 //! ```
 //!
-//! The server and the bridge host are the bench's [`NET`] (same names and addresses, so
+//! The server and the bridge host are the bench's pair (same names and addresses, so
 //! starting and checking a server works as in the comparison), except that the client end
 //! `xmd-bench1` is a bridge port here and the bridge carries the client address.
 //!
@@ -27,9 +27,9 @@ use anyhow::{Context, Result};
 use std::process::Command;
 
 use super::link::Framing;
-use crate::bench::NET;
-use crate::netns::remove_namespaces;
 use crate::run_checked;
+use testbed::netns;
+use testbed::pair::PairSpec;
 
 /// One host on the segment besides the server.
 pub struct Host {
@@ -76,27 +76,38 @@ const BRIDGE: &str = "xmd-bench-br";
 const PREFIX: u8 = 8;
 
 /// The live segment; dropping it stops what runs in its namespaces and removes them.
-pub struct Lan;
-
-fn namespaces() -> [&'static str; 4] {
-    [NET.server_ns, NET.client_ns, FLOODER.ns, VICTIM.ns]
+pub struct Lan {
+    namespaces: [String; 4],
 }
 
 impl Lan {
-    /// Build it, removing leftovers of an earlier run killed hard.
-    pub fn create() -> Result<Lan> {
-        remove_namespaces(&namespaces());
+    /// Build it on the bench's pair of names and addresses (`net`), removing leftovers of
+    /// an earlier run killed hard.
+    pub fn create(net: &PairSpec) -> Result<Lan> {
+        let lan = Lan {
+            namespaces: [
+                net.server.ns.clone(),
+                net.client.ns.clone(),
+                FLOODER.ns.into(),
+                VICTIM.ns.into(),
+            ],
+        };
+        lan.remove();
         // From here on, a failure half-way still removes what was made (Drop).
-        let lan = Lan;
         let ip = |args: &[&str]| run_checked(Command::new("ip").args(args));
-        for ns in namespaces() {
+        for ns in &lan.namespaces {
             ip(&["netns", "add", ns]).context("creating namespaces needs root")?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        let bridge_ns = NET.client_ns;
+        let (server, client) = (&net.server, &net.client);
+        let bridge_ns = client.ns.as_str();
         ip(&["-n", bridge_ns, "link", "add", BRIDGE, "type", "bridge"])?;
         let ends = [
-            (NET.server_ns, NET.server_if, NET.client_if),
+            (
+                server.ns.as_str(),
+                server.ifname.as_str(),
+                client.ifname.as_str(),
+            ),
             (FLOODER.ns, FLOODER.iface, FLOODER.port),
             (VICTIM.ns, VICTIM.iface, VICTIM.port),
         ];
@@ -109,14 +120,19 @@ impl Lan {
         }
         let hosts = [
             (
-                NET.server_ns,
-                NET.server_if,
-                NET.server_v4,
-                Some(NET.server_v6),
+                server.ns.as_str(),
+                server.ifname.as_str(),
+                server.v4.to_string(),
+                Some(server.v6.to_string()),
             ),
-            (bridge_ns, BRIDGE, NET.client_v4, Some(NET.client_v6)),
-            (FLOODER.ns, FLOODER.iface, FLOODER.v4, None),
-            (VICTIM.ns, VICTIM.iface, VICTIM.v4, None),
+            (
+                bridge_ns,
+                BRIDGE,
+                client.v4.to_string(),
+                Some(client.v6.to_string()),
+            ),
+            (FLOODER.ns, FLOODER.iface, FLOODER.v4.into(), None),
+            (VICTIM.ns, VICTIM.iface, VICTIM.v4.into(), None),
         ];
         for (ns, dev, v4, v6) in hosts {
             ip(&[
@@ -136,7 +152,7 @@ impl Lan {
         }
         ip(&[
             "-n",
-            NET.server_ns,
+            &server.ns,
             "route",
             "add",
             SPOOFED_NET,
@@ -147,8 +163,17 @@ impl Lan {
     }
 }
 
+impl Lan {
+    /// Stops what runs in the namespaces and deletes them (those that exist).
+    fn remove(&self) {
+        for ns in &self.namespaces {
+            netns::delete(ns);
+        }
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
-        remove_namespaces(&namespaces());
+        self.remove();
     }
 }

@@ -26,7 +26,7 @@ use super::cpu::{busy_fraction, CpuTimes};
 use super::server::{Launch, Server};
 use super::storm::{self, Load, Running, StormSpec};
 use super::variants::{Ctx, Variant};
-use super::{NET, PORT};
+use super::PORT;
 use counters::DaemonCounters;
 use lan::{Lan, FLOODER, FLOOD_PORT_FRAMING, SERVER_FRAMING, SPOOFED_NET, VICTIM};
 use link::{framing_mismatch, Link};
@@ -253,7 +253,7 @@ impl Bench<'_> {
     fn setting(&self, limit: &str) -> Result<Vec<ScenarioRun>> {
         let ctx = self.ctx;
         // Declared first, dropped last: the server stops before its namespaces go.
-        let lan = Lan::create()?;
+        let lan = Lan::create(ctx.net)?;
         let mut argv = ctx.serve_argv(Variant::XdpNative);
         argv.extend([
             "--stats-socket".into(),
@@ -263,8 +263,8 @@ impl Bench<'_> {
         let name = format!("xdp-native (hostile, rate limit {limit})");
         let mut server = Server::start(Launch {
             name: &name,
-            netns: NET.server_ns,
-            rpcbind_addr: NET.server_v4,
+            netns: &ctx.net.server.ns,
+            rpcbind_addr: ctx.net.server.v4.into(),
             argv,
             log: ctx.work.join(format!("hostile-{}.log", file_tag(limit))),
             share_stats_dir: false,
@@ -289,8 +289,12 @@ impl Bench<'_> {
     /// The daemon's and the links' counters now.
     fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            server: Link::read(NET.server_ns, NET.server_if, SERVER_FRAMING)?,
-            flood_port: Link::read(NET.client_ns, FLOODER.port, FLOOD_PORT_FRAMING)?,
+            server: Link::read(
+                &self.ctx.net.server.ns,
+                &self.ctx.net.server.ifname,
+                SERVER_FRAMING,
+            )?,
+            flood_port: Link::read(&self.ctx.net.client.ns, FLOODER.port, FLOOD_PORT_FRAMING)?,
             daemon: DaemonCounters::read(self.ctx.bin, &self.stats_socket)?,
             cpu: CpuTimes::sample()?,
         })
@@ -301,7 +305,7 @@ impl Bench<'_> {
         StormSpec {
             bin: self.ctx.bin,
             netns: ns,
-            target: format!("{}:{PORT}", NET.server_v4),
+            target: format!("{}:{PORT}", self.ctx.net.server.v4),
             mix,
             path: &self.ctx.export_path,
             clients: 1,
@@ -381,7 +385,7 @@ impl Bench<'_> {
     fn wait_under_way(&self, flood: &mut Running<'_>, before: Link) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let sent = Link::read(NET.client_ns, FLOODER.port, FLOOD_PORT_FRAMING)?
+            let sent = Link::read(&self.ctx.net.client.ns, FLOODER.port, FLOOD_PORT_FRAMING)?
                 .since(before)
                 .rx_packets;
             if sent >= FLOOD_UNDER_WAY {
