@@ -1,5 +1,6 @@
 //! Benchmarks live in the [[bench]] targets of this package; shared call builders here.
-use mount_user::exports::ExportTable;
+use mount_proto::exports::ExportTable;
+use mount_user::exports::parse_str;
 
 /// A CALL with AUTH_NONE credentials: xid, CALL, rpcvers 2, prog, vers, proc, cred, verf, args.
 pub fn call(vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
@@ -25,7 +26,7 @@ pub fn hundred_exports() -> ExportTable {
     for i in 0..100 {
         text.push_str(&format!("/srv/export{i} 10.0.0.0/8(rw,insecure) *(ro)\n"));
     }
-    match ExportTable::parse_str(&text, "bench") {
+    match parse_str(&text, "bench") {
         Ok(t) => t,
         Err(e) => panic!("bench exports: {e}"),
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mount_proto::rpc::pmap::{IPPROTO_TCP, IPPROTO_UDP};
 use mount_user::portmap;
-use mount_user::rpc::pmap::{IPPROTO_TCP, IPPROTO_UDP};
 use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
 
 /// How long one check waits for rpcbind.

@@ -14,9 +14,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::rpc::{self, AcceptStat, Credential, Reply, ReplyBody};
-use crate::socket::record::{single_fragment_header, RecordReader};
-use crate::xdr::{Reader, Writer, XdrError};
+use mount_proto::rpc::record::{single_fragment_header, RecordReader};
+use mount_proto::rpc::{self, AcceptStat, Credential, Reply, ReplyBody};
+use mount_proto::xdr::{Reader, Writer, XdrError};
 
 /// The MOUNT program number.
 pub const MOUNT_PROGRAM: u32 = 100_005;

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use mount_proto::packet;
+
 use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
-use crate::packet;
 use crate::socket::resolve::NameCache;
 use crate::socket::udp::UDP_MAX_MESSAGE;
 use crate::socket::{answer_deferred, Answer, LogThrottle, Responder};
@@ -386,9 +387,11 @@ pub fn resolver(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::exports::HostFacts;
     use std::net::{IpAddr, Ipv4Addr};
+
+    use mount_proto::exports::HostFacts;
+
+    use super::*;
 
     /// Replies "R" + the request, or a `big` reply of 3000 bytes, or nothing.
     struct Echo;
@@ -456,7 +459,7 @@ mod tests {
         ip.extend_from_slice(&src.octets());
         ip.extend_from_slice(&[10, 0, 0, 1]);
         ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
-        let sum = crate::packet::checksum::ipv4_header(&ip);
+        let sum = mount_proto::packet::checksum::ipv4_header(&ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(&src_port.to_be_bytes());

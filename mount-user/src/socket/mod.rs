@@ -12,11 +12,10 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::exports::HostFacts;
+use mount_proto::exports::HostFacts;
 
 pub mod admission;
 pub mod limit;
-pub mod record;
 
 /// Receive buffer requested for each UDP socket.
 pub const UDP_RECV_BUFFER: usize = 4 << 20;

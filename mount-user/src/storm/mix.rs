@@ -4,9 +4,9 @@ use std::fmt;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::mount::{procs, MOUNT_PROGRAM};
-use crate::rpc::{encode_call, AuthSys, Credential};
-use crate::xdr::Writer;
+use mount_proto::mount::{procs, MOUNT_PROGRAM};
+use mount_proto::rpc::{encode_call, AuthSys, Credential};
+use mount_proto::xdr::Writer;
 
 /// Longest `dirpath` (MOUNT's `MNTPATHLEN`).
 pub const MAX_PATH: usize = 1024;
@@ -314,7 +314,7 @@ impl Templates {
 
 /// XDR `dirpath` argument.
 fn dirpath(path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4 + crate::xdr::padded(path.len())];
+    let mut buf = vec![0u8; 4 + mount_proto::xdr::padded(path.len())];
     let mut w = Writer::new(&mut buf);
     w.put_string(path.as_bytes(), MAX_PATH)
         .map_err(|e| anyhow!("path {path:?}: {e}"))?;
@@ -362,9 +362,10 @@ impl Picker {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::rpc::{Call, AUTH_SYS};
+    use mount_proto::xdr::Reader;
+
     use super::*;
-    use crate::rpc::{Call, AUTH_SYS};
-    use crate::xdr::Reader;
 
     #[test]
     fn parses_names_versions_weights() {

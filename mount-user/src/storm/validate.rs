@@ -1,7 +1,7 @@
 //! Sans-IO checking of replies against what the call expects: RPC header, accept state,
 //! mount status, and that the procedure's results decode completely.
-use crate::rpc::{AcceptStat, Reply, ReplyBody, ReplyError};
-use crate::xdr::{Reader, XdrError};
+use mount_proto::rpc::{AcceptStat, Reply, ReplyBody, ReplyError};
+use mount_proto::xdr::{Reader, XdrError};
 
 use super::mix::{Expect, Proc, MAX_PATH};
 
@@ -194,10 +194,11 @@ fn mountlist(r: &mut Reader<'_>) -> Result<(), XdrError> {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::rpc::{encode_accepted, encode_denied, encode_success, AuthStat, RejectStat};
+    use mount_proto::xdr::Writer;
+
     use super::*;
-    use crate::rpc::{encode_accepted, encode_denied, encode_success, AuthStat, RejectStat};
     use crate::storm::mix::ProcSpec;
-    use crate::xdr::Writer;
 
     fn expect(proc_: Proc, vers: u32) -> Expect {
         Expect {

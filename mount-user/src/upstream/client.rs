@@ -2,19 +2,20 @@
 //! servers check that a MNT comes from one, as they do for the kernel's mount helper),
 //! bounded retransmissions, replies matched by source and xid.
 //!
-//! Encoding and decoding are the sans-IO [`crate::mount::client`]; this is only the I/O.
+//! Encoding and decoding are the sans-IO [`mount_proto::mount::client`]; this is only the I/O.
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::mount::client::{
+use mount_proto::mount::client::{
     accepted_results, decode_mnt_reply, encode_mnt, encode_path_call, MntAnswer, ReplyCheckError,
     MAX_CALL,
 };
-use crate::mount::procs;
+use mount_proto::mount::procs;
+use mount_proto::rpc::pmap::IPPROTO_UDP;
+
 use crate::portmap::{self, GetportError};
-use crate::rpc::pmap::IPPROTO_UDP;
 use crate::udp_call::{self, CallError};
 
 /// Largest reply read (a `mountres3` is under 400 bytes).
@@ -156,7 +157,7 @@ impl MountClient {
     /// call forgets a port found through the portmapper.
     fn call<T>(
         &mut self,
-        encode: impl Fn(&mut [u8], u32) -> Result<usize, crate::xdr::XdrError>,
+        encode: impl Fn(&mut [u8], u32) -> Result<usize, mount_proto::xdr::XdrError>,
         decode: impl Fn(&[u8], u32) -> Result<T, ReplyCheckError>,
     ) -> Result<T, UpstreamError> {
         let peer = self.peer()?;
@@ -199,9 +200,10 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::rpc::{encode_success, Call};
+    use mount_proto::xdr::Reader;
+
     use super::*;
-    use crate::rpc::{encode_success, Call};
-    use crate::xdr::Reader;
 
     fn target(port: u16) -> Target {
         Target {
@@ -288,10 +290,10 @@ mod tests {
     fn refusals_are_reply_errors() {
         let port = fake(1, |call| {
             let mut out = vec![0u8; 64];
-            let n = crate::rpc::encode_accepted(
+            let n = mount_proto::rpc::encode_accepted(
                 &mut out,
                 call.xid,
-                &crate::rpc::AcceptStat::ProgUnavail,
+                &mount_proto::rpc::AcceptStat::ProgUnavail,
             )
             .unwrap();
             out.truncate(n);

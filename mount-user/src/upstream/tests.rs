@@ -2,9 +2,10 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use mount_proto::rpc::{encode_success, Call};
+use mount_proto::xdr::Reader;
+
 use super::*;
-use crate::rpc::{encode_success, Call};
-use crate::xdr::Reader;
 
 /// A fake MOUNT server: answers MNT v3 with the path's bytes plus `generation` as handle
 /// (after `delay`), MNT v1 with PROG_MISMATCH; counts v3 MNT calls; `silent` stops answers.
@@ -47,8 +48,8 @@ fn fake(delay: Duration) -> Fake {
             }
             let mut out = [0u8; 512];
             let n = if call.vers == 1 {
-                let stat = crate::rpc::AcceptStat::ProgMismatch { low: 3, high: 3 };
-                crate::rpc::encode_accepted(&mut out, call.xid, &stat).unwrap()
+                let stat = mount_proto::rpc::AcceptStat::ProgMismatch { low: 3, high: 3 };
+                mount_proto::rpc::encode_accepted(&mut out, call.xid, &stat).unwrap()
             } else if call.proc_ == 1 {
                 calls.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(delay);

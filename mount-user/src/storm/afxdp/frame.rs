@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{anyhow, bail};
 
-use crate::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
+use mount_proto::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
 
 /// A precomputed call frame.
 pub(super) struct Frame {

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use mount_proto::exports::HostFacts;
+use mount_proto::mount::Policy;
+use mount_proto::mountlist::MountList;
+use mount_proto::rpc::{encode_success, Call};
+
 use super::{execute, StormArgs};
-use crate::exports::{ExportTable, HostFacts, SharedExports};
-use crate::mount::Policy;
-use crate::mountlist::MountList;
-use crate::rpc::{encode_success, Call};
+use crate::exports::{parse_str, SharedExports};
 use crate::socket::resolve::NameCache;
 use crate::socket::service::MountService;
 use crate::socket::tcp::{self, TcpConfig};
@@ -36,7 +38,7 @@ fn names() -> Arc<NameCache> {
 const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/data *(ro,insecure)\n";
 
 fn service() -> Arc<MountService> {
-    let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
+    let table = parse_str(EXPORTS, "test").unwrap();
     Arc::new(MountService::new(
         Arc::new(SharedExports::new(table)),
         Arc::new(MountList::new()),
@@ -225,9 +227,12 @@ impl Responder for Wrong {
             call.xid
         };
         let len = match call.xid % 5 {
-            3 => {
-                crate::rpc::encode_accepted(out, xid, &crate::rpc::AcceptStat::ProcUnavail).unwrap()
-            }
+            3 => mount_proto::rpc::encode_accepted(
+                out,
+                xid,
+                &mount_proto::rpc::AcceptStat::ProcUnavail,
+            )
+            .unwrap(),
             4 => {
                 // The xid, then a message type and nothing else.
                 out[..4].copy_from_slice(&xid.to_be_bytes());

@@ -13,9 +13,11 @@
 //! (`papaya`) would also drop the reader RMW, at the price of epoch reclamation and a
 //! new dependency; the shards already take the contention off the hot line.
 use hashbrown::{DefaultHashBuilder, HashTable};
-use parking_lot::RwLock;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
+use std::sync::RwLock;
+
+use super::{read, write};
 
 const SHARDS: usize = 64;
 
@@ -65,8 +67,7 @@ impl Present {
     /// Whether `(ip, dir)` is in the set (read lock of one shard).
     pub(super) fn contains(&self, ip: IpAddr, dir: &str) -> bool {
         let h = self.hash(ip, dir);
-        self.shard(h)
-            .read()
+        read(self.shard(h))
             .find(h, |(i, d)| *i == ip && **d == *dir)
             .is_some()
     }
@@ -74,7 +75,7 @@ impl Present {
     /// Insert `(ip, dir)`; returns true when it was not there.
     pub(super) fn insert(&self, ip: IpAddr, dir: &str) -> bool {
         let h = self.hash(ip, dir);
-        let mut table = self.shard(h).write();
+        let mut table = write(self.shard(h));
         if table.find(h, |(i, d)| *i == ip && **d == *dir).is_some() {
             return false;
         }
@@ -86,7 +87,7 @@ impl Present {
     /// Remove `(ip, dir)`; returns true when it was there.
     pub(super) fn remove(&self, ip: IpAddr, dir: &str) -> bool {
         let h = self.hash(ip, dir);
-        let mut table = self.shard(h).write();
+        let mut table = write(self.shard(h));
         match table.find_entry(h, |(i, d)| *i == ip && **d == *dir) {
             Ok(entry) => {
                 entry.remove();
@@ -126,7 +127,7 @@ mod tests {
         for i in 0..5000u32 {
             assert!(p.contains(IpAddr::from(i.to_be_bytes()), "/d"));
         }
-        let used = p.shards.iter().filter(|s| !s.0.read().is_empty()).count();
+        let used = p.shards.iter().filter(|s| !read(&s.0).is_empty()).count();
         assert!(used > SHARDS / 2, "only {used} shards used");
     }
 }

@@ -2,7 +2,7 @@
 //! memberships) and hand to the sans-IO core, so that matching never blocks.
 use std::sync::Arc;
 
-/// A client's looked-up facts, cached by the shells (see `socket::resolve::NameCache`).
+/// A client's looked-up facts, cached by the shells (mount-user's `socket::resolve::NameCache`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
     /// The reverse-resolved, forward-confirmed name (lowercase, no trailing dot), or the

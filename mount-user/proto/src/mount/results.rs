@@ -253,7 +253,7 @@ impl PathConf {
     };
 }
 
-/// Write `ppathcnf`: int, 5 shorts, u_char, char, short[2]; XDR widens each to 4 bytes
+/// Write `ppathcnf`: int, 5 shorts, u_char, char, `short[2]`; XDR widens each to 4 bytes
 /// (shorts and chars sign-extended, u_char zero-extended), 40 bytes in all.
 pub fn put_ppathcnf(w: &mut Writer<'_>, pc: &PathConf) -> Result<(), XdrError> {
     let words: [u32; 10] = [

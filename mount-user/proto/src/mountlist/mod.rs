@@ -1,17 +1,32 @@
-//! The mount list (MNT adds, UMNT/UMNTALL remove, DUMP lists) and its rmtab persistence.
-use parking_lot::RwLock;
+//! The mount list (MNT adds, UMNT/UMNTALL remove, DUMP lists) and its rmtab text format.
+//! Writing the rmtab file (atomically, from a background thread) is the daemon's.
+//!
+//! Locks are `std::sync::RwLock` (futex-based on Linux), not parking_lot's, whose
+//! `parking_lot_core` brings libc into this crate. Lock poisoning is ignored, as
+//! parking_lot has none: every change updates both views before anything that could panic.
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod iptext;
 mod present;
 mod rmtab;
 
 pub use iptext::{ip_key, IpText};
-pub use rmtab::{Rmtab, RmtabPersister};
+pub use rmtab::Rmtab;
+
+/// Read access, whether or not a thread panicked while holding the lock.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write access, whether or not a thread panicked while holding the lock.
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The in-memory mount list; thread-safe, no I/O.
 ///
@@ -110,7 +125,7 @@ impl MountList {
     }
     /// Insert into both views under the write lock; `ip` is `ip_key(host)`.
     fn insert(&self, host: &str, ip: Option<IpAddr>, dir: &str) -> bool {
-        let mut map = self.entries.write();
+        let mut map = write(&self.entries);
         // One tree walk via `entry`: the host key is allocated up front, which a known host
         // wastes (~150 instructions), but a new host (the usual first MNT) saves a second
         // walk of string compares (~600 at 20k hosts).
@@ -176,7 +191,7 @@ impl MountList {
         if ip.is_some_and(|ip| !self.present.contains(ip, dir)) {
             return false;
         }
-        let mut map = self.entries.write();
+        let mut map = write(&self.entries);
         let Some(dirs) = map.get_mut(host) else {
             return false;
         };
@@ -203,10 +218,10 @@ impl MountList {
     }
     /// Remove every entry of `host`; returns how many.
     pub fn remove_host(&self, host: &str) -> usize {
-        if !self.entries.read().contains_key(host) {
+        if !read(&self.entries).contains_key(host) {
             return 0;
         }
-        let mut map = self.entries.write();
+        let mut map = write(&self.entries);
         let Some(dirs) = map.remove(host) else {
             return 0;
         };
@@ -225,7 +240,7 @@ impl MountList {
     ///
     /// `f` runs under the read lock: it must not call back into this list's mutators.
     pub fn for_each(&self, mut f: impl FnMut(&str, &str) -> ControlFlow<()>) {
-        let map = self.entries.read();
+        let map = read(&self.entries);
         for (host, dirs) in map.iter() {
             for dir in dirs {
                 if f(host, dir).is_break() {
@@ -236,8 +251,7 @@ impl MountList {
     }
     /// Whether `(host, dir)` is in the list.
     pub fn contains(&self, host: &str, dir: &str) -> bool {
-        self.entries
-            .read()
+        read(&self.entries)
             .get(host)
             .is_some_and(|dirs| dirs.contains(dir))
     }
@@ -251,7 +265,7 @@ impl MountList {
     }
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.read().is_empty()
+        read(&self.entries).is_empty()
     }
     /// Changes so far (monotonic); equal generations mean equal contents.
     pub fn generation(&self) -> u64 {
@@ -259,7 +273,7 @@ impl MountList {
     }
     /// A copy of the entries in order, with the generation they correspond to.
     pub fn snapshot(&self) -> (u64, Vec<(String, String)>) {
-        let map = self.entries.read();
+        let map = read(&self.entries);
         // Read under the lock: writers bump it while holding the write lock.
         let generation = self.generation.load(Ordering::Acquire);
         let entries = map

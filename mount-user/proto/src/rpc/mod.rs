@@ -1,5 +1,5 @@
-//! ONC RPC version 2 (RFC 5531): a zero-copy view of a CALL, credentials, and the reply
-//! encoders/decoders.
+//! ONC RPC version 2 (RFC 5531): a zero-copy view of a CALL, credentials, the reply
+//! encoders/decoders, and the record marking of stream transports ([`record`]).
 //!
 //! Modelled on smoltcp's `wire` module: [`Call::parse`] is the checked constructor of a view
 //! that borrows from the datagram; [`Call::emit`]/[`emit_call`] encode. The layer only checks
@@ -20,6 +20,7 @@
 //!   malformed; RFC 5531's auth_stat for "bad verifier").
 pub mod auth;
 pub mod pmap;
+pub mod record;
 pub mod reply;
 
 pub use auth::{authenticate, AuthStat, AuthSys, Credential};

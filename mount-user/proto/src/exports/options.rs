@@ -341,7 +341,7 @@ impl Options {
         Ok(())
     }
 
-    /// The sec= flavors to advertise: as given, or [sys] when none was given.
+    /// The sec= flavors to advertise: as given, or `[sys]` when none was given.
     pub fn effective_flavors(&self) -> Vec<u32> {
         self.flavor_sections().into_iter().map(|(f, _)| f).collect()
     }

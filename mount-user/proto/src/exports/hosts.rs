@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::glob::{is_pattern, HostPattern};
@@ -97,25 +97,11 @@ fn parse_network(addr: &str, mask: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("prefix length {prefix} too long in \"{addr}/{mask}\""))
 }
 
-/// Resolves host names to addresses when an exports file is loaded.
+/// Resolves host names to addresses when an exports file is loaded (the daemon's is the
+/// system resolver; tests and fuzzing use a [`StaticResolver`]).
 pub trait Resolver {
     /// The addresses of `name`; an error or an empty list makes the rule inert.
     fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>>;
-}
-
-/// The system resolver (getaddrinfo through std).
-pub struct SystemResolver;
-
-impl Resolver for SystemResolver {
-    fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>> {
-        let mut out: Vec<IpAddr> = (name, 0u16)
-            .to_socket_addrs()?
-            .map(|sa| sa.ip().to_canonical())
-            .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
 }
 
 /// A fixed name -> addresses map (tests, and `check` runs that must not touch DNS).

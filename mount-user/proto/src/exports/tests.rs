@@ -419,35 +419,6 @@ fn describe_shows_handles_and_rules() {
     );
 }
 
-#[test]
-fn shared_reload_keeps_old_table_on_error() {
-    let dir = std::env::temp_dir().join(format!("xdp-mountd-exports-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("exports");
-    std::fs::write(&file, "/srv/a 10.0.0.1\n").unwrap();
-    let shared = SharedExports::new(ExportTable::empty());
-    shared.reload(&file).unwrap();
-    assert!(shared.load().lookup("/srv/a").is_some());
-    std::fs::write(&file, "/srv/b 10.0.0.1(bogus)\n").unwrap();
-    let err = shared.reload(&file).unwrap_err().to_string();
-    assert!(
-        err.ends_with(":1: unknown option \"bogus\" in \"10.0.0.1(bogus)\""),
-        "{err}"
-    );
-    assert!(shared.load().lookup("/srv/a").is_some(), "old table kept");
-    std::fs::write(&file, b"/srv/\xff *\n").unwrap();
-    assert!(shared
-        .reload(&file)
-        .unwrap_err()
-        .to_string()
-        .contains(":1: not valid UTF-8"));
-    assert!(matches!(
-        shared.reload(&dir.join("missing")),
-        Err(ExportsError::Io { .. })
-    ));
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 proptest::proptest! {
     #[test]
     fn parser_never_panics(text in "\\PC*") {

@@ -2,12 +2,64 @@
 //! list (also when the entry came from rmtab, by host text), UMNT, EXPORT of the
 //! precomputed list. Counted with a per-thread counting allocator
 //! (the test binary's global allocator; it only counts while a test switches it on).
-use super::*;
+//!
+//! An integration test, not a unit test beside `mount`: the allocator needs `unsafe`, which
+//! the crate forbids. The allocator is mount-user's test support, shared with its AF_XDP
+//! allocation test.
+use mount_proto::exports::{ExportTable, StaticResolver};
+use mount_proto::mount::{answer, Client, Context, Outcome, Policy};
+use mount_proto::mountlist::MountList;
+use mount_proto::rpc::{encode_call, AuthSys, Credential};
+use mount_proto::xdr::Writer;
 
-#[path = "../../../tests/support/counting_alloc.rs"]
+#[path = "../../tests/support/counting_alloc.rs"]
 mod counting_alloc;
 
 use counting_alloc::allocations;
+
+/// An export table and a mount list.
+struct Env {
+    table: ExportTable,
+    mounts: MountList,
+}
+
+impl Env {
+    fn new(exports: &str) -> Self {
+        Env {
+            table: ExportTable::parse_str_with(exports, "test", &StaticResolver::default())
+                .unwrap(),
+            mounts: MountList::new(),
+        }
+    }
+}
+
+/// A MOUNT v`vers` call of `proc_` with an AUTH_SYS credential like the Linux client's.
+fn call(xid: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
+    let sys = AuthSys::new(1, b"client", 0, 0, &[0]).unwrap();
+    let mut out = vec![0u8; 2048];
+    let n = encode_call(
+        &mut out,
+        xid,
+        mount_proto::mount::MOUNT_PROGRAM,
+        vers,
+        proc_,
+        &Credential::Sys(sys),
+        args,
+    )
+    .unwrap();
+    out.truncate(n);
+    out
+}
+
+/// XDR `dirpath` argument.
+fn path_arg(p: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; p.len() + 8];
+    let mut w = Writer::new(&mut out);
+    w.put_opaque(p, usize::MAX).unwrap();
+    let n = w.position();
+    out.truncate(n);
+    out
+}
 
 #[test]
 fn counter_counts() {
