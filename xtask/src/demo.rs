@@ -8,6 +8,7 @@
 //! as Ctrl-C would and verifies that nothing is left behind: the end-to-end test of the
 //! demo, run by `cargo xtask test`.
 use anyhow::{bail, ensure, Context, Result};
+use mount_proto::mount::MOUNT_PROGRAM;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -211,6 +212,7 @@ fn serve_demo(
 /// The commands printed for the user (and run by `--check`), as argv.
 fn client_commands(bin: &Path) -> Vec<Vec<String>> {
     let port = DEMO_PORT.to_string();
+    let program = MOUNT_PROGRAM.to_string();
     let in_client = |args: &[&str]| {
         ["ip", "netns", "exec", CLIENT_NS]
             .iter()
@@ -219,8 +221,8 @@ fn client_commands(bin: &Path) -> Vec<Vec<String>> {
             .collect::<Vec<_>>()
     };
     vec![
-        in_client(&["rpcinfo", "-n", &port, "-u", SERVER_V4, "100005"]),
-        in_client(&["rpcinfo", "-n", &port, "-t", SERVER_V4, "100005", "3"]),
+        in_client(&["rpcinfo", "-n", &port, "-u", SERVER_V4, &program]),
+        in_client(&["rpcinfo", "-n", &port, "-t", SERVER_V4, &program, "3"]),
         in_client(&["showmount", "-e", SERVER_V4]),
         in_client(&["nfs-ls", "-D", &format!("nfs://{SERVER_V4}")]),
         in_client(&["showmount", "-a", SERVER_V4]),

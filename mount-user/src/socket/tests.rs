@@ -339,7 +339,7 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
 
 mod with_core {
     //! The shells around the real protocol core: NULL and MNT over UDP and TCP.
-    use mount_proto::mount::Policy;
+    use mount_proto::mount::{Policy, MOUNT_PROGRAM};
     use mount_proto::mountlist::MountList;
     use mount_proto::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
 
@@ -353,7 +353,7 @@ mod with_core {
         let n = encode_call(
             &mut buf,
             xid,
-            100_005,
+            MOUNT_PROGRAM,
             3,
             proc_,
             &Credential::Sys(sys),
@@ -448,7 +448,7 @@ mod truncation {
     //! Long EXPORT lists: cut to a datagram over UDP (and counted), whole over TCP.
     use std::sync::atomic::Ordering;
 
-    use mount_proto::mount::Policy;
+    use mount_proto::mount::{Policy, MOUNT_PROGRAM};
     use mount_proto::mountlist::MountList;
     use mount_proto::rpc::{encode_call, Credential};
 
@@ -472,7 +472,7 @@ mod truncation {
 
     fn export_call(xid: u32) -> Vec<u8> {
         let mut buf = [0u8; 128];
-        let n = encode_call(&mut buf, xid, 100_005, 3, 5, &Credential::None, &[]).unwrap();
+        let n = encode_call(&mut buf, xid, MOUNT_PROGRAM, 3, 5, &Credential::None, &[]).unwrap();
         buf[..n].to_vec()
     }
 

@@ -1,16 +1,10 @@
 //! Sans-IO checking of replies against what the call expects: RPC header, accept state,
 //! mount status, and that the procedure's results decode completely.
+use mount_proto::mount::{FHSIZE, FHSIZE3, MNTNAMLEN, MNTPATHLEN};
 use mount_proto::rpc::{AcceptStat, Reply, ReplyBody, ReplyError};
 use mount_proto::xdr::{Reader, XdrError};
 
-use super::mix::{Expect, Proc, MAX_PATH};
-
-/// Longest `name` (host names, groups).
-const MAX_NAME: usize = 255;
-/// Longest MOUNT v3 file handle.
-const FHSIZE3: usize = 64;
-/// v1/v2 file handle size.
-const FHSIZE: usize = 32;
+use super::mix::{Expect, Proc};
 /// Most list entries decoded from one reply (bounds the work a hostile reply causes).
 const MAX_LIST: usize = 1 << 20;
 
@@ -159,9 +153,9 @@ fn fhstatus(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError>
 fn exports(r: &mut Reader<'_>) -> Result<(), XdrError> {
     let mut entries = 0;
     while r.bool()? {
-        r.string(MAX_PATH)?;
+        r.string(MNTPATHLEN)?;
         while r.bool()? {
-            r.string(MAX_NAME)?;
+            r.string(MNTNAMLEN)?;
             entries += 1;
         }
         entries += 1;
@@ -179,8 +173,8 @@ fn exports(r: &mut Reader<'_>) -> Result<(), XdrError> {
 fn mountlist(r: &mut Reader<'_>) -> Result<(), XdrError> {
     let mut entries = 0;
     while r.bool()? {
-        r.string(MAX_NAME)?;
-        r.string(MAX_PATH)?;
+        r.string(MNTNAMLEN)?;
+        r.string(MNTPATHLEN)?;
         entries += 1;
         if entries > MAX_LIST {
             return Err(XdrError::TooLong {

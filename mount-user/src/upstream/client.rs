@@ -14,6 +14,7 @@ use mount_proto::mount::client::{
 };
 use mount_proto::mount::procs;
 use mount_proto::rpc::pmap::IPPROTO_UDP;
+use mount_proto::rpc::IPPORT_RESERVED;
 
 use crate::portmap::{self, GetportError};
 use crate::udp_call::{self, CallError};
@@ -92,7 +93,7 @@ impl MountClient {
         };
         let socket = crate::rpcbind::bind_reserved_udp(local)?;
         let port = socket.local_addr()?.port();
-        if port >= 1024 {
+        if port >= IPPORT_RESERVED {
             tracing::warn!(
                 port,
                 "upstream calls leave from an unreserved port (not root?): a server that \
@@ -200,6 +201,7 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::mount::{FHSIZE3, MNTPATHLEN, MOUNT_PROGRAM};
     use mount_proto::rpc::{encode_success, Call};
     use mount_proto::xdr::Reader;
 
@@ -209,7 +211,7 @@ mod tests {
         Target {
             host: "127.0.0.1".parse().unwrap(),
             port: Some(port),
-            program: 100_005,
+            program: MOUNT_PROGRAM,
             try_timeout: Duration::from_millis(200),
             tries: 2,
         }
@@ -238,11 +240,11 @@ mod tests {
     }
 
     fn ok_handle(call: &Call<'_>) -> Vec<Vec<u8>> {
-        let path = Reader::new(call.args).string(1024).unwrap().to_vec();
+        let path = Reader::new(call.args).string(MNTPATHLEN).unwrap().to_vec();
         let mut out = vec![0u8; 256];
         let n = encode_success(&mut out, call.xid, |w| {
             w.put_u32(0)?;
-            w.put_opaque(&path, 64)?;
+            w.put_opaque(&path, FHSIZE3)?;
             w.put_u32(1)?;
             w.put_u32(1)
         })

@@ -2,6 +2,7 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use mount_proto::mount::{FHSIZE3, MNTPATHLEN};
 use mount_proto::rpc::{encode_success, Call};
 use mount_proto::xdr::Reader;
 
@@ -53,14 +54,14 @@ fn fake(delay: Duration) -> Fake {
             } else if call.proc_ == 1 {
                 calls.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(delay);
-                let path = Reader::new(call.args).string(1024).unwrap().to_vec();
+                let path = Reader::new(call.args).string(MNTPATHLEN).unwrap().to_vec();
                 let mut handle = path.clone();
                 handle.extend(gen.load(Ordering::SeqCst).to_be_bytes());
                 let status = if path.ends_with(b"/denied") { 13 } else { 0 };
                 encode_success(&mut out, call.xid, |w| {
                     w.put_u32(status)?;
                     if status == 0 {
-                        w.put_opaque(&handle, 64)?;
+                        w.put_opaque(&handle, FHSIZE3)?;
                         w.put_u32(0)?;
                     }
                     Ok(())
@@ -80,7 +81,7 @@ fn upstream(port: u16, ttl: Duration) -> Arc<Upstream> {
         target: Target {
             host: "127.0.0.1".parse().unwrap(),
             port: Some(port),
-            program: 100_005,
+            program: mount_proto::mount::MOUNT_PROGRAM,
             try_timeout: Duration::from_millis(150),
             tries: 2,
         },

@@ -1,6 +1,7 @@
 //! The servers under test and the call types: how each server is started (with its own
 //! rpcbind) and checked before it is measured.
 use anyhow::{bail, Result};
+use mount_proto::mount::MOUNT_PROGRAM;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -183,6 +184,7 @@ impl Ctx<'_> {
         let addr = self.net.server_v4;
         let log = server.log.clone();
         let port = PORT.to_string();
+        let program = MOUNT_PROGRAM.to_string();
         let client = |args: &[&str]| {
             Command::new("ip")
                 .args(["netns", "exec", self.net.client_ns, "timeout", "5"])
@@ -191,13 +193,13 @@ impl Ctx<'_> {
                 .stderr(Stdio::null())
                 .output()
         };
-        let udp = ["rpcinfo", "-n", &port, "-u", addr, "100005", "3"];
+        let udp = ["rpcinfo", "-n", &port, "-u", addr, &program, "3"];
         server.wait_ready(Duration::from_secs(30), self.stop, || {
             let ready = variant == Variant::Ganesha
                 || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("READY"));
             ready && client(&udp).is_ok_and(|o| o.status.success())
         })?;
-        let tcp = ["rpcinfo", "-n", &port, "-t", addr, "100005", "3"];
+        let tcp = ["rpcinfo", "-n", &port, "-t", addr, &program, "3"];
         let out = client(&tcp)?;
         if !out.status.success() {
             bail!("{}: rpcinfo -t fails", variant.id());

@@ -2,12 +2,13 @@
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-use super::{FileHandle, FHSIZE3};
+use super::FileHandle;
+use crate::mount::{FHSIZE, FHSIZE3};
 
 /// Magic prefix of synthetic handles, so they are recognisable in packet captures.
 const SYNTHETIC_MAGIC: &[u8; 4] = b"XMD1";
 /// Length of a synthetic handle: 32 bytes fits the v1/v2 `fhstatus` fixed handle too.
-pub const SYNTHETIC_LEN: usize = 32;
+pub const SYNTHETIC_LEN: usize = FHSIZE;
 
 impl FileHandle {
     /// A handle holding a copy of `bytes`; None when empty or longer than [`FHSIZE3`].

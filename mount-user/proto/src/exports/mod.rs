@@ -20,6 +20,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::mount::FHSIZE3;
+
 mod facts;
 mod glob;
 mod handle;
@@ -33,15 +35,9 @@ pub use facts::HostFacts;
 pub use glob::HostPattern;
 pub use handle::{HandleSource, SYNTHETIC_LEN};
 pub use hosts::{HostSpec, Matcher, Resolver, StaticResolver};
-pub use options::{
-    flavor_from_name, flavor_name, FlavorFlags, Options, AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P,
-    AUTH_NONE, AUTH_SYS,
-};
-pub use parse::{normalise_export_path, LineError, MNTNAMLEN, MNTPATHLEN};
+pub use options::{flavor_from_name, flavor_name, FlavorFlags, Options};
+pub use parse::{normalise_export_path, LineError};
 pub use table::Rule;
-
-/// Maximum length of a file handle (NFSv3 `fhandle3`).
-pub const FHSIZE3: usize = 64;
 
 /// A file handle held inline (no allocation): `len` bytes of `bytes` are meaningful.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

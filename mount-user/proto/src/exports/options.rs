@@ -3,17 +3,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::FileHandle;
-
-/// RPC auth flavor numbers of `sec=` names.
-pub const AUTH_NONE: u32 = 0;
-/// AUTH_SYS (AUTH_UNIX).
-pub const AUTH_SYS: u32 = 1;
-/// RPCSEC_GSS Kerberos v5 pseudo-flavors (RFC 2623).
-pub const AUTH_KRB5: u32 = 390003;
-/// Kerberos v5 with integrity.
-pub const AUTH_KRB5I: u32 = 390004;
-/// Kerberos v5 with privacy.
-pub const AUTH_KRB5P: u32 = 390005;
+use crate::rpc::{AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P, AUTH_NONE, AUTH_SYS};
 
 /// The flavor number of a `sec=` name (`unix` and `null` are nfs-utils' aliases).
 pub fn flavor_from_name(name: &str) -> Option<u32> {

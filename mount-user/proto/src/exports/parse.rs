@@ -13,11 +13,7 @@ use std::fmt;
 use super::hosts::{parse_host_spec, HostSpec};
 use super::options::{OptionError, Options};
 use super::FileHandle;
-
-/// Longest dirpath the MOUNT protocol carries (`MNTPATHLEN`).
-pub const MNTPATHLEN: usize = 1024;
-/// Longest name (client spec in the EXPORT groups) the MOUNT protocol carries (`MNTNAMLEN`).
-pub const MNTNAMLEN: usize = 255;
+use crate::mount::{MNTNAMLEN, MNTPATHLEN};
 
 /// One error in an exports file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::*;
+use crate::mount::MNTPATHLEN;
+use crate::rpc::{AUTH_KRB5, AUTH_KRB5I, AUTH_KRB5P, AUTH_NONE, AUTH_SYS};
 
 fn resolver() -> StaticResolver {
     let mut m: HashMap<String, Vec<IpAddr>> = HashMap::new();

@@ -4,10 +4,8 @@
 //! Used by `upstream` (gateway mode). Decoding is strict: a reply that does not decode, does
 //! not answer our xid, or carries a handle the protocol cannot carry is an error, never a
 //! handle, so garbage from upstream can never reach a client as a file handle.
-use super::{procs, MOUNT_PROGRAM};
-use crate::exports::{FileHandle, FHSIZE3};
-use crate::mount::path::MNTPATHLEN;
-use crate::mount::results::FHSIZE;
+use super::{procs, FHSIZE, FHSIZE3, MNTPATHLEN, MOUNT_PROGRAM};
+use crate::exports::FileHandle;
 use crate::rpc::{self, AcceptStat, AuthSys, Credential, RejectStat, Reply, ReplyBody};
 use crate::xdr::{Reader, Writer, XdrError};
 

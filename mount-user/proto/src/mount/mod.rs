@@ -50,9 +50,9 @@ use crate::rpc::{self, AcceptStat, Call, CallError, RejectStat};
 use crate::xdr::{Reader, Writer, XdrError};
 use client::MntAnswer;
 use learned::LearnedHandles;
-use path::{NormBuf, PathError, MNTPATHLEN};
+use path::{NormBuf, PathError};
+use results::Filtered;
 pub use results::PathConf;
-use results::{Filtered, FHSIZE};
 
 /// The MOUNT program number.
 pub const MOUNT_PROGRAM: u32 = 100_005;
@@ -60,6 +60,18 @@ pub const MOUNT_PROGRAM: u32 = 100_005;
 pub const MIN_VERSION: u32 = 1;
 /// Highest version served.
 pub const MAX_VERSION: u32 = 3;
+/// Every version served, lowest first (what the daemon registers with rpcbind).
+pub const VERSIONS: [u32; 3] = [MIN_VERSION, MIN_VERSION + 1, MAX_VERSION];
+const _: () = assert!(MAX_VERSION == MIN_VERSION + 2);
+
+/// Longest `dirpath` (`MNTPATHLEN`, RFC 1813 §5.1).
+pub const MNTPATHLEN: usize = 1024;
+/// Longest `name`: a host in the mount list, a group in the export list (`MNTNAMLEN`).
+pub const MNTNAMLEN: usize = 255;
+/// Size of a v1/v2 file handle, the fixed `fhandle` of `fhstatus` (`FHSIZE`, RFC 1094).
+pub const FHSIZE: usize = 32;
+/// Longest v3 file handle, `fhandle3` (`FHSIZE3`, RFC 1813).
+pub const FHSIZE3: usize = 64;
 
 /// Procedure numbers.
 pub mod procs {
@@ -358,7 +370,7 @@ fn authorise_match<'t>(
     }
     match export.check_client(ip, client.host) {
         ClientCheck::Allowed(options) => {
-            if options.secure && client.addr.port() >= 1024 {
+            if options.secure && client.addr.port() >= rpc::IPPORT_RESERVED {
                 Access::Refused(MountStat::Acces)
             } else {
                 Access::Granted {

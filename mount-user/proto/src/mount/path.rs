@@ -12,8 +12,7 @@
 //! - a NUL byte or invalid UTF-8 cannot name an export ([`PathError::Nul`],
 //!   [`PathError::NotUtf8`], answered NOENT).
 
-/// Longest `dirpath` (MNTPATHLEN).
-pub const MNTPATHLEN: usize = 1024;
+use super::MNTPATHLEN;
 
 /// Why a path cannot be normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,16 +3,12 @@
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
-use super::path::MNTPATHLEN;
-use crate::exports::{ClientCheck, ExportTable, FileHandle, HostFacts, FHSIZE3};
+use super::{FHSIZE, FHSIZE3, MNTNAMLEN, MNTPATHLEN};
+use crate::exports::{ClientCheck, ExportTable, FileHandle, HostFacts};
 use crate::mountlist::MountList;
 use crate::rpc::{AUTH_NONE, AUTH_SYS};
 use crate::xdr::{padded, Writer, XdrError, UNIT};
 
-/// Longest host or group name (MNTNAMLEN).
-pub const MNTNAMLEN: usize = 255;
-/// Size of a v1/v2 file handle (FHSIZE).
-pub const FHSIZE: usize = 32;
 /// The Linux client keeps at most this many flavors of a `mountres3`.
 pub const MAX_FLAVORS: usize = 12;
 

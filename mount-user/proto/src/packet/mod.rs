@@ -21,21 +21,14 @@ use std::ops::Range;
 pub use parse::{parse, ParseError};
 pub use reply::{build_reply, finish_reply, reply_payload_mut, reply_payload_offset, ReplyError};
 
-/// Ethernet II header length (no VLAN tag).
-pub const ETH_HDR_LEN: usize = 14;
-/// IPv4 header length without options (the reply never carries options).
-pub const IPV4_HDR_LEN: usize = 20;
-/// IPv6 fixed header length.
-pub const IPV6_HDR_LEN: usize = 40;
-/// UDP header length.
-pub const UDP_HDR_LEN: usize = 8;
-
-/// EtherType of IPv4.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// EtherType of IPv6.
-pub const ETHERTYPE_IPV6: u16 = 0x86DD;
-/// IP protocol number of UDP.
-pub const IPPROTO_UDP: u8 = 17;
+/// The frame layout, shared with the XDP program (defined in `mount-ebpf`, which steers
+/// by the same constants): header lengths (the reply's IPv4 header never carries options,
+/// so [`IPV4_HDR_LEN`] is its length), EtherTypes, the UDP protocol number and the IPv6
+/// extension headers neither side looks past.
+pub use mount_ebpf::wire::{
+    is_ipv6_extension_header, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN,
+    ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
+};
 
 /// An Ethernet MAC address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

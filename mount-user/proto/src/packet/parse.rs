@@ -3,8 +3,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{
-    be16, checksum, Addressing, IpPair, MacAddr, UdpFrame, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
-    ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
+    be16, checksum, is_ipv6_extension_header, Addressing, IpPair, MacAddr, UdpFrame,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN, ETH_HDR_LEN, IPPROTO_UDP,
+    IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
 };
 
 /// Why a frame is not a datagram we answer. The caller counts these; none is a bug.
@@ -71,7 +72,7 @@ pub fn parse(frame: &[u8]) -> Result<UdpFrame, ParseError> {
     let (ips, udp_start, udp_end) = match be16(frame, 12) {
         ETHERTYPE_IPV4 => ipv4(frame)?,
         ETHERTYPE_IPV6 => ipv6(frame)?,
-        0x8100 | 0x88A8 => return Err(ParseError::Vlan),
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ => return Err(ParseError::Vlan),
         other => return Err(ParseError::NotIp(other)),
     };
     // udp_end - udp_start >= UDP_HDR_LEN is checked by ipv4/ipv6.
@@ -162,11 +163,8 @@ fn ipv6(frame: &[u8]) -> Result<(IpPair, usize, usize), ParseError> {
     }
     match ip[6] {
         IPPROTO_UDP => {}
-        // RFC 7045's extension headers (hop-by-hop, routing, fragment, ESP, AH,
-        // destination options, mobility, HIP, shim6, experimental).
-        nh @ (0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254) => {
-            return Err(ParseError::Ipv6ExtensionHeader(nh))
-        }
+        // RFC 7045's extension headers, as the XDP program passes them.
+        nh if is_ipv6_extension_header(nh) => return Err(ParseError::Ipv6ExtensionHeader(nh)),
         nh => return Err(ParseError::NotUdp(nh)),
     }
     if payload_len < UDP_HDR_LEN {

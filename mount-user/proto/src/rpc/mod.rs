@@ -39,6 +39,10 @@ pub const MSG_CALL: u32 = 0;
 pub const MSG_REPLY: u32 = 1;
 /// Maximum body length of a credential or verifier (`opaque body<400>`).
 pub const MAX_AUTH_BYTES: usize = 400;
+/// Source ports below this are reserved (privileged, BSD's `IPPORT_RESERVED`): what an
+/// AUTH_SYS caller's port proves, what the `secure` export option asks of MNT, and where
+/// bindresvport looks for a port.
+pub const IPPORT_RESERVED: u16 = 1024;
 
 /// AUTH_NONE (also called AUTH_NULL).
 pub const AUTH_NONE: u32 = 0;
@@ -50,6 +54,12 @@ pub const AUTH_SHORT: u32 = 2;
 pub const AUTH_DH: u32 = 3;
 /// RPCSEC_GSS (RFC 2203).
 pub const RPCSEC_GSS: u32 = 6;
+/// The RPCSEC_GSS Kerberos v5 pseudo-flavor (RFC 2623), as `sec=krb5` and `mountres3` name it.
+pub const AUTH_KRB5: u32 = 390003;
+/// Kerberos v5 with integrity (`sec=krb5i`).
+pub const AUTH_KRB5I: u32 = 390004;
+/// Kerberos v5 with privacy (`sec=krb5p`).
+pub const AUTH_KRB5P: u32 = 390005;
 
 /// `opaque_auth`: a flavor and a body of at most 400 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,8 +63,8 @@ pub fn decode_dump_reply(msg: &[u8], xid: u32) -> Result<Vec<Mapping>, ReplyChec
     }
     Ok(all)
 }
-/// `prot` value of UDP.
-pub const IPPROTO_UDP: u32 = 17;
+/// `prot` value of UDP (its IP protocol number, widened to the XDR word).
+pub const IPPROTO_UDP: u32 = mount_ebpf::wire::IPPROTO_UDP as u32;
 /// `prot` value of TCP.
 pub const IPPROTO_TCP: u32 = 6;
 /// The portmapper's well-known port.
