@@ -177,6 +177,20 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Run `body` on this writer, keeping what it wrote only when it succeeds: on error the
+    /// writer is rewound to where it was, so a composite item is written all or nothing.
+    pub fn all_or_nothing<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, XdrError>,
+    ) -> Result<T, XdrError> {
+        let m = self.mark();
+        let res = body(self);
+        if res.is_err() {
+            self.rewind(m);
+        }
+        res
+    }
+
     /// Reserve `n` bytes and return them for the caller to fill.
     fn reserve(&mut self, n: usize) -> Result<&mut [u8], XdrError> {
         if n > self.remaining() {

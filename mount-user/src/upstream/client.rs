@@ -201,7 +201,8 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
-    use mount_proto::mount::{FHSIZE3, MNTPATHLEN, MOUNT_PROGRAM};
+    use mount_proto::mount::wire::{Flavors, MountRes3};
+    use mount_proto::mount::{MNTPATHLEN, MOUNT_PROGRAM};
     use mount_proto::rpc::{encode_success, Call};
     use mount_proto::xdr::Reader;
 
@@ -242,13 +243,11 @@ mod tests {
     fn ok_handle(call: &Call<'_>) -> Vec<Vec<u8>> {
         let path = Reader::new(call.args).string(MNTPATHLEN).unwrap().to_vec();
         let mut out = vec![0u8; 256];
-        let n = encode_success(&mut out, call.xid, |w| {
-            w.put_u32(0)?;
-            w.put_opaque(&path, FHSIZE3)?;
-            w.put_u32(1)?;
-            w.put_u32(1)
-        })
-        .unwrap();
+        let res = MountRes3::Ok {
+            handle: &path,
+            flavors: Flavors::from_be_words(&[0, 0, 0, 1]).unwrap(),
+        };
+        let n = encode_success(&mut out, call.xid, |w| res.emit(w)).unwrap();
         out.truncate(n);
         // Garbage and a reply to another xid first: both must be skipped.
         vec![

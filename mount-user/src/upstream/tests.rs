@@ -2,7 +2,8 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use mount_proto::mount::{FHSIZE3, MNTPATHLEN};
+use mount_proto::mount::wire::{Flavors, MountRes3};
+use mount_proto::mount::MNTPATHLEN;
 use mount_proto::rpc::{encode_success, Call};
 use mount_proto::xdr::Reader;
 
@@ -58,15 +59,14 @@ fn fake(delay: Duration) -> Fake {
                 let mut handle = path.clone();
                 handle.extend(gen.load(Ordering::SeqCst).to_be_bytes());
                 let status = if path.ends_with(b"/denied") { 13 } else { 0 };
-                encode_success(&mut out, call.xid, |w| {
-                    w.put_u32(status)?;
-                    if status == 0 {
-                        w.put_opaque(&handle, FHSIZE3)?;
-                        w.put_u32(0)?;
-                    }
-                    Ok(())
-                })
-                .unwrap()
+                let res = match status {
+                    0 => MountRes3::Ok {
+                        handle: &handle,
+                        flavors: Flavors::default(),
+                    },
+                    _ => MountRes3::Err(status),
+                };
+                encode_success(&mut out, call.xid, |w| res.emit(w)).unwrap()
             } else {
                 encode_success(&mut out, call.xid, |_| Ok(())).unwrap()
             };

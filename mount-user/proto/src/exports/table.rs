@@ -14,6 +14,8 @@ use super::merge::place;
 use super::options::Options;
 use super::parse::{LineError, RawExport};
 use super::{ClientCheck, ClientOptions, Export, ExportMatch, ExportTable, FileHandle};
+use crate::mount::wire::{emit_list_end, ExportNode};
+use crate::xdr::{Writer, UNIT};
 
 /// One compiled client rule.
 #[derive(Debug, Clone)]
@@ -249,36 +251,29 @@ fn net_contains(net: &IpNet, addr: IpAddr) -> bool {
     net.contains(&addr)
 }
 
-// A tiny private XDR encoder: the EXPORT list is precomputed once per table and this keeps the
-// exports module independent of the protocol core's codec (owned by another module).
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_string(out: &mut Vec<u8>, s: &str) {
-    // Lengths are bounded by the parser (paths <= 1024 bytes, specs are short).
-    put_u32(out, u32::try_from(s.len()).unwrap_or(u32::MAX));
-    out.extend_from_slice(s.as_bytes());
-    let pad = (4 - s.len() % 4) % 4;
-    out.extend_from_slice(&[0u8; 3][..pad]);
-}
-
 /// `exports` = *exportnode: each node preceded by 1 (dirpath, groups = *groupnode, each
-/// preceded by 1 and ended by 0), the list ended by 0. Returns bytes and per-entry end offsets.
+/// preceded by 1 and ended by 0), the list ended by 0, written by the protocol's own
+/// `exportnode` encoder. Returns bytes and per-entry end offsets.
 fn encode_export_list(exports: &[Export]) -> (Vec<u8>, Vec<usize>) {
-    let mut out = Vec::new();
+    fn groups(e: &Export) -> impl Iterator<Item = &[u8]> {
+        e.groups.iter().map(|g| g.as_bytes())
+    }
+    let len: usize = exports
+        .iter()
+        .map(|e| ExportNode::entry_len(e.path.as_bytes(), groups(e)))
+        .sum();
+    let mut out = vec![0u8; len + UNIT];
+    let mut w = Writer::new(&mut out);
     let mut ends = Vec::with_capacity(exports.len());
     for e in exports {
-        put_u32(&mut out, 1);
-        put_string(&mut out, &e.path);
-        for g in &e.groups {
-            put_u32(&mut out, 1);
-            put_string(&mut out, g);
-        }
-        put_u32(&mut out, 0);
-        ends.push(out.len());
+        // The parser bounds paths (MNTPATHLEN) and client specs (MNTNAMLEN), so this cannot
+        // fail; an entry that did would be left out, its end the previous one's.
+        let _ = ExportNode::emit_entry(&mut w, e.path.as_bytes(), groups(e));
+        ends.push(w.position());
     }
-    put_u32(&mut out, 0);
+    let _ = emit_list_end(&mut w);
+    let n = w.position();
+    out.truncate(n);
     (out, ends)
 }
 

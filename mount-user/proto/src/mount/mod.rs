@@ -36,6 +36,7 @@ pub mod client;
 pub mod learned;
 pub mod path;
 pub mod results;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -52,7 +53,8 @@ use client::MntAnswer;
 use learned::LearnedHandles;
 use path::{NormBuf, PathError};
 use results::Filtered;
-pub use results::PathConf;
+use wire::FhStatus;
+pub use wire::PathConf;
 
 /// The MOUNT program number.
 pub const MOUNT_PROGRAM: u32 = 100_005;
@@ -468,7 +470,7 @@ fn mnt(
         if v3 {
             results::put_mountres3_ok(w, bytes, &options.flavors)?;
         } else {
-            results::put_fhstatus_ok(w, bytes)?;
+            FhStatus::Ok(bytes).emit(w)?;
         }
         Ok(false)
     });
@@ -541,9 +543,7 @@ fn pathconf(
         },
         Err(_) => PathConf::REFUSED,
     };
-    success(out, call.xid, |w| {
-        results::put_ppathcnf(w, &values).map(|()| false)
-    })
+    success(out, call.xid, |w| values.emit(w).map(|()| false))
 }
 
 /// The part of `out` a list reply may fill: all of it, or the anti-amplification budget

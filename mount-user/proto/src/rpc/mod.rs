@@ -61,6 +61,12 @@ pub const AUTH_KRB5I: u32 = 390004;
 /// Kerberos v5 with privacy (`sec=krb5p`).
 pub const AUTH_KRB5P: u32 = 390005;
 
+/// The transaction id of an RPC message, call or reply: its first word. None when `msg` is
+/// shorter than that.
+pub fn xid(msg: &[u8]) -> Option<u32> {
+    msg.first_chunk::<4>().map(|b| u32::from_be_bytes(*b))
+}
+
 /// `opaque_auth`: a flavor and a body of at most 400 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpaqueAuth<'a> {

@@ -1,5 +1,7 @@
-//! RPC replies: encoders for accepted and denied replies, and a decoder (for the rpcbind
-//! client and the tests).
+//! RPC replies, each part's decoder beside its encoder: [`Reply`] (`parse`/`emit`), with
+//! [`AcceptStat`] and [`RejectStat`] (`parse`/`emit` each), and the server's shorthands
+//! [`emit_accepted`]/[`emit_denied`] (AUTH_NONE verifier). Decoded by the rpcbind, portmapper
+//! and upstream clients, the load generator and the tests.
 //!
 //! Accepted: `xid, REPLY(1), MSG_ACCEPTED(0), verf(AUTH_NONE, 0), accept_stat, ...`.
 //! Denied: `xid, REPLY(1), MSG_DENIED(1), RPC_MISMATCH(0), low, high` or
@@ -50,6 +52,32 @@ impl AcceptStat {
             AcceptStat::SystemErr => 5,
         }
     }
+
+    /// Decode `accept_stat` and, for PROG_MISMATCH, the range served.
+    pub fn parse(r: &mut Reader<'_>) -> Result<Self, XdrError> {
+        Ok(match r.u32()? {
+            0 => AcceptStat::Success,
+            1 => AcceptStat::ProgUnavail,
+            2 => AcceptStat::ProgMismatch {
+                low: r.u32()?,
+                high: r.u32()?,
+            },
+            3 => AcceptStat::ProcUnavail,
+            4 => AcceptStat::GarbageArgs,
+            5 => AcceptStat::SystemErr,
+            v => return Err(XdrError::BadValue(v)),
+        })
+    }
+
+    /// Encode `accept_stat` and, for PROG_MISMATCH, the range served.
+    pub fn emit(&self, w: &mut Writer<'_>) -> Result<(), XdrError> {
+        w.put_u32(self.code())?;
+        if let AcceptStat::ProgMismatch { low, high } = *self {
+            w.put_u32(low)?;
+            w.put_u32(high)?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a call was denied.
@@ -66,52 +94,59 @@ pub enum RejectStat {
     AuthError(AuthStat),
 }
 
-/// Write an accepted reply header up to and including `accept_stat` (and the mismatch range);
-/// for SUCCESS the results follow. Writes nothing on overflow.
-pub fn emit_accepted(w: &mut Writer<'_>, xid: u32, stat: &AcceptStat) -> Result<(), XdrError> {
-    let m = w.mark();
-    let res = (|| {
-        for v in [xid, MSG_REPLY, MSG_ACCEPTED] {
-            w.put_u32(v)?;
-        }
-        OpaqueAuth::NONE.emit(w)?;
-        w.put_u32(stat.code())?;
-        if let AcceptStat::ProgMismatch { low, high } = *stat {
-            w.put_u32(low)?;
-            w.put_u32(high)?;
-        }
-        Ok(())
-    })();
-    if res.is_err() {
-        w.rewind(m);
+impl RejectStat {
+    /// Decode `reject_stat` and what follows it.
+    pub fn parse(r: &mut Reader<'_>) -> Result<Self, XdrError> {
+        Ok(match r.u32()? {
+            RPC_MISMATCH => RejectStat::RpcMismatch {
+                low: r.u32()?,
+                high: r.u32()?,
+            },
+            AUTH_ERROR => {
+                let v = r.u32()?;
+                RejectStat::AuthError(AuthStat::from_code(v).ok_or(XdrError::BadValue(v))?)
+            }
+            v => return Err(XdrError::BadValue(v)),
+        })
     }
-    res
-}
 
-/// Write a complete denied reply. Writes nothing on overflow.
-pub fn emit_denied(w: &mut Writer<'_>, xid: u32, stat: &RejectStat) -> Result<(), XdrError> {
-    let m = w.mark();
-    let res = (|| {
-        for v in [xid, MSG_REPLY, MSG_DENIED] {
-            w.put_u32(v)?;
-        }
-        match *stat {
+    /// Encode `reject_stat` and what follows it.
+    pub fn emit(&self, w: &mut Writer<'_>) -> Result<(), XdrError> {
+        match *self {
             RejectStat::RpcMismatch { low, high } => {
                 for v in [RPC_MISMATCH, low, high] {
                     w.put_u32(v)?;
                 }
+                Ok(())
             }
             RejectStat::AuthError(a) => {
                 w.put_u32(AUTH_ERROR)?;
-                w.put_u32(a.code())?;
+                w.put_u32(a.code())
             }
         }
-        Ok(())
-    })();
-    if res.is_err() {
-        w.rewind(m);
     }
-    res
+}
+
+/// Write an accepted reply header up to and including `accept_stat` (and the mismatch range);
+/// for SUCCESS the results follow. Writes nothing on overflow.
+pub fn emit_accepted(w: &mut Writer<'_>, xid: u32, stat: &AcceptStat) -> Result<(), XdrError> {
+    w.all_or_nothing(|w| {
+        for v in [xid, MSG_REPLY, MSG_ACCEPTED] {
+            w.put_u32(v)?;
+        }
+        OpaqueAuth::NONE.emit(w)?;
+        stat.emit(w)
+    })
+}
+
+/// Write a complete denied reply. Writes nothing on overflow.
+pub fn emit_denied(w: &mut Writer<'_>, xid: u32, stat: &RejectStat) -> Result<(), XdrError> {
+    w.all_or_nothing(|w| {
+        for v in [xid, MSG_REPLY, MSG_DENIED] {
+            w.put_u32(v)?;
+        }
+        stat.emit(w)
+    })
 }
 
 /// Encode an accepted reply without results into `out`; returns its length.
@@ -189,18 +224,7 @@ impl<'a> Reply<'a> {
             MSG_ACCEPTED => {
                 let flavor = r.u32()?;
                 let vbody = r.opaque(MAX_AUTH_BYTES)?;
-                let stat = match r.u32()? {
-                    0 => AcceptStat::Success,
-                    1 => AcceptStat::ProgUnavail,
-                    2 => AcceptStat::ProgMismatch {
-                        low: r.u32()?,
-                        high: r.u32()?,
-                    },
-                    3 => AcceptStat::ProcUnavail,
-                    4 => AcceptStat::GarbageArgs,
-                    5 => AcceptStat::SystemErr,
-                    v => return Err(XdrError::BadValue(v).into()),
-                };
+                let stat = AcceptStat::parse(&mut r)?;
                 ReplyBody::Accepted {
                     verf: OpaqueAuth {
                         flavor,
@@ -210,19 +234,33 @@ impl<'a> Reply<'a> {
                     results: r.remaining(),
                 }
             }
-            MSG_DENIED => ReplyBody::Denied(match r.u32()? {
-                RPC_MISMATCH => RejectStat::RpcMismatch {
-                    low: r.u32()?,
-                    high: r.u32()?,
-                },
-                AUTH_ERROR => {
-                    let v = r.u32()?;
-                    RejectStat::AuthError(AuthStat::from_code(v).ok_or(XdrError::BadValue(v))?)
-                }
-                v => return Err(XdrError::BadValue(v).into()),
-            }),
+            MSG_DENIED => ReplyBody::Denied(RejectStat::parse(&mut r)?),
             v => return Err(XdrError::BadValue(v).into()),
         };
         Ok(Reply { xid, body })
+    }
+
+    /// Encode the whole reply (an accepted one's `results` as raw bytes), all or nothing.
+    pub fn emit(&self, w: &mut Writer<'_>) -> Result<(), XdrError> {
+        w.all_or_nothing(|w| {
+            w.put_u32(self.xid)?;
+            w.put_u32(MSG_REPLY)?;
+            match self.body {
+                ReplyBody::Accepted {
+                    verf,
+                    stat,
+                    results,
+                } => {
+                    w.put_u32(MSG_ACCEPTED)?;
+                    verf.emit(w)?;
+                    stat.emit(w)?;
+                    w.put_raw(results)
+                }
+                ReplyBody::Denied(stat) => {
+                    w.put_u32(MSG_DENIED)?;
+                    stat.emit(w)
+                }
+            }
+        })
     }
 }

@@ -325,4 +325,109 @@ proptest! {
         prop_assert_eq!(authenticate(&call.cred), Ok(Credential::Sys(sys)));
         prop_assert_eq!(call.args, b"args");
     }
+
+    #[test]
+    fn replies_round_trip(reply in any_reply(), slack in 0usize..8) {
+        let Owned { xid, body } = &reply;
+        let verf;
+        let reply = Reply {
+            xid: *xid,
+            body: match body {
+                OwnedBody::Accepted { flavor, verf: v, stat, results } => {
+                    verf = v.clone();
+                    ReplyBody::Accepted {
+                        verf: OpaqueAuth { flavor: *flavor, body: &verf },
+                        stat: *stat,
+                        results,
+                    }
+                }
+                OwnedBody::Denied(stat) => ReplyBody::Denied(*stat),
+            },
+        };
+        let mut out = vec![0u8; 1024];
+        let mut w = Writer::new(&mut out);
+        reply.emit(&mut w).unwrap();
+        let n = w.position();
+        prop_assert_eq!(Reply::parse(&out[..n]), Ok(reply));
+        prop_assert_eq!(xid_of(&out[..n]), Some(*xid));
+        // Too small a buffer: an error, and nothing written.
+        if n > slack {
+            let mut small = vec![0u8; n - 1 - slack.min(n - 1)];
+            let mut w = Writer::new(&mut small);
+            prop_assert_eq!(reply.emit(&mut w), Err(XdrError::Overflow));
+            prop_assert_eq!(w.position(), 0);
+        }
+    }
+
+    #[test]
+    fn server_shorthands_match_the_reply_they_parse_as(xid in any::<u32>(), stat in accept_stat(),
+                                                       reject in reject_stat()) {
+        let mut out = [0u8; 64];
+        let n = encode_accepted(&mut out, xid, &stat).unwrap();
+        let want = Reply {
+            xid,
+            body: ReplyBody::Accepted { verf: OpaqueAuth::NONE, stat, results: &[] },
+        };
+        prop_assert_eq!(Reply::parse(&out[..n]), Ok(want));
+        let n = encode_denied(&mut out, xid, &reject).unwrap();
+        prop_assert_eq!(
+            Reply::parse(&out[..n]),
+            Ok(Reply { xid, body: ReplyBody::Denied(reject) })
+        );
+    }
+}
+
+use super::xid as xid_of;
+
+/// A reply with owned parts, for the property tests.
+#[derive(Debug, Clone)]
+struct Owned {
+    xid: u32,
+    body: OwnedBody,
+}
+
+#[derive(Debug, Clone)]
+enum OwnedBody {
+    Accepted {
+        flavor: u32,
+        verf: Vec<u8>,
+        stat: AcceptStat,
+        results: Vec<u8>,
+    },
+    Denied(RejectStat),
+}
+
+fn accept_stat() -> impl Strategy<Value = AcceptStat> {
+    prop_oneof![
+        Just(AcceptStat::Success),
+        Just(AcceptStat::ProgUnavail),
+        (any::<u32>(), any::<u32>()).prop_map(|(low, high)| AcceptStat::ProgMismatch { low, high }),
+        Just(AcceptStat::ProcUnavail),
+        Just(AcceptStat::GarbageArgs),
+        Just(AcceptStat::SystemErr),
+    ]
+}
+
+fn reject_stat() -> impl Strategy<Value = RejectStat> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>()).prop_map(|(low, high)| RejectStat::RpcMismatch { low, high }),
+        (0u32..8).prop_map(|c| RejectStat::AuthError(AuthStat::from_code(c).unwrap())),
+    ]
+}
+
+fn any_reply() -> impl Strategy<Value = Owned> {
+    let accepted = (
+        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), 0..=MAX_AUTH_BYTES),
+        accept_stat(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(flavor, verf, stat, results)| OwnedBody::Accepted {
+            flavor,
+            verf,
+            stat,
+            results,
+        });
+    let body = prop_oneof![accepted, reject_stat().prop_map(OwnedBody::Denied)];
+    (any::<u32>(), body).prop_map(|(xid, body)| Owned { xid, body })
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use mount_proto::exports::HostFacts;
+use mount_proto::mount::wire::{Flavors, MountRes3};
 use mount_proto::mount::Policy;
 use mount_proto::mountlist::MountList;
 use mount_proto::rpc::{encode_success, Call};
@@ -240,15 +241,17 @@ impl Responder for Wrong {
                 6
             }
             _ => encode_success(out, xid, |w| {
-                if call.proc_ == 1 {
-                    w.put_u32(status)?;
-                    if status == 0 {
-                        w.put_opaque(&[9; 32], 64)?;
-                        w.put_u32(1)?;
-                        w.put_u32(1)?;
-                    }
+                if call.proc_ != 1 {
+                    return Ok(());
                 }
-                Ok(())
+                match status {
+                    0 => MountRes3::Ok {
+                        handle: &[9; 32],
+                        flavors: Flavors::from_be_words(&[0, 0, 0, 1]).unwrap_or_default(),
+                    }
+                    .emit(w),
+                    _ => MountRes3::Err(status).emit(w),
+                }
             })
             .unwrap(),
         };

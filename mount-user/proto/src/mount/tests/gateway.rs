@@ -45,17 +45,15 @@ fn ask(
 /// The status word and the handle bytes (v3: counted; v1: the fixed 32).
 fn status_and_handle(reply: &[u8], vers: u32) -> (u32, Vec<u8>) {
     let results = success_results(reply, 0x77);
-    let mut r = Reader::new(&results);
-    let status = r.u32().unwrap();
-    if status != 0 {
-        return (status, Vec::new());
-    }
-    let h = if vers == 3 {
-        r.opaque(64).unwrap()
+    let res = if vers == 3 {
+        decode_mountres3(&results).map(|(handle, _)| handle)
     } else {
-        r.opaque_fixed(32).unwrap()
+        decode_fhstatus(&results)
     };
-    (status, h.to_vec())
+    match res {
+        Ok(handle) => (0, handle),
+        Err(status) => (status, Vec::new()),
+    }
 }
 
 #[test]

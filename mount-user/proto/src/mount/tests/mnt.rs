@@ -27,28 +27,18 @@ fn mnt3(env: &Env, path: &[u8], addr: &str) -> Vec<u8> {
     env.results(&call(0x100, 3, 1, &path_arg(path)), addr)
 }
 
-/// Expected v3 MNT3_OK results.
-fn mountres3(handle: &[u8], flavors: &[u32]) -> Vec<u8> {
-    let mut out = vec![0u8; 512];
-    let mut w = Writer::new(&mut out);
-    w.put_u32(0).unwrap();
-    w.put_opaque(handle, 64).unwrap();
-    w.put_u32(flavors.len() as u32).unwrap();
-    for &f in flavors {
-        w.put_u32(f).unwrap();
-    }
-    let n = w.position();
-    out.truncate(n);
-    out
+/// The v3 MNT results for `path`, decoded: the handle and flavors, or the status.
+fn mnt3_res(env: &Env, path: &[u8], addr: &str) -> Result<(Vec<u8>, Vec<u32>), u32> {
+    decode_mountres3(&mnt3(env, path, addr))
 }
 
 #[test]
 fn v3_mnt_returns_handle_and_default_flavor() {
     let env = env();
     let h = handle_of(&env, "/srv/a");
-    assert_eq!(mnt3(&env, b"/srv/a", CLIENT), mountres3(&h, &[1]));
+    assert_eq!(mnt3_res(&env, b"/srv/a", CLIENT), Ok((h.clone(), vec![1])));
     // The same export through a sloppy path.
-    assert_eq!(mnt3(&env, b"//srv/./a/", CLIENT), mountres3(&h, &[1]));
+    assert_eq!(mnt3_res(&env, b"//srv/./a/", CLIENT), Ok((h, vec![1])));
     assert_eq!(
         env.mount_list(),
         vec![("10.1.2.3".to_owned(), "/srv/a".to_owned())]
@@ -60,13 +50,13 @@ fn v3_flavors_keep_rule_order_with_auth_none_last() {
     let env = env();
     let h = handle_of(&env, "/srv/krb");
     assert_eq!(
-        mnt3(&env, b"/srv/krb", CLIENT),
-        mountres3(&h, &[390_005, 390_004, 1])
+        mnt3_res(&env, b"/srv/krb", CLIENT),
+        Ok((h, vec![390_005, 390_004, 1]))
     );
     let h = handle_of(&env, "/srv/nonefirst");
     assert_eq!(
-        mnt3(&env, b"/srv/nonefirst", CLIENT),
-        mountres3(&h, &[1, 0])
+        mnt3_res(&env, b"/srv/nonefirst", CLIENT),
+        Ok((h, vec![1, 0]))
     );
 }
 
@@ -78,8 +68,7 @@ fn v1_v2_fhstatus_is_a_fixed_32_byte_handle() {
         let h = handle_of(&env, "/srv/a");
         assert_eq!(h.len(), 32);
         assert_eq!(r.len(), 36);
-        assert_eq!(&r[..4], &[0, 0, 0, 0]);
-        assert_eq!(&r[4..], &h[..]);
+        assert_eq!(decode_fhstatus(&r), Ok(h));
         // A short explicit handle is zero-padded to 32 bytes, with no length word.
         let r = env.results(&call(0x201, vers, 1, &path_arg(b"/srv/short")), CLIENT);
         let mut want = hex("00000000 0102030405");
@@ -90,8 +79,10 @@ fn v1_v2_fhstatus_is_a_fixed_32_byte_handle() {
         assert_eq!(r, hex("0000000d"));
     }
     // ... but it can in v3.
-    let r = mnt3(&env, b"/srv/long", CLIENT);
-    assert_eq!(r, mountres3(&[0xab; 40], &[1]));
+    assert_eq!(
+        mnt3_res(&env, b"/srv/long", CLIENT),
+        Ok((vec![0xab; 40], vec![1]))
+    );
 }
 
 #[test]
@@ -140,14 +131,14 @@ fn subdirectory_mounts() {
     assert_eq!(m.subpath, "sub/dir");
     let h = m.export.subdir_handle("sub/dir").unwrap();
     assert_eq!(
-        mnt3(&env, b"/srv/a/sub/dir/", CLIENT),
-        mountres3(h.as_bytes(), &[1])
+        mnt3_res(&env, b"/srv/a/sub/dir/", CLIENT),
+        Ok((h.as_bytes().to_vec(), vec![1]))
     );
     assert_ne!(h.as_bytes(), &handle_of(&env, "/srv/a")[..]);
     // `..` that stays inside the export is fine.
     assert_eq!(
-        mnt3(&env, b"/srv/a/sub/x/../dir", CLIENT),
-        mountres3(h.as_bytes(), &[1])
+        mnt3_res(&env, b"/srv/a/sub/x/../dir", CLIENT),
+        Ok((h.as_bytes().to_vec(), vec![1]))
     );
     // An export with an explicit fh= cannot hand out subdirectory handles: NOENT.
     assert_eq!(mnt3(&env, b"/srv/short/sub", CLIENT), hex("00000002"));
@@ -161,8 +152,8 @@ fn ipv4_mapped_clients_are_canonicalised() {
     let env = env();
     let h = handle_of(&env, "/srv/a");
     assert_eq!(
-        mnt3(&env, b"/srv/a", "[::ffff:10.9.8.7]:700"),
-        mountres3(&h, &[1])
+        mnt3_res(&env, b"/srv/a", "[::ffff:10.9.8.7]:700"),
+        Ok((h, vec![1]))
     );
     assert_eq!(
         env.mount_list(),
@@ -180,7 +171,10 @@ fn domain_rules_ask_for_the_name() {
     let (o, reply) = env.ask_with(&req, "192.0.2.1:700", Some("host.example.com"), 4096);
     assert!(matches!(o, Outcome::Reply { .. }));
     let h = handle_of(&env, "/srv/named");
-    assert_eq!(success_results(&reply, 0x400), mountres3(&h, &[1]));
+    assert_eq!(
+        decode_mountres3(&success_results(&reply, 0x400)),
+        Ok((h, vec![1]))
+    );
     let (_, reply) = env.ask_with(&req, "192.0.2.1:700", Some("host.example.org"), 4096);
     assert_eq!(success_results(&reply, 0x400), hex("0000000d"));
 }

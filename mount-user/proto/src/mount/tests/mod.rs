@@ -6,6 +6,7 @@ use super::*;
 use crate::exports::StaticResolver;
 use crate::rpc::{encode_call, AuthSys, Credential, Reply, ReplyBody};
 use crate::xdr::Reader;
+use wire::{ExportList, MountBodies, MountRes3};
 
 mod dissect;
 mod gateway;
@@ -94,7 +95,7 @@ impl Env {
 }
 
 fn xid_of(req: &[u8]) -> u32 {
-    u32::from_be_bytes([req[0], req[1], req[2], req[3]])
+    crate::rpc::xid(req).unwrap()
 }
 
 /// Check an accepted SUCCESS reply with a matching xid and return its results.
@@ -150,33 +151,50 @@ pub(super) fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.replace([' ', '\n'], "")).unwrap()
 }
 
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 /// Decode an `exports` list into (dir, groups).
 pub(super) fn decode_exports(results: &[u8]) -> Vec<(String, Vec<String>)> {
     let mut r = Reader::new(results);
-    let mut v = Vec::new();
-    while r.bool().unwrap() {
-        let dir = String::from_utf8(r.string(1024).unwrap().to_vec()).unwrap();
-        let mut groups = Vec::new();
-        while r.bool().unwrap() {
-            groups.push(String::from_utf8(r.string(255).unwrap().to_vec()).unwrap());
-        }
-        v.push((dir, groups));
-    }
+    let list = ExportList::parse(&mut r).unwrap();
     assert!(r.is_empty(), "trailing bytes after exports list");
-    v
+    list.iter()
+        .map(|e| (text(e.dir), e.groups.iter().map(text).collect()))
+        .collect()
 }
 
 /// Decode a `mountlist` into (host, dir).
 pub(super) fn decode_mountlist(results: &[u8]) -> Vec<(String, String)> {
     let mut r = Reader::new(results);
-    let mut v = Vec::new();
-    while r.bool().unwrap() {
-        let host = String::from_utf8(r.string(255).unwrap().to_vec()).unwrap();
-        let dir = String::from_utf8(r.string(1024).unwrap().to_vec()).unwrap();
-        v.push((host, dir));
-    }
+    let list = MountBodies::parse(&mut r).unwrap();
     assert!(r.is_empty(), "trailing bytes after mountlist");
-    v
+    list.iter()
+        .map(|b| (text(b.hostname), text(b.directory)))
+        .collect()
+}
+
+/// Decode MNT v3 results, all of them: the status, or the handle and flavors.
+pub(super) fn decode_mountres3(results: &[u8]) -> Result<(Vec<u8>, Vec<u32>), u32> {
+    let mut r = Reader::new(results);
+    let res = MountRes3::parse(&mut r).unwrap();
+    assert!(r.is_empty(), "trailing bytes after mountres3");
+    match res {
+        MountRes3::Ok { handle, flavors } => Ok((handle.to_vec(), flavors.iter().collect())),
+        MountRes3::Err(stat) => Err(stat),
+    }
+}
+
+/// Decode MNT v1/v2 results, all of them: the status, or the 32-byte handle.
+pub(super) fn decode_fhstatus(results: &[u8]) -> Result<Vec<u8>, u32> {
+    let mut r = Reader::new(results);
+    let res = FhStatus::parse(&mut r).unwrap();
+    assert!(r.is_empty(), "trailing bytes after fhstatus");
+    match res {
+        FhStatus::Ok(handle) => Ok(handle.to_vec()),
+        FhStatus::Err(stat) => Err(stat),
+    }
 }
 
 /// Decode an accepted non-SUCCESS or denied reply's status for assertions.

@@ -241,7 +241,7 @@ fn ppathcnf_sign_extends_shorts() {
     };
     let mut buf = [0u8; 40];
     let mut w = Writer::new(&mut buf);
-    results::put_ppathcnf(&mut w, &pc).unwrap();
+    pc.emit(&mut w).unwrap();
     assert_eq!(
         buf.to_vec(),
         hex("ffffffff ffffffff 00000001 00000002 00000003 00000004 000000ff ffffffff fffffffe 00000001")
