@@ -284,7 +284,7 @@ pub fn handle(
         add(&counters.truncated, 1);
     }
     let reply = &scratch[..reply_len];
-    let offset = packet::reply_payload_offset(&parsed.addressing.ips);
+    let offset = packet::payload_offset(&parsed.addressing.ips);
     // A call sent to a broadcast or multicast address must not be answered from that
     // address: the kernel socket picks a proper source.
     let unicast = !parsed.addressing.dst_mac.is_group() && is_unicast(parsed.addressing.ips.dst());

@@ -2,24 +2,25 @@
 //!
 //! [`parse`] re-validates a frame the XDP program steered to us (it checked only what it
 //! needed to steer) and returns the addressing plus the UDP payload's byte range: no
-//! copies. [`build_reply`] (or [`reply_payload_mut`] + [`finish_reply`]) turns the
-//! request's own buffer into the reply frame: addresses and ports swapped, lengths set,
-//! checksums computed in full (requests over veth carry partial checksums, so
-//! incremental updates would propagate garbage).
+//! copies. [`emit`] is its inverse: headers written around a payload, addressed as an
+//! [`Addressing`] says (the load generator's request frames). [`build_reply`] (or a payload
+//! at [`payload_offset`] + [`finish_reply`]) turns the request's own buffer into the reply
+//! frame: addresses and ports swapped, lengths set, checksums computed in full (requests
+//! over veth carry partial checksums, so incremental updates would propagate garbage).
 //!
 //! Only untagged Ethernet II frames are handled: VLAN-tagged ones never reach AF_XDP.
 
 pub mod checksum;
+mod emit;
 mod parse;
-mod reply;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
+pub use emit::{build, build_reply, emit, finish_reply, payload_mut, payload_offset, EmitError};
 pub use parse::{parse, ParseError};
-pub use reply::{build_reply, finish_reply, reply_payload_mut, reply_payload_offset, ReplyError};
 
 /// The frame layout, shared with the XDP program (defined in `mount-ebpf`, which steers
 /// by the same constants): header lengths (the reply's IPv4 header never carries options,

@@ -251,7 +251,7 @@ fn computed_zero_udp_checksum_is_sent_as_ffff() {
             4
         })
         .unwrap();
-        let off = reply_payload_offset(&req.ips);
+        let off = payload_offset(&req.ips);
         let c = [buf[off - 2], buf[off - 1]];
         let len2 = build_reply(&mut buf, &req, 1500, |out| {
             out[..2].copy_from_slice(&c);
@@ -278,7 +278,7 @@ fn reply_refused_beyond_mtu_with_payload_intact() {
     .unwrap_err();
     assert_eq!(
         err,
-        ReplyError::ExceedsMtu {
+        EmitError::ExceedsMtu {
             ip_len: 1501,
             mtu: 1500,
             payload: 42..42 + fits + 1
@@ -288,13 +288,13 @@ fn reply_refused_beyond_mtu_with_payload_intact() {
     let req6 = parse(&ipv6_request(17, b"q")).unwrap().addressing;
     assert!(matches!(
         build_reply(&mut buf, &req6, 1280, |_| 1280 - 48 + 1),
-        Err(ReplyError::ExceedsMtu { ip_len: 1281, .. })
+        Err(EmitError::ExceedsMtu { ip_len: 1281, .. })
     ));
     // Above 65535 even with a huge MTU.
     let mut big = vec![0u8; 70_000];
     assert!(matches!(
         build_reply(&mut big, &req, usize::MAX, |_| 65_535),
-        Err(ReplyError::ExceedsMtu { .. })
+        Err(EmitError::ExceedsMtu { .. })
     ));
 }
 
@@ -304,12 +304,12 @@ fn reply_refused_when_buffer_too_small() {
     let mut tiny = vec![0u8; 30];
     assert!(matches!(
         build_reply(&mut tiny, &req, 1500, |_| 0),
-        Err(ReplyError::BufferTooSmall { .. })
+        Err(EmitError::BufferTooSmall { .. })
     ));
     let mut buf = vec![0u8; 100];
     assert!(matches!(
         build_reply(&mut buf, &req, 1500, |_| 59),
-        Err(ReplyError::BufferTooSmall { .. })
+        Err(EmitError::BufferTooSmall { .. })
     ));
     assert_eq!(finish_reply(&mut buf, &req, 58, 1500), Ok(100));
 }
@@ -391,7 +391,7 @@ fn ipv4_pair_helpers() {
         dst: Ipv4Addr::new(10, 0, 0, 2),
     };
     assert_eq!(ips.reversed().src(), ips.dst());
-    assert_eq!(reply_payload_offset(&ips), 42);
+    assert_eq!(payload_offset(&ips), 42);
 }
 
 proptest! {
@@ -439,4 +439,62 @@ proptest! {
             prop_assert_eq!(back.payload(&buf[..len]), &payload[..n]);
         }
     }
+
+    /// Parse beside emit: whatever addressing and payload a frame is emitted with, parsing
+    /// it gives back (the load generator's request frames are built this way).
+    #[test]
+    fn emitted_frames_parse_back(
+        addressing in answerable_addressing(),
+        payload in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        let offset = payload_offset(&addressing.ips);
+        let mut buf = vec![0u8; offset + payload.len()];
+        buf[offset..].copy_from_slice(&payload);
+        let len = emit(&mut buf, &addressing, payload.len(), 9000).unwrap();
+        prop_assert_eq!(len, buf.len());
+        assert_checksums_valid(&buf);
+        let back = parse(&buf).unwrap();
+        prop_assert_eq!(back.addressing, addressing);
+        prop_assert_eq!(back.payload(&buf), &payload[..]);
+        // `build` writes the payload itself and gives the same frame.
+        let mut again = vec![0u8; buf.len()];
+        let built = build(&mut again, &addressing, 9000, |out| {
+            out[..payload.len()].copy_from_slice(&payload);
+            payload.len()
+        });
+        prop_assert_eq!(built, Ok(len));
+        prop_assert_eq!(again, buf);
+    }
+}
+
+/// Addressing `parse` accepts: unicast source MAC and IP, a source port.
+fn answerable_addressing() -> impl Strategy<Value = Addressing> {
+    let mac = any::<[u8; 6]>().prop_map(MacAddr);
+    let v4 = (any::<[u8; 4]>(), any::<[u8; 4]>())
+        .prop_filter("unicast source", |(s, _)| {
+            let s = Ipv4Addr::from(*s);
+            !(s.is_multicast() || s.is_broadcast() || s.is_unspecified())
+        })
+        .prop_map(|(s, d)| IpPair::V4 {
+            src: s.into(),
+            dst: d.into(),
+        });
+    let v6 = (any::<[u8; 16]>(), any::<[u8; 16]>())
+        .prop_filter("unicast source", |(s, _)| {
+            let s = Ipv6Addr::from(*s);
+            !(s.is_multicast() || s.is_unspecified())
+        })
+        .prop_map(|(s, d)| IpPair::V6 {
+            src: s.into(),
+            dst: d.into(),
+        });
+    (mac.clone(), mac, prop_oneof![v4, v6], 1u16.., any::<u16>())
+        .prop_filter("unicast source MAC", |(src_mac, ..)| !src_mac.is_group())
+        .prop_map(|(src_mac, dst_mac, ips, src_port, dst_port)| Addressing {
+            src_mac,
+            dst_mac,
+            ips,
+            src_port,
+            dst_port,
+        })
 }

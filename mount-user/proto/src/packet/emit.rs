@@ -1,9 +1,14 @@
-//! Building the reply frame in place, in the request's own buffer.
+//! Emitting a frame: Ethernet, IP and UDP headers written around a payload already in
+//! place, the inverse of [`super::parse`]. [`emit`] addresses the frame as its
+//! [`Addressing`] says (a load generator's request); [`finish_reply`]/[`build_reply`]
+//! answer a parsed request in place, in the request's own buffer, with every
+//! source/destination pair swapped.
 //!
-//! The reply always has a 20-byte IPv4 header (request options are not echoed) or the
-//! 40-byte IPv6 header, so its payload starts at a fixed offset per family. That offset
-//! may overlap the request's payload: the caller must be done reading the request (or
-//! have decoded it into a scratch buffer) before writing the reply payload.
+//! A frame always has a 20-byte IPv4 header (a request's options are not echoed) or the
+//! 40-byte IPv6 header, so its payload starts at a fixed offset per family
+//! ([`payload_offset`]). For a reply that offset may overlap the request's payload: the
+//! caller must be done reading the request (or have decoded it into a scratch buffer)
+//! before writing the reply payload.
 
 use std::ops::Range;
 
@@ -12,35 +17,35 @@ use super::{
     IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
 };
 
-/// TTL / hop limit of replies (Linux's default).
+/// TTL / hop limit of emitted frames (Linux's default).
 const TTL: u8 = 64;
 
-/// Why a reply frame could not be built.
+/// Why a frame could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
+pub enum EmitError {
     /// The frame buffer cannot hold the headers plus payload.
-    #[error("reply needs {needed} bytes, frame buffer has {capacity}")]
+    #[error("frame needs {needed} bytes, frame buffer has {capacity}")]
     BufferTooSmall {
-        /// Bytes the reply frame needs.
+        /// Bytes the frame needs.
         needed: usize,
         /// Bytes available.
         capacity: usize,
     },
     /// The IP datagram would exceed the MTU (or 65535). The payload is intact at
     /// `payload` in the buffer: send it through the kernel's UDP socket, which fragments.
-    #[error("reply of {ip_len} IP bytes exceeds the MTU of {mtu}")]
+    #[error("frame of {ip_len} IP bytes exceeds the MTU of {mtu}")]
     ExceedsMtu {
-        /// Size of the IP datagram the reply would be.
+        /// Size of the IP datagram the frame would be.
         ip_len: usize,
         /// The MTU it was checked against.
         mtu: usize,
-        /// Where the reply payload sits in the frame buffer.
+        /// Where the payload sits in the frame buffer.
         payload: Range<usize>,
     },
 }
 
-/// Offset of the UDP payload in a reply frame of this family.
-pub fn reply_payload_offset(ips: &IpPair) -> usize {
+/// Offset of the UDP payload in a frame of this family (no IP options, no VLAN tag).
+pub fn payload_offset(ips: &IpPair) -> usize {
     ETH_HDR_LEN
         + UDP_HDR_LEN
         + match ips {
@@ -49,32 +54,31 @@ pub fn reply_payload_offset(ips: &IpPair) -> usize {
         }
 }
 
-/// The part of `frame` where the reply payload goes (up to the buffer's end).
-pub fn reply_payload_mut<'f>(
-    frame: &'f mut [u8],
-    request: &Addressing,
-) -> Result<&'f mut [u8], ReplyError> {
-    let offset = reply_payload_offset(&request.ips);
+/// The part of `frame` where the payload of a frame of this family goes (up to the
+/// buffer's end).
+pub fn payload_mut<'f>(frame: &'f mut [u8], ips: &IpPair) -> Result<&'f mut [u8], EmitError> {
+    let offset = payload_offset(ips);
     let capacity = frame.len();
-    frame.get_mut(offset..).ok_or(ReplyError::BufferTooSmall {
+    frame.get_mut(offset..).ok_or(EmitError::BufferTooSmall {
         needed: offset,
         capacity,
     })
 }
 
-/// Writes the reply headers around a payload of `payload_len` bytes already placed at
-/// [`reply_payload_offset`], addressed back to the sender of `request`. `mtu` is the
-/// interface MTU (IP datagram size, Ethernet header excluded). Returns the frame length.
-pub fn finish_reply(
+/// Writes the headers of a datagram from `addressing`'s source to its destination around
+/// a payload of `payload_len` bytes already placed at [`payload_offset`]: what
+/// [`super::parse`] reads back as `addressing` and that payload. `mtu` is the interface
+/// MTU (IP datagram size, Ethernet header excluded). Returns the frame length.
+pub fn emit(
     frame: &mut [u8],
-    request: &Addressing,
+    addressing: &Addressing,
     payload_len: usize,
     mtu: usize,
-) -> Result<usize, ReplyError> {
-    let offset = reply_payload_offset(&request.ips);
+) -> Result<usize, EmitError> {
+    let offset = payload_offset(&addressing.ips);
     let frame_len = offset + payload_len;
     if frame_len > frame.len() {
-        return Err(ReplyError::BufferTooSmall {
+        return Err(EmitError::BufferTooSmall {
             needed: frame_len,
             capacity: frame.len(),
         });
@@ -82,26 +86,26 @@ pub fn finish_reply(
     let ip_len = frame_len - ETH_HDR_LEN;
     // 65535 bounds both the IPv4 total length and the UDP length field.
     if ip_len > mtu || ip_len > usize::from(u16::MAX) {
-        return Err(ReplyError::ExceedsMtu {
+        return Err(EmitError::ExceedsMtu {
             ip_len,
             mtu,
             payload: offset..frame_len,
         });
     }
-    let reply = request.reversed();
+    let a = addressing;
     let frame = &mut frame[..frame_len];
-    frame[0..6].copy_from_slice(&reply.dst_mac.0);
-    frame[6..12].copy_from_slice(&reply.src_mac.0);
+    frame[0..6].copy_from_slice(&a.dst_mac.0);
+    frame[6..12].copy_from_slice(&a.src_mac.0);
     let udp_len = (UDP_HDR_LEN + payload_len) as u16;
     let udp_start = offset - UDP_HDR_LEN;
     {
         let udp = &mut frame[udp_start..udp_start + UDP_HDR_LEN];
-        udp[0..2].copy_from_slice(&reply.src_port.to_be_bytes());
-        udp[2..4].copy_from_slice(&reply.dst_port.to_be_bytes());
+        udp[0..2].copy_from_slice(&a.src_port.to_be_bytes());
+        udp[2..4].copy_from_slice(&a.dst_port.to_be_bytes());
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
         udp[6..8].copy_from_slice(&[0, 0]);
     }
-    match reply.ips {
+    match a.ips {
         IpPair::V4 { src, dst } => {
             frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             let ip = &mut frame[ETH_HDR_LEN..ETH_HDR_LEN + IPV4_HDR_LEN];
@@ -138,24 +142,46 @@ pub fn finish_reply(
     Ok(frame_len)
 }
 
-/// [`reply_payload_mut`], then `write` (which returns how many payload bytes it wrote),
-/// then [`finish_reply`]. Returns the reply frame length.
-pub fn build_reply(
+/// [`payload_mut`], then `write` (which returns how many payload bytes it wrote), then
+/// [`emit`]. Returns the frame length.
+pub fn build(
     frame: &mut [u8],
-    request: &Addressing,
+    addressing: &Addressing,
     mtu: usize,
     write: impl FnOnce(&mut [u8]) -> usize,
-) -> Result<usize, ReplyError> {
-    let area = reply_payload_mut(frame, request)?;
+) -> Result<usize, EmitError> {
+    let area = payload_mut(frame, &addressing.ips)?;
     let capacity = area.len();
     let written = write(area);
     if written > capacity {
         // A writer claiming more than it was given is a bug; refuse rather than
         // checksum bytes it never wrote.
-        return Err(ReplyError::BufferTooSmall {
-            needed: reply_payload_offset(&request.ips) + written,
+        return Err(EmitError::BufferTooSmall {
+            needed: payload_offset(&addressing.ips) + written,
             capacity: frame.len(),
         });
     }
-    finish_reply(frame, request, written, mtu)
+    emit(frame, addressing, written, mtu)
+}
+
+/// [`emit`] the answer to `request`: the headers of a reply of `payload_len` bytes already
+/// placed at [`payload_offset`], addressed back to the sender of `request`.
+pub fn finish_reply(
+    frame: &mut [u8],
+    request: &Addressing,
+    payload_len: usize,
+    mtu: usize,
+) -> Result<usize, EmitError> {
+    emit(frame, &request.reversed(), payload_len, mtu)
+}
+
+/// [`build`] the answer to `request`, in place: the reply payload that `write` puts at
+/// [`payload_offset`], addressed back to the sender of `request`.
+pub fn build_reply(
+    frame: &mut [u8],
+    request: &Addressing,
+    mtu: usize,
+    write: impl FnOnce(&mut [u8]) -> usize,
+) -> Result<usize, EmitError> {
+    build(frame, &request.reversed(), mtu, write)
 }
