@@ -113,7 +113,7 @@ fn hot_path_does_not_allocate() {
 #[test]
 fn first_mnt_of_an_entry_from_rmtab_does_not_allocate() {
     let env = Env::new("/srv/a 10.0.0.0/8(rw,insecure) fd00::/16(rw,insecure)\n");
-    // As `Rmtab::load` adds them: by host text.
+    // As the daemon's rmtab loader (`Rmtab::parse`) adds them: by host text.
     env.mounts.add("10.1.2.3", "/srv/a");
     env.mounts.add("fd00::7", "/srv/a");
     let policy = Policy::default();
