@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use benches::{call, dirpath, hundred_exports};
 use criterion::{criterion_group, criterion_main, Criterion};
-use mount_user::mount::{answer, Client, Context, Outcome, Policy};
-use mount_user::mountlist::MountList;
+use mount_proto::mount::{answer, Client, Context, Outcome, Policy};
+use mount_proto::mountlist::MountList;
 
 fn bench_answer(c: &mut Criterion) {
     let exports = hundred_exports();

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use mount_user::exports::{ClientCheck, ExportTable, SharedExports};
+use mount_proto::exports::{ClientCheck, ExportTable};
+use mount_user::exports::{parse_str, SharedExports};
 
 /// `n` exports, one per line, each with two client rules (the common shape).
 fn exports_text(n: usize) -> String {
@@ -23,7 +24,7 @@ fn exports_text(n: usize) -> String {
 
 fn compile(text: &str, what: &str) -> ExportTable {
     let start = Instant::now();
-    let table = match ExportTable::parse_str(text, what) {
+    let table = match parse_str(text, what) {
         Ok(t) => t,
         Err(e) => panic!("{what}: {e}"),
     };
@@ -115,11 +116,11 @@ fn bench_reload(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     group.bench_function("compile", |b| {
         // The table's drop is not part of compiling.
-        b.iter_with_large_drop(|| ExportTable::parse_str(black_box(&text), "bench"))
+        b.iter_with_large_drop(|| parse_str(black_box(&text), "bench"))
     });
     group.bench_function("compile_and_swap", |b| {
         // What SIGHUP costs the control plane: compile, publish, free the old table.
-        b.iter(|| match ExportTable::parse_str(black_box(&text), "bench") {
+        b.iter(|| match parse_str(black_box(&text), "bench") {
             Ok(t) => shared.replace(t),
             Err(e) => panic!("reload: {e}"),
         })

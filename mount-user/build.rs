@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let object = Path::new(&out_dir).join(OBJECT);
     emit_commit(workspace);
 
-    // With AYA_BUILD_SKIP=1 (fast iteration on userspace code, the fuzz crate) nothing of
+    // With AYA_BUILD_SKIP=1 (fast iteration on userspace code) nothing of
     // the eBPF toolchain is needed: embed an empty object, which the loader reports clearly.
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if matches!(std::env::var("AYA_BUILD_SKIP").as_deref(), Ok("1" | "true")) {

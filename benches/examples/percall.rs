@@ -7,11 +7,11 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use benches::{call, dirpath, hundred_exports};
-use mount_user::exports::FileHandle;
-use mount_user::mount::client::MntAnswer;
-use mount_user::mount::learned::{Learned, LearnedHandles};
-use mount_user::mount::{answer, Client, Context, Gateway, Outcome, Policy};
-use mount_user::mountlist::MountList;
+use mount_proto::exports::FileHandle;
+use mount_proto::mount::client::MntAnswer;
+use mount_proto::mount::learned::{Learned, LearnedHandles};
+use mount_proto::mount::{answer, Client, Context, Gateway, Outcome, Policy};
+use mount_proto::mountlist::MountList;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -3,6 +3,44 @@
 //! Everything here is `#[repr(C)]` plain data so both sides agree on layout.
 #![no_std]
 
+/// The frame layout the XDP program steers by, and the constants userspace's frame parser
+/// (mount-proto's `packet`) checks the same frames with: defined once here, so the program
+/// steers exactly the frames the parser was written for.
+pub mod wire {
+    /// Ethernet II header length (no VLAN tag).
+    pub const ETH_HDR_LEN: usize = 14;
+    /// IPv4 header length without options.
+    pub const IPV4_HDR_LEN: usize = 20;
+    /// IPv6 fixed header length.
+    pub const IPV6_HDR_LEN: usize = 40;
+    /// UDP header length.
+    pub const UDP_HDR_LEN: usize = 8;
+
+    /// EtherType of IPv4.
+    pub const ETHERTYPE_IPV4: u16 = 0x0800;
+    /// EtherType of IPv6.
+    pub const ETHERTYPE_IPV6: u16 = 0x86DD;
+    /// EtherType of an 802.1Q VLAN tag.
+    pub const ETHERTYPE_VLAN: u16 = 0x8100;
+    /// EtherType of an 802.1ad (QinQ) service tag.
+    pub const ETHERTYPE_QINQ: u16 = 0x88A8;
+
+    /// IP protocol number of UDP.
+    pub const IPPROTO_UDP: u8 = 17;
+
+    /// Whether an IPv6 next-header value is an extension header (RFC 7045's list:
+    /// hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6,
+    /// and the two experimental values). Neither side looks past one: such a datagram is
+    /// the kernel's.
+    #[inline(always)]
+    pub const fn is_ipv6_extension_header(next_header: u8) -> bool {
+        matches!(
+            next_header,
+            0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
+        )
+    }
+}
+
 /// Name of the XDP program inside the object file.
 pub const PROGRAM_NAME: &str = "mount_xdp";
 

@@ -23,6 +23,10 @@ mod program {
         maps::{Array, LruHashMap, PerCpuArray, XskMap},
         programs::XdpContext,
     };
+    use mount_ebpf::wire::{
+        is_ipv6_extension_header, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN,
+        ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
+    };
     use mount_ebpf::{
         v4_key, v6_key, Config, Counter, Gcra, GcraDecision, SourceKey, COUNTER_COUNT,
         SOURCES_MAP_DEFAULT_ENTRIES, XSK_MAP_ENTRIES,
@@ -47,16 +51,6 @@ mod program {
     /// The global rate-limit cell (one TAT shared by all CPUs).
     #[map(name = "MOUNT_GLOBAL")]
     static GLOBAL: Array<u64> = Array::with_max_entries(1, 0);
-
-    const ETH_HDR_LEN: usize = 14;
-    const ETHERTYPE_IPV4: u16 = 0x0800;
-    const ETHERTYPE_IPV6: u16 = 0x86DD;
-    const ETHERTYPE_VLAN: u16 = 0x8100;
-    const ETHERTYPE_QINQ: u16 = 0x88A8;
-    const IPPROTO_UDP: u8 = 17;
-    const IPV4_HDR_LEN: usize = 20;
-    const IPV6_HDR_LEN: usize = 40;
-    const UDP_HDR_LEN: usize = 8;
 
     /// What to do with a frame once classified.
     enum Verdict {
@@ -343,11 +337,7 @@ mod program {
                     None => Verdict::Pass(Counter::Malformed),
                 }
             }
-            // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility,
-            // HIP, shim6, and the two experimental values (RFC 7045 list).
-            0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254 => {
-                Verdict::Pass(Counter::PassedIpv6Ext)
-            }
+            nh if is_ipv6_extension_header(nh) => Verdict::Pass(Counter::PassedIpv6Ext),
             _ => Verdict::Pass(Counter::PassedNotUdp),
         }
     }

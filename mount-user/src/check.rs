@@ -4,8 +4,8 @@
 //! `--upstream`, also what upstream answers for each export.
 use std::io::Write as _;
 
-use mount_user::exports::{ExportSources, ExportTable, SystemResolver};
-use mount_user::mount::client::MntAnswer;
+use mount_proto::mount::client::MntAnswer;
+use mount_user::exports::{load_sources, ExportSources, SystemResolver};
 use mount_user::upstream::client::MountClient;
 use mount_user::upstream::status_name;
 
@@ -16,7 +16,7 @@ use crate::gateway;
 /// With `--upstream`, print each export's learned handle (v3 and v1) or upstream's error;
 /// the exit status is 1 when any export has no handle from upstream.
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let table = ExportTable::load_sources(&ExportSources::new(args.exports), &SystemResolver)?;
+    let table = load_sources(&ExportSources::new(args.exports), &SystemResolver)?;
     for w in table.warnings() {
         eprintln!("warning: {w}");
     }

@@ -199,12 +199,12 @@ pub struct ServeArgs {
 
     /// Directories the mount list (showmount -a, rmtab) records per client host; a MNT past
     /// it is answered but not recorded, counted and logged.
-    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::PER_HOST)]
+    #[arg(long, value_name = "N", default_value_t = mount_proto::mountlist::Limits::PER_HOST)]
     pub max_mounts_per_host: usize,
 
     /// Entries the mount list records in all (bounds memory, rmtab and DUMP replies against
     /// MNT floods from spoofed sources); a MNT past it is answered but not recorded.
-    #[arg(long, value_name = "N", default_value_t = mount_user::mountlist::Limits::TOTAL)]
+    #[arg(long, value_name = "N", default_value_t = mount_proto::mountlist::Limits::TOTAL)]
     pub max_mounts: usize,
 
     /// Over UDP, an EXPORT, EXPORTALL or DUMP reply to a source outside

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use mount_user::exports::{ExportTable, HandleSource};
-use mount_user::mount::client::DEFAULT_PROGRAM;
+use mount_proto::exports::{ExportTable, HandleSource};
+use mount_proto::mount::client::DEFAULT_PROGRAM;
 use mount_user::upstream::client::Target;
 use mount_user::upstream::{Upstream, UpstreamConfig};
 

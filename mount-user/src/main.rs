@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use mount_user::exports::ExportsError;
+use mount_proto::exports::ExportsError;
 use tracing_subscriber::EnvFilter;
 
 mod check;

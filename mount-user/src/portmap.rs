@@ -1,14 +1,15 @@
 //! Asking a portmapper (rpcbind, port 111) where programs listen: the thin I/O around
-//! [`crate::rpc::pmap`]. Used to find the upstream MOUNT port (`--upstream HOST` without a
+//! [`mount_proto::rpc::pmap`]. Used to find the upstream MOUNT port (`--upstream HOST` without a
 //! port) and to check that our own registrations are still there.
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crate::mount::client::ReplyCheckError;
-use crate::rpc::pmap::{
+use mount_proto::mount::client::ReplyCheckError;
+use mount_proto::rpc::pmap::{
     decode_dump_reply, decode_getport_reply, encode_dump, encode_getport, Mapping, PMAP_PORT,
 };
+
 use crate::udp_call;
 
 /// Largest portmapper reply read (a DUMP of a busy rpcbind).
@@ -43,7 +44,7 @@ pub fn dump(host: IpAddr, timeout: Duration) -> Result<Vec<Mapping>, GetportErro
 fn call<T>(
     host: IpAddr,
     timeout: Duration,
-    encode: impl Fn(&mut [u8], u32) -> Result<usize, crate::xdr::XdrError>,
+    encode: impl Fn(&mut [u8], u32) -> Result<usize, mount_proto::xdr::XdrError>,
     decode: impl Fn(&[u8], u32) -> Result<T, ReplyCheckError>,
 ) -> Result<T, GetportError> {
     let server = SocketAddr::new(host, PMAP_PORT);

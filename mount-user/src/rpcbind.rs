@@ -14,28 +14,23 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::rpc::{self, AcceptStat, Credential, Reply, ReplyBody};
-use crate::socket::record::{single_fragment_header, RecordReader};
-use crate::xdr::{Reader, Writer, XdrError};
+use mount_proto::rpc::pmap::{IPPROTO_TCP, IPPROTO_UDP, PMAP_PORT, PMAP_PROGRAM, PMAP_VERSION};
+use mount_proto::rpc::record::{single_fragment_header, RecordReader};
+use mount_proto::rpc::{self, AcceptStat, Credential, Reply, ReplyBody, IPPORT_RESERVED};
+use mount_proto::xdr::{Reader, Writer, XdrError};
 
-/// The MOUNT program number.
-pub const MOUNT_PROGRAM: u32 = 100_005;
-/// The MOUNT versions we serve.
-pub const MOUNT_VERSIONS: [u32; 3] = [1, 2, 3];
 /// rpcbind's local socket (libtirpc's `_PATH_RPCBINDSOCK`).
 pub const RPCBIND_SOCKET: &str = "/run/rpcbind.sock";
 /// The portmapper's well-known address for the UDP fallback.
-pub const PORTMAPPER_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 111);
+pub const PORTMAPPER_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), PMAP_PORT);
 /// Every rpcbind call gives up after this long.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-const RPCB_PROGRAM: u32 = 100_000;
+/// rpcbind is the portmapper program, in its version 4.
+const RPCB_PROGRAM: u32 = PMAP_PROGRAM;
 const RPCBVERS4: u32 = 4;
-const PMAPVERS: u32 = 2;
 const PROC_SET: u32 = 1;
 const PROC_UNSET: u32 = 2;
-const IPPROTO_TCP: u32 = 6;
-const IPPROTO_UDP: u32 = 17;
 
 /// Errors talking to rpcbind.
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +275,7 @@ fn bind_privileged_udp(peer: SocketAddr) -> io::Result<UdpSocket> {
 /// Bind a UDP socket on `local_ip` to a free reserved port (1023 down to 600, like
 /// bindresvport), or to an ephemeral port when reserved ports are not ours to bind.
 pub fn bind_reserved_udp(local_ip: IpAddr) -> io::Result<UdpSocket> {
-    for port in (600..1024).rev() {
+    for port in (600..IPPORT_RESERVED).rev() {
         match UdpSocket::bind(SocketAddr::new(local_ip, port)) {
             Ok(s) => return Ok(s),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
@@ -339,7 +334,7 @@ fn encode_pmap_call(
     prot: u32,
     port: u16,
 ) -> Result<Vec<u8>, XdrError> {
-    encode_call(xid, PMAPVERS, proc_, |w| {
+    encode_call(xid, PMAP_VERSION, proc_, |w| {
         for v in [program, version, prot, u32::from(port)] {
             w.put_u32(v)?;
         }
@@ -404,6 +399,7 @@ fn parse_bool_reply(xid: u32, msg: &[u8]) -> Result<bool, RpcbindError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mount_proto::mount::MOUNT_PROGRAM;
 
     #[test]
     fn endpoints_for_dual_stack_wildcard() {

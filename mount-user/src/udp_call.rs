@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::mount::client::ReplyCheckError;
+use mount_proto::mount::client::ReplyCheckError;
 
 /// Why a call got no reply.
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mount_proto::mount::Policy;
+use mount_proto::mountlist::MountList;
 use mount_user::afxdp::worker::{handle, QueueCounters, Shared};
-use mount_user::exports::{ExportTable, SharedExports};
+use mount_user::exports::{parse_str, SharedExports};
 use mount_user::log_throttle::LogThrottle;
-use mount_user::mount::Policy;
-use mount_user::mountlist::MountList;
 use mount_user::service::mount::MountService;
 use mount_user::service::names::NameCache;
 use mount_user::socket::udp::UDP_MAX_MESSAGE;
@@ -44,7 +44,7 @@ fn frame_v4(payload: &[u8]) -> (Vec<u8>, usize) {
         0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 1, 2, 3, 10, 0, 0, 1,
     ];
     ip[2..4].copy_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
-    let sum = mount_user::packet::checksum::ipv4_header(&ip);
+    let sum = mount_proto::packet::checksum::ipv4_header(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&700u16.to_be_bytes());
@@ -79,7 +79,7 @@ fn frame_v6(payload: &[u8]) -> (Vec<u8>, usize) {
 
 #[test]
 fn rx_to_tx_does_not_allocate() {
-    let table = ExportTable::parse_str(
+    let table = parse_str(
         "/srv/a 10.0.0.0/8(rw,insecure) fd00::/8(rw,insecure)\n/srv/b *(ro,insecure)\n",
         "test",
     )

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use mount_ebpf::Counter;
+use mount_proto::packet;
 use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
-use mount_user::packet;
 
 #[path = "support/afxdp_bed.rs"]
 mod bed;

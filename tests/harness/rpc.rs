@@ -1,6 +1,8 @@
 //! ONC RPC (RFC 5531) call builder and reply parser, plus MOUNT result decoders.
 //!
-//! Hand-written on top of [`crate::xdr`], independent of the daemon's codec.
+//! Hand-written on top of [`crate::xdr`], independent of the daemon's codec (mount-proto)
+//! on purpose: the end-to-end suite checks the daemon with a codec that does not share the
+//! daemon's bugs, so a layout both got wrong the same way cannot pass unnoticed.
 
 use crate::xdr::{XdrReader, XdrWriter};
 use anyhow::{bail, Context, Result};

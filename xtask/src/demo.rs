@@ -8,6 +8,7 @@
 //! as Ctrl-C would and verifies that nothing is left behind: the end-to-end test of the
 //! demo, run by `cargo xtask test`.
 use anyhow::{bail, ensure, Context, Result};
+use mount_proto::mount::MOUNT_PROGRAM;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -220,6 +221,7 @@ fn client_commands(bin: &Path) -> Vec<Vec<String>> {
     let port = DEMO_PORT.to_string();
     let server = SERVER_V4.to_string();
     let server = server.as_str();
+    let program = MOUNT_PROGRAM.to_string();
     let in_client = |args: &[&str]| {
         ["ip", "netns", "exec", CLIENT_NS]
             .iter()
@@ -228,8 +230,8 @@ fn client_commands(bin: &Path) -> Vec<Vec<String>> {
             .collect::<Vec<_>>()
     };
     vec![
-        in_client(&["rpcinfo", "-n", &port, "-u", server, "100005"]),
-        in_client(&["rpcinfo", "-n", &port, "-t", server, "100005", "3"]),
+        in_client(&["rpcinfo", "-n", &port, "-u", server, &program]),
+        in_client(&["rpcinfo", "-n", &port, "-t", server, &program, "3"]),
         in_client(&["showmount", "-e", server]),
         in_client(&["nfs-ls", "-D", &format!("nfs://{SERVER_V4}")]),
         in_client(&["showmount", "-a", server]),

@@ -6,6 +6,7 @@
 //! The installation itself is one shell script (`deploy/install.sh`) run by `sh` on the
 //! target, so the local and the ssh paths are the same code.
 use anyhow::{bail, ensure, Context, Result};
+use mount_proto::mount::MOUNT_PROGRAM;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
@@ -166,7 +167,7 @@ fn null_target(host: Option<&str>, serve_args: &str) -> Result<SocketAddr> {
 
 /// A MOUNT v3 NULL call (AUTH_NONE) with transaction id `xid`.
 fn null_call(xid: u32) -> Vec<u8> {
-    [xid, 0, 2, 100_005, 3, 0, 0, 0, 0, 0]
+    [xid, 0, 2, MOUNT_PROGRAM, 3, 0, 0, 0, 0, 0]
         .iter()
         .flat_map(|w: &u32| w.to_be_bytes())
         .collect()

@@ -5,20 +5,20 @@
 //! not); the rest is the message. `answer` must never
 //! panic, and must never report a reply longer than the buffer.
 //!
-//! Build/run: `AYA_BUILD_SKIP=1 cargo +nightly-2026-05-19 fuzz run answer` in mount-user/
-//! (the nightly pinned in fuzz/rust-toolchain.toml; AYA_BUILD_SKIP skips the eBPF
-//! sub-build, which the fuzzer does not need).
+//! Build/run: `cargo xtask fuzz answer`, or `cargo +nightly-2026-05-19 fuzz run answer` in
+//! mount-user/ (the nightly pinned in fuzz/rust-toolchain.toml). The targets depend on the
+//! protocol core (`mount-proto`) only, so nothing builds the XDP program.
 #![no_main]
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::exports::{ExportTable, FileHandle, HostFacts};
-use mount_user::mount::client::MntAnswer;
-use mount_user::mount::learned::{Learned, LearnedHandles};
-use mount_user::mount::{answer, Client, Context, Gateway, ListBudget, Outcome, Policy};
-use mount_user::mountlist::MountList;
+use mount_proto::exports::{ExportTable, FileHandle, HostFacts, StaticResolver};
+use mount_proto::mount::client::MntAnswer;
+use mount_proto::mount::learned::{Learned, LearnedHandles};
+use mount_proto::mount::{answer, Client, Context, Gateway, ListBudget, Outcome, Policy};
+use mount_proto::mountlist::MountList;
 
 const EXPORTS: &str = "\
 / 10.0.0.0/8(ro)
@@ -30,7 +30,11 @@ const EXPORTS: &str = "\
 
 fn table() -> &'static ExportTable {
     static TABLE: OnceLock<ExportTable> = OnceLock::new();
-    TABLE.get_or_init(|| ExportTable::parse_str(EXPORTS, "fuzz").expect("fuzz exports parse"))
+    // No name resolves (the system resolver would send DNS queries while fuzzing).
+    TABLE.get_or_init(|| {
+        ExportTable::parse_str_with(EXPORTS, "fuzz", &StaticResolver::default())
+            .expect("fuzz exports parse")
+    })
 }
 
 /// Gateway mode: a handle for /srv/a, a refusal for /, a 64-byte v1-less handle below /srv/a.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::exports::{ExportTable, StaticResolver};
+use mount_proto::exports::{ExportTable, StaticResolver};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

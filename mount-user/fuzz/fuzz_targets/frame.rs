@@ -12,10 +12,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::exports::ExportTable;
-use mount_user::mount::{answer, Client, Context, Outcome, Policy};
-use mount_user::mountlist::MountList;
-use mount_user::packet::{build_reply, parse};
+use mount_proto::exports::{ExportTable, StaticResolver};
+use mount_proto::mount::{answer, Client, Context, Outcome, Policy};
+use mount_proto::mountlist::MountList;
+use mount_proto::packet::{build_reply, parse};
 
 /// The AF_XDP UMEM frame size the worker uses.
 const FRAME_SIZE: usize = 4096;
@@ -24,8 +24,12 @@ const MTU: usize = 1500;
 fn table() -> &'static ExportTable {
     static TABLE: OnceLock<ExportTable> = OnceLock::new();
     TABLE.get_or_init(|| {
-        ExportTable::parse_str("/srv/a *(rw,insecure)\n/srv/b 10.0.0.0/8(ro)\n", "fuzz")
-            .expect("fuzz exports parse")
+        ExportTable::parse_str_with(
+            "/srv/a *(rw,insecure)\n/srv/b 10.0.0.0/8(ro)\n",
+            "fuzz",
+            &StaticResolver::default(),
+        )
+        .expect("fuzz exports parse")
     })
 }
 

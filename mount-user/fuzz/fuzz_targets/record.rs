@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::socket::record::RecordReader;
+use mount_proto::rpc::record::RecordReader;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, stream)) = data.split_first() else {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mount_user::mountlist::{Limits, Rmtab};
+use mount_proto::mountlist::{Limits, Rmtab};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use mount_proto::packet;
+
 use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
 use crate::log_throttle::LogThrottle;
-use crate::packet;
 use crate::service::names::NameCache;
 use crate::service::{answer_deferred, Answer, Responder};
 use crate::socket::udp::UDP_MAX_MESSAGE;
@@ -284,7 +285,7 @@ pub fn handle(
         add(&counters.truncated, 1);
     }
     let reply = &scratch[..reply_len];
-    let offset = packet::reply_payload_offset(&parsed.addressing.ips);
+    let offset = packet::payload_offset(&parsed.addressing.ips);
     // A call sent to a broadcast or multicast address must not be answered from that
     // address: the kernel socket picks a proper source.
     let unicast = !parsed.addressing.dst_mac.is_group() && is_unicast(parsed.addressing.ips.dst());
@@ -387,9 +388,11 @@ pub fn resolver(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::exports::HostFacts;
     use std::net::{IpAddr, Ipv4Addr};
+
+    use mount_proto::exports::HostFacts;
+
+    use super::*;
 
     /// Replies "R" + the request, or a `big` reply of 3000 bytes, or nothing.
     struct Echo;
@@ -457,7 +460,7 @@ mod tests {
         ip.extend_from_slice(&src.octets());
         ip.extend_from_slice(&[10, 0, 0, 1]);
         ip.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
-        let sum = crate::packet::checksum::ipv4_header(&ip);
+        let sum = mount_proto::packet::checksum::ipv4_header(&ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(&src_port.to_be_bytes());

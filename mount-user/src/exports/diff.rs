@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Export, ExportTable};
+use mount_proto::exports::{Export, ExportTable};
 
 /// The difference between two tables, by export path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +61,9 @@ fn signature(e: &Export) -> String {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::exports::StaticResolver;
+
     use super::*;
-    use crate::exports::StaticResolver;
 
     fn t(text: &str) -> ExportTable {
         ExportTable::parse_str_with(text, "e", &StaticResolver::default()).unwrap()

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{ExportSources, ExportTable, SharedExports, SystemResolver, TableDiff};
+use mount_proto::exports::ExportTable;
+
+use super::{load_sources, ExportSources, SharedExports, SystemResolver, TableDiff};
 
 /// What a reload did, as the control socket sends it to `xdp-mountd reload`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +101,7 @@ impl Reloader {
     /// table in; on error the current table keeps serving. Logs the outcome.
     pub fn reload(&self, why: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock();
-        let loaded = ExportTable::load_sources(&self.sources, &SystemResolver).map(|table| {
+        let loaded = load_sources(&self.sources, &SystemResolver).map(|table| {
             if let Some(prepare) = &self.prepare {
                 prepare(&table);
             }
@@ -148,7 +150,7 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exports::ExportTable;
+
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{ExportSources, ExportTable, ExportsError, SystemResolver};
+use mount_proto::exports::{ExportTable, ExportsError};
+
+use super::{load_sources, ExportSources, SystemResolver};
 
 /// The live export table, shared by every worker.
 pub struct SharedExports {
@@ -55,7 +57,7 @@ impl SharedExports {
         &self,
         sources: &ExportSources,
     ) -> Result<Arc<ExportTable>, ExportsError> {
-        let table = ExportTable::load_sources(sources, &SystemResolver)?;
+        let table = load_sources(sources, &SystemResolver)?;
         Ok(self.swap(table))
     }
 }
@@ -63,5 +65,39 @@ impl SharedExports {
 impl Default for SharedExports {
     fn default() -> Self {
         Self::new(ExportTable::empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_reload_keeps_old_table_on_error() {
+        let dir = std::env::temp_dir().join(format!("xdp-mountd-exports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("exports");
+        std::fs::write(&file, "/srv/a 10.0.0.1\n").unwrap();
+        let shared = SharedExports::new(ExportTable::empty());
+        shared.reload(&file).unwrap();
+        assert!(shared.load().lookup("/srv/a").is_some());
+        std::fs::write(&file, "/srv/b 10.0.0.1(bogus)\n").unwrap();
+        let err = shared.reload(&file).unwrap_err().to_string();
+        assert!(
+            err.ends_with(":1: unknown option \"bogus\" in \"10.0.0.1(bogus)\""),
+            "{err}"
+        );
+        assert!(shared.load().lookup("/srv/a").is_some(), "old table kept");
+        std::fs::write(&file, b"/srv/\xff *\n").unwrap();
+        assert!(shared
+            .reload(&file)
+            .unwrap_err()
+            .to_string()
+            .contains(":1: not valid UTF-8"));
+        assert!(matches!(
+            shared.reload(&dir.join("missing")),
+            Err(ExportsError::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

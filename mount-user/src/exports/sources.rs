@@ -2,8 +2,7 @@
 //! default, as exportfs reads them, or the files and directories given with `--exports`.
 use std::path::{Path, PathBuf};
 
-use super::parse::LineError;
-use super::ExportsError;
+use mount_proto::exports::{ExportsError, LineError};
 
 /// The default exports file.
 pub const DEFAULT_FILE: &str = "/etc/exports";

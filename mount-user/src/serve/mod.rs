@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mount_user::exports::{
-    ExportSources, ExportTable, Reloader, Resolver as _, SharedExports, SystemResolver,
-};
-use mount_user::mount::{ListBudget, Policy, Transport};
-use mount_user::mountlist::{Limits, MountList, Rmtab, RmtabPersister};
+use mount_proto::exports::Resolver as _;
+use mount_proto::mount::{ListBudget, Policy, Transport};
+use mount_proto::mountlist::{Limits, MountList};
+use mount_user::exports::{self, ExportSources, Reloader, SharedExports, SystemResolver};
 use mount_user::privileges::{self, CapSet};
 use mount_user::ratelimit::CallLimiter;
+use mount_user::rmtab::{self, RmtabPersister};
 use mount_user::service::mount::MountService;
 use mount_user::service::names::NameCache;
 use mount_user::socket::limit::Gate;
@@ -47,7 +47,7 @@ const RATE_DROP_REPORT: Duration = Duration::from_secs(1);
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_capabilities(&args)?;
     let sources = ExportSources::new(args.exports.clone());
-    let table = ExportTable::load_sources(&sources, &SystemResolver)?;
+    let table = exports::load_sources(&sources, &SystemResolver)?;
     tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
     // Gateway mode: the roots' handles are learned before anything is served (bounded).
     let upstream = gateway::start(&args.upstream)?;
@@ -338,10 +338,10 @@ fn open_mount_list(args: &ServeArgs) -> anyhow::Result<(Arc<MountList>, Option<R
         return Ok((Arc::new(MountList::with_limits(limits)), None));
     };
     let list = Arc::new(
-        Rmtab::load(path, limits).with_context(|| format!("reading rmtab {}", path.display()))?,
+        rmtab::load(path, limits).with_context(|| format!("reading rmtab {}", path.display()))?,
     );
     tracing::info!(file = %path.display(), entries = list.len(), "mount list loaded");
-    let persister = Rmtab::spawn(list.clone(), path.clone())
+    let persister = rmtab::spawn(list.clone(), path.clone())
         .with_context(|| format!("starting the rmtab writer for {}", path.display()))?;
     Ok((list, Some(persister)))
 }

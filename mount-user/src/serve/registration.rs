@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mount_proto::mount::{MOUNT_PROGRAM, VERSIONS as MOUNT_VERSIONS};
+use mount_proto::rpc::pmap::{IPPROTO_TCP, IPPROTO_UDP};
 use mount_user::portmap;
-use mount_user::rpc::pmap::{IPPROTO_TCP, IPPROTO_UDP};
-use mount_user::rpcbind::{self, Rpcbind, RpcbindError, MOUNT_PROGRAM, MOUNT_VERSIONS};
+use mount_user::rpcbind::{self, Rpcbind, RpcbindError};
 
 /// How long one check waits for rpcbind.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);

@@ -6,7 +6,7 @@
 //! core, and [`names::NameCache`] the host facts they look up off their hot paths.
 use std::net::SocketAddr;
 
-use crate::exports::HostFacts;
+use mount_proto::exports::HostFacts;
 use names::NameCache;
 
 pub mod mount;

@@ -4,10 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mount_proto::exports::HostFacts;
+use mount_proto::mount::{self, Client, Context, Gateway, Outcome, Policy};
+use mount_proto::mountlist::MountList;
+
 use super::{Answer, Responder};
-use crate::exports::{HostFacts, SharedExports};
-use crate::mount::{self, Client, Context, Gateway, Outcome, Policy};
-use crate::mountlist::MountList;
+use crate::exports::SharedExports;
 use crate::upstream::Upstream;
 
 /// The MOUNT service behind every transport: the core with the live table and list.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::exports::HostFacts;
+use mount_proto::exports::HostFacts;
 
 /// How long a found name (and the netgroup answers looked up with it) is cached.
 pub const NAME_TTL: Duration = Duration::from_secs(300);

@@ -13,7 +13,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 pub mod admission;
 pub mod limit;
-pub mod record;
 pub mod tcp;
 pub mod udp;
 

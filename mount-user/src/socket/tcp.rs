@@ -1,6 +1,6 @@
 //! The TCP path: a tokio accept loop and one task per connection, reassembling RPC records
-//! ([`super::record`]), answering pipelined calls in order, each reply sent as one record
-//! of a single last fragment.
+//! ([`mount_proto::rpc::record`]), answering pipelined calls in order, each reply sent as one
+//! record of a single last fragment.
 //!
 //! Limits: at most `max_connections` connections and `max_per_host` from one host
 //! ([`super::admission`]: when the total is reached the connection idle longest makes room;
@@ -21,9 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use mount_proto::rpc::record::{single_fragment_header, RecordError, RecordReader, HEADER_LEN};
+
 use super::admission::{Admission, Refusal, Ticket};
 use super::limit::{Gate, Shell};
-use super::record::{single_fragment_header, RecordReader, HEADER_LEN};
 use super::Counters;
 use crate::log_throttle::LogThrottle;
 use crate::service::names::NameCache;
@@ -169,7 +170,7 @@ enum Close {
     Shutdown,
     Evicted,
     RecordTimeout,
-    Oversize(super::record::RecordError),
+    Oversize(RecordError),
     Io(std::io::Error),
 }
 

@@ -5,11 +5,12 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::record::LAST_FRAGMENT;
+use mount_proto::exports::HostFacts;
+use mount_proto::rpc::record::LAST_FRAGMENT;
+
 use super::tcp::{self, TcpConfig};
 use super::udp::UdpServer;
 use super::{bind_tcp, bind_udp_group, Counters};
-use crate::exports::HostFacts;
 use crate::service::names::NameCache;
 use crate::service::{Answer, Responder};
 
@@ -339,11 +340,12 @@ fn tcp_shell_pipelines_frames_and_enforces_limits() {
 
 mod with_core {
     //! The shells around the real protocol core: NULL and MNT over UDP and TCP.
+    use mount_proto::mount::{Policy, MOUNT_PROGRAM};
+    use mount_proto::mountlist::MountList;
+    use mount_proto::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
+
     use super::*;
-    use crate::exports::{ExportTable, SharedExports};
-    use crate::mount::Policy;
-    use crate::mountlist::MountList;
-    use crate::rpc::{encode_call, AcceptStat, AuthSys, Credential, Reply, ReplyBody};
+    use crate::exports::{parse_str, SharedExports};
     use crate::service::mount::MountService;
 
     fn call(xid: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
@@ -352,7 +354,7 @@ mod with_core {
         let n = encode_call(
             &mut buf,
             xid,
-            100_005,
+            MOUNT_PROGRAM,
             3,
             proc_,
             &Credential::Sys(sys),
@@ -388,7 +390,7 @@ mod with_core {
     const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/w *.example(ro,insecure)\n";
 
     fn service() -> (Arc<MountService>, Arc<MountList>) {
-        let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
+        let table = parse_str(EXPORTS, "test").unwrap();
         let mounts = Arc::new(MountList::new());
         let svc = MountService::new(
             Arc::new(SharedExports::new(table)),
@@ -445,20 +447,22 @@ mod with_core {
 
 mod truncation {
     //! Long EXPORT lists: cut to a datagram over UDP (and counted), whole over TCP.
+    use std::sync::atomic::Ordering;
+
+    use mount_proto::mount::{Policy, MOUNT_PROGRAM};
+    use mount_proto::mountlist::MountList;
+    use mount_proto::rpc::{encode_call, Credential};
+
     use super::*;
-    use crate::exports::{ExportTable, SharedExports};
-    use crate::mount::Policy;
-    use crate::mountlist::MountList;
-    use crate::rpc::{encode_call, Credential};
+    use crate::exports::{parse_str, SharedExports};
     use crate::service::mount::MountService;
     use crate::socket::udp::UDP_MAX_MESSAGE;
-    use std::sync::atomic::Ordering;
 
     fn service() -> Arc<MountService> {
         let text: String = (0..400)
             .map(|i| format!("/export/a/rather/long/path/number/{i:04} *(ro)\n"))
             .collect();
-        let table = ExportTable::parse_str(&text, "test").unwrap();
+        let table = parse_str(&text, "test").unwrap();
         assert!(table.export_list_xdr().len() > 2 * UDP_MAX_MESSAGE);
         Arc::new(MountService::new(
             Arc::new(SharedExports::new(table)),
@@ -469,7 +473,7 @@ mod truncation {
 
     fn export_call(xid: u32) -> Vec<u8> {
         let mut buf = [0u8; 128];
-        let n = encode_call(&mut buf, xid, 100_005, 3, 5, &Credential::None, &[]).unwrap();
+        let n = encode_call(&mut buf, xid, MOUNT_PROGRAM, 3, 5, &Credential::None, &[]).unwrap();
         buf[..n].to_vec()
     }
 

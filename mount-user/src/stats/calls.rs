@@ -4,7 +4,7 @@
 //! that), so the shells can count after answering at the cost of a few loads. The key is
 //! one index into a flat counter array ([`CALL_SLOTS`] entries), which keeps the hot path
 //! a single add into a slot of the calling thread's own shard.
-use crate::mount::{procs, MOUNT_PROGRAM};
+use mount_proto::mount::{procs, MOUNT_PROGRAM};
 
 use super::procs::{PROC_NAMES, PROC_SLOTS};
 

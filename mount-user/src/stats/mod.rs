@@ -246,7 +246,7 @@ pub fn proc_rows(afxdp: &[u64], udp: &[u64], tcp: &[u64]) -> Vec<ProcRow> {
 }
 
 /// The mount list's caps and refusals as name/value pairs.
-pub fn mount_list_counters(list: &crate::mountlist::MountList) -> Vec<(String, u64)> {
+pub fn mount_list_counters(list: &mount_proto::mountlist::MountList) -> Vec<(String, u64)> {
     use std::sync::atomic::Ordering::Relaxed;
     let limits = list.limits();
     let refused = list.refused();

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use mount_proto::exports::HostFacts;
+
 use super::calls::{call_slot, Outcome, CALL_SLOTS};
-use crate::exports::HostFacts;
 use crate::service::{Answer, Responder};
 
 /// Procedure slots: NULL..PATHCONF (0..=7), then one for everything else.

@@ -4,12 +4,10 @@ use std::fmt;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::mount::{procs, MOUNT_PROGRAM};
-use crate::rpc::{encode_call, AuthSys, Credential};
-use crate::xdr::Writer;
+use mount_proto::mount::{procs, MNTPATHLEN, MOUNT_PROGRAM};
+use mount_proto::rpc::{encode_call, AuthSys, Credential};
+use mount_proto::xdr::Writer;
 
-/// Longest `dirpath` (MOUNT's `MNTPATHLEN`).
-pub const MAX_PATH: usize = 1024;
 /// Machine name in the AUTH_SYS credential of every call.
 pub const MACHINE_NAME: &[u8] = b"xdp-mountd-storm";
 
@@ -204,8 +202,8 @@ pub fn parse_paths(text: &str, one_per_line: bool) -> anyhow::Result<Vec<String>
     };
     let mut out = Vec::new();
     for p in items.into_iter().filter(|p| !p.is_empty()) {
-        if p.len() > MAX_PATH {
-            bail!("path of {} bytes is longer than {MAX_PATH}", p.len());
+        if p.len() > MNTPATHLEN {
+            bail!("path of {} bytes is longer than {MNTPATHLEN}", p.len());
         }
         out.push(p.to_owned());
     }
@@ -314,9 +312,9 @@ impl Templates {
 
 /// XDR `dirpath` argument.
 fn dirpath(path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4 + crate::xdr::padded(path.len())];
+    let mut buf = vec![0u8; 4 + mount_proto::xdr::padded(path.len())];
     let mut w = Writer::new(&mut buf);
-    w.put_string(path.as_bytes(), MAX_PATH)
+    w.put_string(path.as_bytes(), MNTPATHLEN)
         .map_err(|e| anyhow!("path {path:?}: {e}"))?;
     Ok(buf)
 }
@@ -362,9 +360,10 @@ impl Picker {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::rpc::{Call, AUTH_SYS};
+    use mount_proto::xdr::Reader;
+
     use super::*;
-    use crate::rpc::{Call, AUTH_SYS};
-    use crate::xdr::Reader;
 
     #[test]
     fn parses_names_versions_weights() {
@@ -450,7 +449,7 @@ mod tests {
             assert_eq!(sys.machine_name, MACHINE_NAME);
             if tpl.expect.spec.proc_.takes_path() {
                 let mut r = Reader::new(call.args);
-                let p = r.string(MAX_PATH).unwrap();
+                let p = r.string(MNTPATHLEN).unwrap();
                 assert!(r.is_empty());
                 assert!(paths.iter().any(|x| x.as_bytes() == p));
             } else {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use mount_proto::rpc::record::{RecordReader, HEADER_LEN, LAST_FRAGMENT};
+
 use super::engine::Transport;
-use crate::socket::record::{RecordReader, HEADER_LEN, LAST_FRAGMENT};
 
 /// Datagrams per sendmmsg/recvmmsg call.
 const BATCH: usize = 32;

@@ -1,18 +1,14 @@
 //! Sans-IO checking of replies against what the call expects: RPC header, accept state,
-//! mount status, and that the procedure's results decode completely.
-use crate::rpc::{AcceptStat, Reply, ReplyBody, ReplyError};
-use crate::xdr::{Reader, XdrError};
+//! mount status, and that the procedure's results decode completely, with the protocol
+//! core's decoders (`rpc::Reply`, `mount::wire`).
+use mount_proto::mount::wire::{ExportList, FhStatus, MountBodies, MountRes3};
+use mount_proto::rpc::{self, AcceptStat, Reply, ReplyBody, ReplyError};
+use mount_proto::xdr::Reader;
 
-use super::mix::{Expect, Proc, MAX_PATH};
-
-/// Longest `name` (host names, groups).
-const MAX_NAME: usize = 255;
-/// Longest MOUNT v3 file handle.
-const FHSIZE3: usize = 64;
-/// v1/v2 file handle size.
-const FHSIZE: usize = 32;
-/// Most list entries decoded from one reply (bounds the work a hostile reply causes).
-const MAX_LIST: usize = 1 << 20;
+use super::mix::{Expect, Proc};
+/// Most flavors a `mountres3` may list. (The lists' work is bounded by the reply's size,
+/// which the receive buffer and the record cap bound.)
+const MAX_FLAVORS: usize = 1 << 20;
 
 /// Why a reply does not count as answered. Stable snake_case names go into the JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +73,7 @@ impl Wrong {
 
 /// The xid of a reply, if it has one (the caller matches it to a call first).
 pub fn reply_xid(reply: &[u8]) -> Option<u32> {
-    reply.first_chunk::<4>().map(|b| u32::from_be_bytes(*b))
+    rpc::xid(reply)
 }
 
 /// Checks a reply whose xid matched a call expecting `expect`.
@@ -96,108 +92,50 @@ pub fn check(reply: &[u8], expect: &Expect) -> Result<(), Wrong> {
         ReplyBody::Accepted { .. } => return Err(Wrong::AcceptStat),
     };
     let mut r = Reader::new(results);
-    let body = match (expect.spec.proc_, expect.spec.vers) {
-        (Proc::Null | Proc::Umnt, _) => Ok(()),
-        (Proc::Mnt, 3) => mountres3(&mut r, expect.mount_ok)?,
-        (Proc::Mnt, _) => fhstatus(&mut r, expect.mount_ok)?,
-        (Proc::Export, _) => exports(&mut r),
-        (Proc::Dump, _) => mountlist(&mut r),
+    let status = match (expect.spec.proc_, expect.spec.vers) {
+        (Proc::Null | Proc::Umnt, _) => None,
+        (Proc::Mnt, 3) => match MountRes3::parse(&mut r) {
+            // A handle is 1 to 64 bytes: an empty one is no handle.
+            Ok(MountRes3::Ok { handle, flavors })
+                if handle.is_empty() || flavors.len() > MAX_FLAVORS =>
+            {
+                return Err(Wrong::BadResults)
+            }
+            Ok(MountRes3::Ok { .. }) => None,
+            Ok(MountRes3::Err(status)) => Some(status),
+            Err(_) => return Err(Wrong::BadResults),
+        },
+        (Proc::Mnt, _) => match FhStatus::parse(&mut r) {
+            Ok(FhStatus::Ok(_)) => None,
+            Ok(FhStatus::Err(status)) => Some(status),
+            Err(_) => return Err(Wrong::BadResults),
+        },
+        (Proc::Export, _) => ExportList::parse(&mut r)
+            .map(|_| None)
+            .map_err(|_| Wrong::BadResults)?,
+        (Proc::Dump, _) => MountBodies::parse(&mut r)
+            .map(|_| None)
+            .map_err(|_| Wrong::BadResults)?,
     };
-    match body {
-        Ok(()) if r.is_empty() => Ok(()),
-        _ => Err(Wrong::BadResults),
+    if status.is_some() && expect.mount_ok {
+        return Err(Wrong::MountStatus);
     }
-}
-
-/// The leading mount status. `Ok(None)` when it is OK (the body follows); `Ok(Some(_))`
-/// when nothing follows (short, or an error status that is allowed); `Err` for an error
-/// status where OK was required.
-fn not_ok(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Option<Result<(), XdrError>>, Wrong> {
-    let Ok(status) = r.u32() else {
-        return Ok(Some(Err(XdrError::Short)));
-    };
-    match status {
-        0 => Ok(None),
-        _ if must_be_ok => Err(Wrong::MountStatus),
-        _ => Ok(Some(Ok(()))),
-    }
-}
-
-/// `mountres3`: status, then on OK a handle of 1..=64 bytes and the flavor list.
-fn mountres3(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError>, Wrong> {
-    if let Some(done) = not_ok(r, must_be_ok)? {
-        return Ok(done);
-    }
-    Ok((|| {
-        let fh = r.opaque(FHSIZE3)?;
-        if fh.is_empty() {
-            return Err(XdrError::BadValue(0));
-        }
-        let n = r.u32()? as usize;
-        if n > MAX_LIST {
-            return Err(XdrError::TooLong {
-                len: n,
-                max: MAX_LIST,
-            });
-        }
-        for _ in 0..n {
-            r.u32()?;
-        }
+    // The results decode completely: nothing follows them.
+    if r.is_empty() {
         Ok(())
-    })())
-}
-
-/// v1/v2 `fhstatus`: status, then on OK a fixed 32-byte handle.
-fn fhstatus(r: &mut Reader<'_>, must_be_ok: bool) -> Result<Result<(), XdrError>, Wrong> {
-    if let Some(done) = not_ok(r, must_be_ok)? {
-        return Ok(done);
+    } else {
+        Err(Wrong::BadResults)
     }
-    Ok(r.opaque_fixed(FHSIZE).map(|_| ()))
-}
-
-/// `exports`: a list of (dirpath, list of group names).
-fn exports(r: &mut Reader<'_>) -> Result<(), XdrError> {
-    let mut entries = 0;
-    while r.bool()? {
-        r.string(MAX_PATH)?;
-        while r.bool()? {
-            r.string(MAX_NAME)?;
-            entries += 1;
-        }
-        entries += 1;
-        if entries > MAX_LIST {
-            return Err(XdrError::TooLong {
-                len: entries,
-                max: MAX_LIST,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// `mountlist`: a list of (hostname, directory).
-fn mountlist(r: &mut Reader<'_>) -> Result<(), XdrError> {
-    let mut entries = 0;
-    while r.bool()? {
-        r.string(MAX_NAME)?;
-        r.string(MAX_PATH)?;
-        entries += 1;
-        if entries > MAX_LIST {
-            return Err(XdrError::TooLong {
-                len: entries,
-                max: MAX_LIST,
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::mount::wire::{emit_list_end, ExportNode, Flavors, MountBody};
+    use mount_proto::rpc::{encode_accepted, encode_denied, encode_success, AuthStat, RejectStat};
+    use mount_proto::xdr::Writer;
+
     use super::*;
-    use crate::rpc::{encode_accepted, encode_denied, encode_success, AuthStat, RejectStat};
     use crate::storm::mix::ProcSpec;
-    use crate::xdr::Writer;
 
     fn expect(proc_: Proc, vers: u32) -> Expect {
         Expect {
@@ -217,10 +155,12 @@ mod tests {
     }
 
     fn mnt3_ok(w: &mut Writer<'_>) {
-        w.put_u32(0).unwrap();
-        w.put_opaque(&[7; 32], 64).unwrap();
-        w.put_u32(1).unwrap();
-        w.put_u32(1).unwrap();
+        let flavors = Flavors::from_be_words(&[0, 0, 0, 1]).unwrap();
+        let res = MountRes3::Ok {
+            handle: &[7; 32],
+            flavors,
+        };
+        res.emit(w).unwrap();
     }
 
     #[test]
@@ -229,29 +169,23 @@ mod tests {
         assert_eq!(check(&success(9, |_| {}), &expect(Proc::Null, 3)), Ok(()));
         assert_eq!(check(&success(9, |_| {}), &expect(Proc::Umnt, 1)), Ok(()));
         assert_eq!(check(&success(9, mnt3_ok), &expect(Proc::Mnt, 3)), Ok(()));
-        let v1 = success(9, |w| {
-            w.put_u32(0).unwrap();
-            w.put_opaque_fixed(&[1; 32]).unwrap();
-        });
+        let v1 = success(9, |w| FhStatus::Ok(&[1; 32]).emit(w).unwrap());
         assert_eq!(check(&v1, &expect(Proc::Mnt, 1)), Ok(()));
         let exports = success(1, |w| {
             for (dir, groups) in [("/a", &["*"][..]), ("/b", &[][..])] {
-                w.put_bool(true).unwrap();
-                w.put_string(dir.as_bytes(), 1024).unwrap();
-                for g in groups {
-                    w.put_bool(true).unwrap();
-                    w.put_string(g.as_bytes(), 255).unwrap();
-                }
-                w.put_bool(false).unwrap();
+                let groups = groups.iter().map(|g| g.as_bytes());
+                ExportNode::emit_entry(w, dir.as_bytes(), groups).unwrap();
             }
-            w.put_bool(false).unwrap();
+            emit_list_end(w).unwrap();
         });
         assert_eq!(check(&exports, &expect(Proc::Export, 3)), Ok(()));
         let dump = success(1, |w| {
-            w.put_bool(true).unwrap();
-            w.put_string(b"10.0.0.2", 255).unwrap();
-            w.put_string(b"/a", 1024).unwrap();
-            w.put_bool(false).unwrap();
+            let body = MountBody {
+                hostname: b"10.0.0.2",
+                directory: b"/a",
+            };
+            body.emit_entry(w).unwrap();
+            emit_list_end(w).unwrap();
         });
         assert_eq!(check(&dump, &expect(Proc::Dump, 2)), Ok(()));
         // An empty list is a single FALSE.

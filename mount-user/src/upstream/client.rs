@@ -2,19 +2,21 @@
 //! servers check that a MNT comes from one, as they do for the kernel's mount helper),
 //! bounded retransmissions, replies matched by source and xid.
 //!
-//! Encoding and decoding are the sans-IO [`crate::mount::client`]; this is only the I/O.
+//! Encoding and decoding are the sans-IO [`mount_proto::mount::client`]; this is only the I/O.
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::mount::client::{
+use mount_proto::mount::client::{
     accepted_results, decode_mnt_reply, encode_mnt, encode_path_call, MntAnswer, ReplyCheckError,
     MAX_CALL,
 };
-use crate::mount::procs;
+use mount_proto::mount::procs;
+use mount_proto::rpc::pmap::IPPROTO_UDP;
+use mount_proto::rpc::IPPORT_RESERVED;
+
 use crate::portmap::{self, GetportError};
-use crate::rpc::pmap::IPPROTO_UDP;
 use crate::udp_call::{self, CallError};
 
 /// Largest reply read (a `mountres3` is under 400 bytes).
@@ -91,7 +93,7 @@ impl MountClient {
         };
         let socket = crate::rpcbind::bind_reserved_udp(local)?;
         let port = socket.local_addr()?.port();
-        if port >= 1024 {
+        if port >= IPPORT_RESERVED {
             tracing::warn!(
                 port,
                 "upstream calls leave from an unreserved port (not root?): a server that \
@@ -156,7 +158,7 @@ impl MountClient {
     /// call forgets a port found through the portmapper.
     fn call<T>(
         &mut self,
-        encode: impl Fn(&mut [u8], u32) -> Result<usize, crate::xdr::XdrError>,
+        encode: impl Fn(&mut [u8], u32) -> Result<usize, mount_proto::xdr::XdrError>,
         decode: impl Fn(&[u8], u32) -> Result<T, ReplyCheckError>,
     ) -> Result<T, UpstreamError> {
         let peer = self.peer()?;
@@ -199,15 +201,18 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    use mount_proto::mount::wire::{Flavors, MountRes3};
+    use mount_proto::mount::{MNTPATHLEN, MOUNT_PROGRAM};
+    use mount_proto::rpc::{encode_success, Call};
+    use mount_proto::xdr::Reader;
+
     use super::*;
-    use crate::rpc::{encode_success, Call};
-    use crate::xdr::Reader;
 
     fn target(port: u16) -> Target {
         Target {
             host: "127.0.0.1".parse().unwrap(),
             port: Some(port),
-            program: 100_005,
+            program: MOUNT_PROGRAM,
             try_timeout: Duration::from_millis(200),
             tries: 2,
         }
@@ -236,15 +241,13 @@ mod tests {
     }
 
     fn ok_handle(call: &Call<'_>) -> Vec<Vec<u8>> {
-        let path = Reader::new(call.args).string(1024).unwrap().to_vec();
+        let path = Reader::new(call.args).string(MNTPATHLEN).unwrap().to_vec();
         let mut out = vec![0u8; 256];
-        let n = encode_success(&mut out, call.xid, |w| {
-            w.put_u32(0)?;
-            w.put_opaque(&path, 64)?;
-            w.put_u32(1)?;
-            w.put_u32(1)
-        })
-        .unwrap();
+        let res = MountRes3::Ok {
+            handle: &path,
+            flavors: Flavors::from_be_words(&[0, 0, 0, 1]).unwrap(),
+        };
+        let n = encode_success(&mut out, call.xid, |w| res.emit(w)).unwrap();
         out.truncate(n);
         // Garbage and a reply to another xid first: both must be skipped.
         vec![
@@ -288,10 +291,10 @@ mod tests {
     fn refusals_are_reply_errors() {
         let port = fake(1, |call| {
             let mut out = vec![0u8; 64];
-            let n = crate::rpc::encode_accepted(
+            let n = mount_proto::rpc::encode_accepted(
                 &mut out,
                 call.xid,
-                &crate::rpc::AcceptStat::ProgUnavail,
+                &mount_proto::rpc::AcceptStat::ProgUnavail,
             )
             .unwrap();
             out.truncate(n);

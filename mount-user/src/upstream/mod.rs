@@ -19,10 +19,11 @@ use arc_swap::{ArcSwap, Guard};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use crate::mount::client::{MntAnswer, ReplyCheckError};
-use crate::mount::learned::{Learned, LearnedHandles};
-use crate::mount::MountStat;
-use crate::rpc::AcceptStat;
+use mount_proto::mount::client::{MntAnswer, ReplyCheckError};
+use mount_proto::mount::learned::{Learned, LearnedHandles};
+use mount_proto::mount::MountStat;
+use mount_proto::rpc::AcceptStat;
+
 use crate::udp_call::CallError;
 
 pub mod client;

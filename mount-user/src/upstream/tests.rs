@@ -2,9 +2,12 @@
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use mount_proto::mount::wire::{Flavors, MountRes3};
+use mount_proto::mount::MNTPATHLEN;
+use mount_proto::rpc::{encode_success, Call};
+use mount_proto::xdr::Reader;
+
 use super::*;
-use crate::rpc::{encode_success, Call};
-use crate::xdr::Reader;
 
 /// A fake MOUNT server: answers MNT v3 with the path's bytes plus `generation` as handle
 /// (after `delay`), MNT v1 with PROG_MISMATCH; counts v3 MNT calls; `silent` stops answers.
@@ -47,24 +50,23 @@ fn fake(delay: Duration) -> Fake {
             }
             let mut out = [0u8; 512];
             let n = if call.vers == 1 {
-                let stat = crate::rpc::AcceptStat::ProgMismatch { low: 3, high: 3 };
-                crate::rpc::encode_accepted(&mut out, call.xid, &stat).unwrap()
+                let stat = mount_proto::rpc::AcceptStat::ProgMismatch { low: 3, high: 3 };
+                mount_proto::rpc::encode_accepted(&mut out, call.xid, &stat).unwrap()
             } else if call.proc_ == 1 {
                 calls.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(delay);
-                let path = Reader::new(call.args).string(1024).unwrap().to_vec();
+                let path = Reader::new(call.args).string(MNTPATHLEN).unwrap().to_vec();
                 let mut handle = path.clone();
                 handle.extend(gen.load(Ordering::SeqCst).to_be_bytes());
                 let status = if path.ends_with(b"/denied") { 13 } else { 0 };
-                encode_success(&mut out, call.xid, |w| {
-                    w.put_u32(status)?;
-                    if status == 0 {
-                        w.put_opaque(&handle, 64)?;
-                        w.put_u32(0)?;
-                    }
-                    Ok(())
-                })
-                .unwrap()
+                let res = match status {
+                    0 => MountRes3::Ok {
+                        handle: &handle,
+                        flavors: Flavors::default(),
+                    },
+                    _ => MountRes3::Err(status),
+                };
+                encode_success(&mut out, call.xid, |w| res.emit(w)).unwrap()
             } else {
                 encode_success(&mut out, call.xid, |_| Ok(())).unwrap()
             };
@@ -79,7 +81,7 @@ fn upstream(port: u16, ttl: Duration) -> Arc<Upstream> {
         target: Target {
             host: "127.0.0.1".parse().unwrap(),
             port: Some(port),
-            program: 100_005,
+            program: mount_proto::mount::MOUNT_PROGRAM,
             try_timeout: Duration::from_millis(150),
             tries: 2,
         },

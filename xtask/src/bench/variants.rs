@@ -1,6 +1,7 @@
 //! The servers under test and the call types: how each server is started (with its own
 //! rpcbind) and checked before it is measured.
 use anyhow::{bail, Result};
+use mount_proto::mount::MOUNT_PROGRAM;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -194,6 +195,7 @@ impl Ctx<'_> {
         let addr = addr.as_str();
         let log = server.log().to_path_buf();
         let port = PORT.to_string();
+        let program = MOUNT_PROGRAM.to_string();
         let client = |args: &[&str]| {
             testbed::netns::command(&self.net.client.ns)
                 .args(["timeout", "5"])
@@ -202,13 +204,13 @@ impl Ctx<'_> {
                 .stderr(Stdio::null())
                 .output()
         };
-        let udp = ["rpcinfo", "-n", &port, "-u", addr, "100005", "3"];
+        let udp = ["rpcinfo", "-n", &port, "-u", addr, &program, "3"];
         server.wait_ready(Duration::from_secs(30), self.stop, || {
             let ready = variant == Variant::Ganesha
                 || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("READY"));
             ready && client(&udp).is_ok_and(|o| o.status.success())
         })?;
-        let tcp = ["rpcinfo", "-n", &port, "-t", addr, "100005", "3"];
+        let tcp = ["rpcinfo", "-n", &port, "-t", addr, &program, "3"];
         let out = client(&tcp)?;
         if !out.status.success() {
             bail!("{}: rpcinfo -t fails", variant.id());

@@ -1,10 +1,12 @@
-//! Precomputed call frames: Ethernet + IP + UDP headers around a call template, with the
-//! UDP checksum's partial sum so that patching the source port and xid costs a few adds.
+//! Precomputed call frames: Ethernet + IP + UDP headers around a call template (emitted by
+//! the protocol core's `packet::build`, the inverse of the `packet::parse` the server's
+//! worker reads them with), with the UDP checksum's partial sum so that patching the
+//! source port and xid costs a few adds.
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{anyhow, bail};
 
-use crate::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
+use mount_proto::packet::{self, checksum, Addressing, IpPair, MacAddr, UDP_HDR_LEN};
 
 /// A precomputed call frame.
 pub(super) struct Frame {
@@ -25,33 +27,33 @@ pub(super) fn build_frame(
     target: SocketAddr,
     mtu: usize,
 ) -> anyhow::Result<Frame> {
-    let ips = match (target.ip(), src) {
-        // `finish_reply` addresses the frame back to the "request's" sender: describe
-        // the target as that sender.
-        (IpAddr::V4(t), IpAddr::V4(s)) => IpPair::V4 { src: t, dst: s },
-        (IpAddr::V6(t), IpAddr::V6(s)) => IpPair::V6 { src: t, dst: s },
+    let ips = match (src, target.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => IpPair::V4 { src, dst },
+        (IpAddr::V6(src), IpAddr::V6(dst)) => IpPair::V6 { src, dst },
         _ => bail!("source {src} and target {target} are not of the same family"),
     };
-    let from_target = Addressing {
-        src_mac: dst_mac,
-        dst_mac: src_mac,
+    let call = Addressing {
+        src_mac,
+        dst_mac,
         ips,
-        src_port: target.port(),
-        dst_port: 0,
+        src_port: 0,
+        dst_port: target.port(),
     };
-    let payload = packet::reply_payload_offset(&ips);
+    let payload = packet::payload_offset(&ips);
     let mut bytes = vec![0u8; payload + message.len()];
-    bytes[payload..].copy_from_slice(message);
-    let len = packet::finish_reply(&mut bytes, &from_target, message.len(), mtu)
-        .map_err(|e| anyhow!("a call frame does not fit: {e}"))?;
+    let len = packet::build(&mut bytes, &call, mtu, |out| {
+        out.copy_from_slice(message);
+        message.len()
+    })
+    .map_err(|e| anyhow!("a call frame does not fit: {e}"))?;
     bytes.truncate(len);
     let udp = payload - UDP_HDR_LEN;
     // Partial sum: pseudo-header + segment with checksum, source port and xid at zero
     // (they are zero in `bytes` except the checksum).
     bytes[udp + 6..udp + 8].fill(0);
     let mut acc = match ips {
-        IpPair::V4 { src: t, dst: s } => checksum::sum(&t.octets(), checksum::sum(&s.octets(), 0)),
-        IpPair::V6 { src: t, dst: s } => checksum::sum(&t.octets(), checksum::sum(&s.octets(), 0)),
+        IpPair::V4 { src, dst } => checksum::sum(&dst.octets(), checksum::sum(&src.octets(), 0)),
+        IpPair::V6 { src, dst } => checksum::sum(&dst.octets(), checksum::sum(&src.octets(), 0)),
     };
     acc += u64::from(packet::IPPROTO_UDP) + (bytes.len() - udp) as u64;
     let partial = checksum::sum(&bytes[udp..], acc);

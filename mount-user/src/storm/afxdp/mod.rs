@@ -24,12 +24,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 
+use mount_proto::packet;
+
 use super::engine::Transport;
 use super::socket::{ppoll, source_for};
 use super::spoof::Cycle;
 use crate::afxdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
 use crate::ebpf::{XdpAttachment, XdpMode};
-use crate::packet;
 
 mod frame;
 mod setup;

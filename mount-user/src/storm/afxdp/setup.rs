@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::packet::MacAddr;
+use mount_proto::packet::MacAddr;
 
 pub(super) fn run_ip(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("ip")
@@ -84,13 +84,13 @@ pub(super) fn read_sys(iface: &str, file: &str) -> anyhow::Result<String> {
 /// for the reply.
 pub(super) fn prime(sock: &UdpSocket, target: SocketAddr) -> bool {
     let mut call = [0u8; 64];
-    let Ok(n) = crate::rpc::encode_call(
+    let Ok(n) = mount_proto::rpc::encode_call(
         &mut call,
         0x5354_4f52,
-        crate::mount::MOUNT_PROGRAM,
+        mount_proto::mount::MOUNT_PROGRAM,
         3,
         0,
-        &crate::rpc::Credential::None,
+        &mount_proto::rpc::Credential::None,
         &[],
     ) else {
         return false;

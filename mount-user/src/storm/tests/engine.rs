@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::rpc::encode_success;
+use mount_proto::rpc::encode_success;
+
 use crate::storm::engine::{self, EngineConfig, Pace, Progress, Transport};
 use crate::storm::mix::{Mix, Templates};
 

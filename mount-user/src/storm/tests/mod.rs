@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use mount_proto::exports::HostFacts;
+use mount_proto::mount::wire::{Flavors, MountRes3};
+use mount_proto::mount::Policy;
+use mount_proto::mountlist::MountList;
+use mount_proto::rpc::{encode_success, Call};
+
 use super::{execute, StormArgs};
-use crate::exports::{ExportTable, HostFacts, SharedExports};
-use crate::mount::Policy;
-use crate::mountlist::MountList;
-use crate::rpc::{encode_success, Call};
+use crate::exports::{parse_str, SharedExports};
 use crate::service::mount::MountService;
 use crate::service::names::NameCache;
 use crate::service::{Answer, Responder};
@@ -37,7 +40,7 @@ fn names() -> Arc<NameCache> {
 const EXPORTS: &str = "/srv 127.0.0.1(rw,insecure)\n/data *(ro,insecure)\n";
 
 fn service() -> Arc<MountService> {
-    let table = ExportTable::parse_str(EXPORTS, "test").unwrap();
+    let table = parse_str(EXPORTS, "test").unwrap();
     Arc::new(MountService::new(
         Arc::new(SharedExports::new(table)),
         Arc::new(MountList::new()),
@@ -226,9 +229,12 @@ impl Responder for Wrong {
             call.xid
         };
         let len = match call.xid % 5 {
-            3 => {
-                crate::rpc::encode_accepted(out, xid, &crate::rpc::AcceptStat::ProcUnavail).unwrap()
-            }
+            3 => mount_proto::rpc::encode_accepted(
+                out,
+                xid,
+                &mount_proto::rpc::AcceptStat::ProcUnavail,
+            )
+            .unwrap(),
             4 => {
                 // The xid, then a message type and nothing else.
                 out[..4].copy_from_slice(&xid.to_be_bytes());
@@ -236,15 +242,17 @@ impl Responder for Wrong {
                 6
             }
             _ => encode_success(out, xid, |w| {
-                if call.proc_ == 1 {
-                    w.put_u32(status)?;
-                    if status == 0 {
-                        w.put_opaque(&[9; 32], 64)?;
-                        w.put_u32(1)?;
-                        w.put_u32(1)?;
-                    }
+                if call.proc_ != 1 {
+                    return Ok(());
                 }
-                Ok(())
+                match status {
+                    0 => MountRes3::Ok {
+                        handle: &[9; 32],
+                        flavors: Flavors::from_be_words(&[0, 0, 0, 1]).unwrap_or_default(),
+                    }
+                    .emit(w),
+                    _ => MountRes3::Err(status).emit(w),
+                }
             })
             .unwrap(),
         };
