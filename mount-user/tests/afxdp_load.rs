@@ -8,7 +8,7 @@
 //!
 //! One server worker (pinned to core 1 when there are two), one generator thread
 //! (pinned to core 0): on 2 shared vCPUs that keeps them from fighting. Variants are
-//! interleaved over the rounds and medians are quoted (platform.md).
+//! interleaved over the rounds and medians are quoted (docs/platform.md).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

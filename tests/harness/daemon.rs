@@ -175,7 +175,7 @@ impl NetPair {
         } else {
             // rpcbind keeps its socket/lock under /run, shared by all net namespaces: a
             // private rpcbind gets a private mount namespace with a tmpfs /run, and the
-            // daemon is exec'd in the same one so its registration reaches it (platform.md).
+            // daemon is exec'd in the same one so its registration reaches it (docs/platform.md).
             // Without one (rpcbind_absent), an empty private /run keeps the host's out of
             // reach.
             let pidfile = self.dir.join(format!("rpcbind-{seq}.pid"));

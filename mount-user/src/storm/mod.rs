@@ -9,7 +9,7 @@
 //! Modules: [`mix`] (procedure mixes, templates), [`validate`] (sans-IO reply checks),
 //! [`engine`] (slots, pacing, matching), [`socket`] and [`afxdp`] (transports),
 //! [`spoof`] (forged source addresses), [`report`] (JSON and human summary). The JSON field names are a contract with
-//! `cargo xtask bench` (notes/contract.md, "Issue 4").
+//! `cargo xtask bench` (docs/storm-json.md).
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! The run's outcome: the JSON object `cargo xtask bench` reads (field names are a
-//! contract, see notes/contract.md "Issue 4") and the human summary.
+//! contract, see docs/storm-json.md) and the human summary.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

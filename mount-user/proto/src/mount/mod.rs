@@ -6,7 +6,7 @@
 //! PROG_UNAVAIL) → version (else PROG_MISMATCH 1..3, never PROC_UNAVAIL) → procedure of that
 //! version (else PROC_UNAVAIL) → arguments (else GARBAGE_ARGS) → the procedure.
 //!
-//! Decisions (protocol.md leaves these open; each is tested):
+//! Decisions (the RFCs leave these open; each is tested; docs/protocol.md lists the rules):
 //! - MNT does not depend on the call's credential flavor: like nfs-utils' mountd, flavors are
 //!   enforced by the NFS server; MNT reports the export's flavors in `mountres3`.
 //! - MNT status: NOENT when no export matches or the path is relative/not UTF-8/has a NUL;

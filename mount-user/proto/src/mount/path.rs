@@ -1,6 +1,6 @@
 //! Lexical normalisation of a MOUNT `dirpath`, into a stack buffer (no allocation).
 //!
-//! Rules (protocol.md "Semantics"):
+//! Rules (docs/protocol.md, "Semantics"):
 //! - the empty path means `/` (as nfs-utils does);
 //! - a path not starting with `/` is relative: it names no export ([`PathError::Relative`],
 //!   answered NOENT);

@@ -1,6 +1,6 @@
 //! Credentials: AUTH_NONE and AUTH_SYS (RFC 5531 appendix A), and the server's flavor policy.
 //!
-//! Policy (matching libtirpc's `_authenticate`, which protocol.md follows):
+//! Policy (matching libtirpc's `_authenticate`, which docs/protocol.md follows):
 //! - AUTH_NONE (0): accepted; its body is not inspected (it is normally empty).
 //! - AUTH_SYS (1): the body must decode as `stamp, machinename string<255>, uid, gid,
 //!   gids<16>`, else AUTH_BADCRED. Bytes after the last gid inside the body are tolerated

@@ -1,5 +1,6 @@
 //! Our replies, written to a pcap next to their calls, must dissect cleanly in tshark
-//! (protocol.md: "a reply it marks malformed is a bug"). Skipped when tshark is not installed.
+//! (docs/protocol.md: tshark marks no reply of ours malformed). Skipped when tshark is not
+//! installed.
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Tests of `answer`: shared helpers here, hand-made vectors per protocol.md row in
+//! Tests of `answer`: shared helpers here, hand-made vectors per docs/protocol.md row in
 //! `vectors.rs`, real client captures in `golden.rs`, property tests in `props.rs`. That the
 //! hot path does not allocate is an integration test (`tests/alloc.rs`): its counting
 //! allocator needs `unsafe`, which this crate forbids.

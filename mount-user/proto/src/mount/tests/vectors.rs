@@ -1,4 +1,4 @@
-//! Hand-made vectors: the RPC rows of protocol.md, NULL, PROC_UNAVAIL, GARBAGE_ARGS,
+//! Hand-made vectors: the RPC rows of docs/protocol.md, NULL, PROC_UNAVAIL, GARBAGE_ARGS,
 //! PATHCONF, and NoRoom.
 use super::*;
 use crate::rpc::{AuthStat, RejectStat};
