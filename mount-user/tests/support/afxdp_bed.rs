@@ -14,6 +14,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use mount_proto::mount::client::accepted_results;
+use mount_proto::mount::wire::ExportList;
+use mount_proto::mount::MOUNT_PROGRAM;
+use mount_proto::xdr::Reader;
 use testbed::{End, Pair, PairSpec, Process, Scratch, Spawn};
 
 pub const PORT: u16 = 644;
@@ -283,14 +287,14 @@ pub fn proc_count(stats: &serde_json::Value, name: &str, path: &str) -> u64 {
         .unwrap()
 }
 
-// --- a small RPC client, independent of the daemon's codec ---
-
-pub const MOUNT_PROG: u32 = 100_005;
+// --- a small RPC client: calls written by hand, replies read with mount-proto's parsers.
+// (The end-to-end suite in tests/ keeps a client independent of the daemon's codec; this
+// bed checks the data path, so it decodes with the protocol crate rather than a copy.)
 
 /// An RPC call with AUTH_NONE; `args` already XDR-encoded.
 pub fn call(xid: u32, vers: u32, proc_: u32, args: &[u8]) -> Vec<u8> {
     let mut m = Vec::new();
-    for w in [xid, 0, 2, MOUNT_PROG, vers, proc_, 0, 0, 0, 0] {
+    for w in [xid, 0, 2, MOUNT_PROGRAM, vers, proc_, 0, 0, 0, 0] {
         m.extend_from_slice(&w.to_be_bytes());
     }
     m.extend_from_slice(args);
@@ -305,21 +309,11 @@ pub fn xdr_string(s: &str) -> Vec<u8> {
     v
 }
 
-/// The body after an accepted, successful reply header to `xid`.
+/// The results of an accepted, successful reply to `xid`.
 pub fn reply_body(xid: u32, reply: &[u8]) -> Vec<u8> {
-    let w = |i: usize| u32::from_be_bytes(reply[i * 4..i * 4 + 4].try_into().unwrap());
-    assert!(reply.len() >= 24, "short reply {reply:?}");
-    assert_eq!(w(0), xid, "xid");
-    assert_eq!(w(1), 1, "REPLY");
-    assert_eq!(w(2), 0, "MSG_ACCEPTED");
-    let verf_len = w(4) as usize;
-    let at = 20 + verf_len.div_ceil(4) * 4;
-    assert_eq!(
-        u32::from_be_bytes(reply[at..at + 4].try_into().unwrap()),
-        0,
-        "SUCCESS"
-    );
-    reply[at + 4..].to_vec()
+    accepted_results(reply, xid)
+        .unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+        .to_vec()
 }
 
 /// One UDP call from `sock` (bound in the client namespace); returns the reply body.
@@ -387,24 +381,9 @@ fn rand_xid() -> u32 {
 
 /// Names in an EXPORT (v3) reply body.
 pub fn export_names(body: &[u8]) -> Vec<String> {
-    let mut at = 0;
-    let word = |at: &mut usize| {
-        let w = u32::from_be_bytes(body[*at..*at + 4].try_into().unwrap());
-        *at += 4;
-        w
-    };
-    let string = |at: &mut usize| {
-        let n = word(at) as usize;
-        let s = String::from_utf8(body[*at..*at + n].to_vec()).unwrap();
-        *at += n.div_ceil(4) * 4;
-        s
-    };
-    let mut names = Vec::new();
-    while word(&mut at) == 1 {
-        names.push(string(&mut at));
-        while word(&mut at) == 1 {
-            string(&mut at); // group
-        }
-    }
-    names
+    let list = ExportList::parse(&mut Reader::new(body))
+        .unwrap_or_else(|e| panic!("EXPORT results: {e}: {body:?}"));
+    list.iter()
+        .map(|node| String::from_utf8_lossy(node.dir).into_owned())
+        .collect()
 }
