@@ -1,24 +1,27 @@
 //! Command-line interface (clap derive).
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// `--version`: the release, the commit and the toolchain that built the embedded XDP program.
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("XDP_MOUNTD_COMMIT"),
-    ")\neBPF toolchain: ",
-    env!("XDP_MOUNTD_EBPF_TOOLCHAIN")
-);
+/// `--version`: the release, the commit and the toolchain that built the embedded XDP program
+/// (known to `mount-xdp`, whose build script builds it; so not a `concat!` of literals).
+pub static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (commit {})\neBPF toolchain: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("XDP_MOUNTD_COMMIT"),
+        mount_xdp::EBPF_TOOLCHAIN
+    )
+});
 
 /// xdp-mountd: an NFS MOUNT service (ONC RPC program 100005, versions 1-3).
 #[derive(Debug, Parser)]
 #[command(
     name = "xdp-mountd",
     version,
-    long_version = LONG_VERSION,
+    long_version = LONG_VERSION.as_str(),
     about = "NFS MOUNT service (ONC RPC program 100005, versions 1-3)",
     long_about = "xdp-mountd answers NFS MOUNT calls (RPC program 100005, versions 1, 2 and 3: \
                   MNT, UMNT, UMNTALL, DUMP, EXPORT, PATHCONF) for the exports described in an \

@@ -8,7 +8,6 @@
 //! mode, stats and metrics, and the `storm` load generator.
 
 pub mod afxdp;
-pub mod ebpf;
 pub mod exports;
 pub mod log_throttle;
 pub mod metrics;

@@ -130,7 +130,7 @@ impl RateLimits {
     pub fn xdp_source_entries(&self) -> u32 {
         match self.per_source {
             Some(_) => self.sources,
-            None => crate::ebpf::SOURCES_UNUSED_ENTRIES,
+            None => mount_xdp::ebpf::SOURCES_UNUSED_ENTRIES,
         }
     }
 

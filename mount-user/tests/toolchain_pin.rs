@@ -4,7 +4,7 @@
 //! build that fell back to the channel would fail here or in the link.
 use std::process::Command;
 
-#[path = "../build/ebpf_toolchain.rs"]
+#[path = "../xdp/build/ebpf_toolchain.rs"]
 #[allow(dead_code)]
 mod ebpf_toolchain;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mount_ebpf::Counter;
 use mount_proto::packet;
-use mount_user::ebpf::{Counters, XdpAttachment, XdpMode};
+use mount_xdp::ebpf::{Counters, XdpAttachment, XdpMode};
 
 #[path = "support/afxdp_bed.rs"]
 mod bed;

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use crate::{run_checked, workspace_root};
 
-#[path = "../../mount-user/build/ebpf_toolchain.rs"]
+#[path = "../../mount-user/xdp/build/ebpf_toolchain.rs"]
 #[allow(dead_code)] // the build script uses the PATH half
 pub(crate) mod ebpf_toolchain;
 
@@ -159,7 +159,7 @@ fn install_bpf_linker(workspace: &Path, major: u32) -> Result<()> {
         format!(
             "building bpf-linker {BPF_LINKER_VERSION} with feature llvm-{major}: if that \
              feature does not exist, this bpf-linker release does not support LLVM {major}; \
-             move BPF_LINKER_VERSION in mount-user/build/ebpf_toolchain.rs with the pin"
+             move BPF_LINKER_VERSION in mount-user/xdp/build/ebpf_toolchain.rs with the pin"
         )
     })
 }

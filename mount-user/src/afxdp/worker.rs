@@ -15,12 +15,12 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use mount_proto::packet;
 
-use super::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
 use crate::log_throttle::LogThrottle;
 use crate::service::names::NameCache;
 use crate::service::{answer_deferred, Answer, Responder};
 use crate::socket::udp::UDP_MAX_MESSAGE;
 use crate::stats::calls::{call_slot, Outcome};
+use mount_xdp::xsk::{BindMode, Xsk, FRAMES, FRAME_SIZE};
 
 use super::counters::add;
 pub use super::counters::QueueCounters;
@@ -198,7 +198,7 @@ impl Worker {
         match self.xsk.mode() {
             BindMode::Copy => {
                 // Enough kicks for a full ring; what remains is retried next round.
-                for _ in 0..(super::xsk::RING_SIZE / 32 + 2) {
+                for _ in 0..(mount_xdp::xsk::RING_SIZE / 32 + 2) {
                     if self.xsk.tx.pending() == 0 {
                         break;
                     }
@@ -225,7 +225,7 @@ impl Worker {
 }
 
 /// Completions taken per look (the whole ring if that many are ready).
-const RING_BATCH: u32 = super::xsk::RING_SIZE;
+const RING_BATCH: u32 = mount_xdp::xsk::RING_SIZE;
 
 /// Answers the request in `frame[..len]` (a UMEM chunk from the request's address to the
 /// chunk's end); returns the reply frame's length when the reply was written into `frame`

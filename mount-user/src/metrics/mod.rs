@@ -190,7 +190,7 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
         push(out, f);
     }
 
-    type XskField = fn(&crate::afxdp::xsk::XskStatistics) -> u64;
+    type XskField = fn(&mount_xdp::xsk::XskStatistics) -> u64;
     let socket_stats: [(&str, &str, XskField); 6] = [
         ("xsk_rx_dropped_total", "XDP_STATISTICS rx_dropped.", |s| {
             s.rx_dropped

@@ -199,7 +199,7 @@ fn xdp_config_carries_the_limits_and_masks() {
     assert_eq!(limits.xdp_source_entries(), 4096);
     assert_eq!(
         RateLimits::off().xdp_source_entries(),
-        crate::ebpf::SOURCES_UNUSED_ENTRIES
+        mount_xdp::ebpf::SOURCES_UNUSED_ENTRIES
     );
     assert_eq!(
         limits.describe_per_source(),

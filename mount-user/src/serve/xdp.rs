@@ -8,10 +8,10 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use mount_ebpf::Counter;
 use mount_user::afxdp::{Datapath, DatapathConfig};
-use mount_user::ebpf::XdpMode;
 use mount_user::ratelimit::RateLimits;
 use mount_user::service::names::NameCache;
 use mount_user::service::Responder;
+use mount_xdp::ebpf::XdpMode;
 
 /// `--xdp` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,7 +5,7 @@
 //! ([`server`]); `xdp-mountd stats` connects, then prints a table or the JSON.
 use serde::{Deserialize, Serialize};
 
-use crate::afxdp::xsk::XskStatistics;
+use mount_xdp::xsk::XskStatistics;
 
 pub mod calls;
 pub mod latency;

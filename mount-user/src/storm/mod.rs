@@ -331,8 +331,8 @@ pub fn execute(
             let opened = afxdp::AfxdpIo::open(&afxdp::AfxdpConfig {
                 iface: iface.to_owned(),
                 mode: match args.xdp {
-                    XdpModeArg::Native => crate::ebpf::XdpMode::Native,
-                    XdpModeArg::Generic => crate::ebpf::XdpMode::Generic,
+                    XdpModeArg::Native => mount_xdp::ebpf::XdpMode::Native,
+                    XdpModeArg::Generic => mount_xdp::ebpf::XdpMode::Generic,
                 },
                 target: plan.target,
                 clients: args.clients,

@@ -29,8 +29,8 @@ use mount_proto::packet;
 use super::engine::Transport;
 use super::socket::{ppoll, source_for};
 use super::spoof::Cycle;
-use crate::afxdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
-use crate::ebpf::{XdpAttachment, XdpMode};
+use mount_xdp::ebpf::{XdpAttachment, XdpMode};
+use mount_xdp::xsk::{self, BindMode, Xsk, FRAMES, FRAME_SIZE, RING_SIZE};
 
 mod frame;
 mod setup;
@@ -159,12 +159,12 @@ impl AfxdpIo {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
-        let queue_count = crate::afxdp::rx_queue_count(iface)?;
+        let queue_count = mount_xdp::rx_queue_count(iface)?;
         let mut attachment = XdpAttachment::attach_with(
             iface,
             cfg.mode,
             mount_ebpf::Config::from_source_port(0),
-            crate::ebpf::SOURCES_UNUSED_ENTRIES,
+            mount_xdp::ebpf::SOURCES_UNUSED_ENTRIES,
         )?;
         let mut queues = Vec::with_capacity(queue_count as usize);
         for q in 0..queue_count {

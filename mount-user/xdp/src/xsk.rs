@@ -1,7 +1,7 @@
 //! A small AF_XDP ring layer over libc: one socket, its own UMEM, the four rings.
 //!
 //! Why hand-written rather than a crate (decided for this project, see the module doc of
-//! `afxdp` for the whole rationale):
+//! `mount_user::afxdp` for the whole rationale):
 //! - `xdpilone` 1.3 works here and has a good low-level API, but is EUPL-1.2 (copyleft);
 //!   the project is MIT OR Apache-2.0 and wants permissive dependencies only.
 //! - `xdp` 0.8 is Apache-2.0 OR MIT, but does not map the rings' `flags` word, so the

@@ -8,7 +8,7 @@
 //! that toolchain reports, into the workspace's own `.tools/` — where no other project's
 //! `cargo install bpf-linker` can replace it, and where it replaces no one else's.
 //!
-//! Used by `mount-user/build.rs` (which checks before building the object, so a mismatch is
+//! Used by `mount-user/xdp/build.rs` (which checks before building the object, so a mismatch is
 //! a plain error naming both sides) and by `cargo xtask setup` (which installs). It is one
 //! file shared through `#[path]` rather than a crate: a build-dependency of its own for a
 //! hundred lines, in a workspace whose top level is fixed, would cost more than it saves.
