@@ -117,7 +117,7 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --rate 20000 --duration 5 --paths-file paths --json -\n  \
                       xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
     )]
-    Storm(mount_user::storm::StormArgs),
+    Storm(mount_storm::StormArgs),
     /// Write the man pages (for packaging).
     #[command(hide = true)]
     Manpage(crate::manpage::ManpageArgs),

@@ -23,7 +23,9 @@ pub struct Latency {
     pub mean: f64,
 }
 
-/// The subset of `xdp-mountd storm --json` the bench uses (docs/storm-json.md).
+/// The subset of `xdp-mountd storm --json` the bench uses (docs/storm-json.md). A copy, not
+/// `mount_storm::report::Report`: mount-storm depends on mount-xdp, whose build script needs
+/// the eBPF toolchain that `cargo xtask setup` installs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StormResult {

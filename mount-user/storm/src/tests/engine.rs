@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use mount_proto::rpc::encode_success;
 
-use crate::storm::engine::{self, EngineConfig, Pace, Progress, Transport};
-use crate::storm::mix::{Mix, Templates};
+use crate::engine::{self, EngineConfig, Pace, Progress, Transport};
+use crate::mix::{Mix, Templates};
 
 /// Answers NULL calls `delay` after they were queued.
 struct Delayed {

@@ -1,5 +1,8 @@
-//! In-process runs of the generator against the project's own UDP and TCP shells on
-//! 127.0.0.1 (ephemeral ports), with the real protocol core and with wrong-answering fakes.
+//! In-process runs of the `storm` generator (crate `mount-storm`) against the daemon's own
+//! UDP and TCP shells on 127.0.0.1 (ephemeral ports), with the real protocol core and with
+//! wrong-answering fakes. Here rather than in mount-storm: the servers are this crate's, and
+//! mount-user depends on mount-storm (the `storm` subcommand), so mount-storm cannot
+//! depend back on it, not even as a dev-dependency, without a package cycle.
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -13,14 +16,15 @@ use mount_proto::mount::Policy;
 use mount_proto::mountlist::MountList;
 use mount_proto::rpc::{encode_success, Call};
 
-use super::{execute, StormArgs};
-use crate::exports::{parse_str, SharedExports};
-use crate::service::mount::MountService;
-use crate::service::names::NameCache;
-use crate::service::{Answer, Responder};
-use crate::socket::tcp::{self, TcpConfig};
-use crate::socket::udp::UdpServer;
-use crate::socket::{bind_tcp, bind_udp_group};
+use mount_storm::report::Report;
+use mount_storm::{execute, StormArgs};
+use mount_user::exports::{parse_str, SharedExports};
+use mount_user::service::mount::MountService;
+use mount_user::service::names::NameCache;
+use mount_user::service::{Answer, Responder};
+use mount_user::socket::tcp::{self, TcpConfig};
+use mount_user::socket::udp::UdpServer;
+use mount_user::socket::{bind_tcp, bind_udp_group};
 
 #[derive(Parser)]
 struct Cli {
@@ -56,7 +60,7 @@ fn udp_server(responder: Arc<dyn Responder>) -> (UdpServer, SocketAddr) {
 }
 
 /// Runs storm against a TCP shell serving `responder`; returns the report.
-fn against_tcp(responder: Arc<dyn Responder>, extra: &[&str]) -> super::Report {
+fn against_tcp(responder: Arc<dyn Responder>, extra: &[&str]) -> Report {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +103,7 @@ fn against_tcp(responder: Arc<dyn Responder>, extra: &[&str]) -> super::Report {
 
 const FULL_MIX: &str = "null=1,mnt3=4,umnt3=1,export3=1,dump3=1,mnt1=1,mnt2=1,umnt1=1,export1=1";
 
-fn assert_clean(r: &super::Report, n: u64) {
+fn assert_clean(r: &Report, n: u64) {
     assert_eq!(r.sent, n, "{}", r.to_json());
     assert_eq!(r.answered, n, "{}", r.to_json());
     assert_eq!(r.wrong, 0, "{}", r.to_json());
@@ -386,81 +390,6 @@ fn stop_flag_ends_the_run_early_with_a_report() {
     assert_eq!(r.wrong, 0);
 }
 
-#[test]
-fn cli_defaults_and_refusals() {
-    let a = args(&["--target", "127.0.0.1:644"]);
-    assert_eq!(a.count, 100_000);
-    assert_eq!(a.duration, 10.0);
-    assert_eq!(a.mix, super::mix::DEFAULT_MIX);
-    assert_eq!(a.clients, 1);
-    assert!(a.window.is_none() && a.rate.is_none() && a.json.is_none());
-    let a = args(&[
-        "--target",
-        "127.0.0.1:644",
-        "--source-addrs",
-        "127.0.0.1,127.0.0.2",
-    ]);
-    assert_eq!(a.source_addrs.len(), 2);
-    for bad in [
-        &["--target", "x:1", "--paths", "/a", "--paths-file", "f"][..],
-        &["--target", "x:1", "--clients", "0"],
-        &["--target", "x:1", "--transport", "sctp"],
-        &["--window", "3"],
-    ] {
-        let argv = std::iter::once("storm").chain(bad.iter().copied());
-        assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
-    }
-    // Refused before any traffic.
-    let stop = || Arc::new(AtomicBool::new(false));
-    for bad in [
-        &["--target", "127.0.0.1:644", "--mix", "mnt3"][..],
-        &["--target", "127.0.0.1:644", "--mix", "bogus"],
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--duration",
-            "0",
-        ],
-        &["--target", "127.0.0.1:644", "--mix", "null", "--rate=-5"],
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--io",
-            "afxdp",
-        ],
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--io",
-            "afxdp",
-            "--iface",
-            "lo",
-            "--transport",
-            "tcp",
-        ],
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--source-addrs",
-            "::1",
-        ],
-        &["--target", "nonsense", "--mix", "null"],
-    ] {
-        assert!(
-            execute(&args(bad), stop(), false).is_err(),
-            "{bad:?} accepted"
-        );
-    }
-}
-
 /// Answers NULL and records who called.
 #[derive(Default)]
 struct Recorder {
@@ -530,6 +459,3 @@ fn clients_use_distinct_ports_and_source_addresses_and_warmup_is_not_counted() {
     assert!(seen > 600, "the server saw only {seen} calls");
     assert_eq!(r.source_addrs, vec!["127.0.0.1", "127.0.0.2"]);
 }
-
-mod engine;
-mod spoof;

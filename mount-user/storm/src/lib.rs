@@ -10,6 +10,13 @@
 //! [`engine`] (slots, pacing, matching), [`socket`] and [`afxdp`] (transports),
 //! [`spoof`] (forged source addresses), [`report`] (JSON and human summary). The JSON field names are a contract with
 //! `cargo xtask bench` (docs/storm-json.md).
+//!
+//! Its own crate (`mount-storm`) so that the daemon's library carries none of a load
+//! generator's dependencies (progress bars, latency histograms) and storm none of the
+//! daemon: it needs only the protocol core (`mount-proto`) and, for `--io afxdp`, the XDP
+//! loader and AF_XDP sockets (`mount-xdp`). The daemon's binary depends on it for the
+//! `storm` subcommand ([`run`]); its runs against the daemon's real servers are
+//! mount-user's `tests/storm_loopback.rs`.
 use std::io::{IsTerminal as _, Write as _};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::path::PathBuf;

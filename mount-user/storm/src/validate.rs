@@ -135,7 +135,7 @@ mod tests {
     use mount_proto::xdr::Writer;
 
     use super::*;
-    use crate::storm::mix::ProcSpec;
+    use crate::mix::ProcSpec;
 
     fn expect(proc_: Proc, vers: u32) -> Expect {
         Expect {

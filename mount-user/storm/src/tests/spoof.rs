@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{args, Cli};
-use crate::storm::execute;
-use crate::storm::spoof::{forged_addresses, Cycle, MAX_FORGED};
+use crate::execute;
+use crate::spoof::{forged_addresses, Cycle, MAX_FORGED};
 use clap::Parser;
 
 fn ip(s: &str) -> IpAddr {
