@@ -4,8 +4,8 @@
 //! Used by `upstream` (gateway mode). Decoding is strict: a reply that does not decode, does
 //! not answer our xid, or carries a handle the protocol cannot carry is an error, never a
 //! handle, so garbage from upstream can never reach a client as a file handle.
-use super::wire::{FhStatus, MNT_OK};
-use super::{procs, FHSIZE3, MNTPATHLEN, MOUNT_PROGRAM};
+use super::wire::{FhStatus, MountRes3};
+use super::{procs, MNTPATHLEN, MOUNT_PROGRAM};
 use crate::exports::FileHandle;
 use crate::rpc::{self, AcceptStat, AuthSys, Credential, RejectStat, Reply, ReplyBody};
 use crate::xdr::{Reader, Writer, XdrError};
@@ -108,16 +108,16 @@ pub fn decode_mnt_reply(msg: &[u8], xid: u32, vers: u32) -> Result<MntAnswer, Re
     let results = accepted_results(msg, xid)?;
     let mut r = Reader::new(results);
     let bytes = if vers == 3 {
-        // Not `MountRes3::parse`: the flavor list after the handle is ours to decide (the
-        // local exports' sec=), so a reply without one still gives its handle.
-        let status = r.u32().map_err(ReplyCheckError::BadResult)?;
-        if status != MNT_OK {
-            return Ok(MntAnswer::Status(status));
-        }
-        r.opaque(FHSIZE3).map_err(|e| match e {
+        // The flavor list after the handle is ours to decide (the local exports' sec=), so
+        // a reply without one still gives its handle.
+        let res = MountRes3::parse_handle(&mut r).map_err(|e| match e {
             XdrError::TooLong { len, .. } => ReplyCheckError::BadHandle(len),
             other => ReplyCheckError::BadResult(other),
-        })?
+        })?;
+        match res {
+            MountRes3::Ok { handle, .. } => handle,
+            MountRes3::Err(status) => return Ok(MntAnswer::Status(status)),
+        }
     } else {
         match FhStatus::parse(&mut r).map_err(ReplyCheckError::BadResult)? {
             FhStatus::Ok(handle) => handle,

@@ -105,6 +105,21 @@ impl<'a> MountRes3<'a> {
         }
     }
 
+    /// Decode a `mountres3` for its status and handle only: a flavor list that is missing
+    /// or malformed reads as empty. For the gateway's client, whose offered flavors come
+    /// from the local exports (`sec=`), so a server that omits or garbles the list still
+    /// gives a usable handle; a handle over [`FHSIZE3`] is still an error.
+    pub fn parse_handle(r: &mut Reader<'a>) -> Result<Self, XdrError> {
+        match r.u32()? {
+            MNT_OK => {
+                let handle = r.opaque(FHSIZE3)?;
+                let flavors = Flavors::parse(r).unwrap_or_default();
+                Ok(MountRes3::Ok { handle, flavors })
+            }
+            stat => Ok(MountRes3::Err(stat)),
+        }
+    }
+
     /// Encode, all or nothing.
     pub fn emit(&self, w: &mut Writer<'_>) -> Result<(), XdrError> {
         let (handle, flavors) = match *self {

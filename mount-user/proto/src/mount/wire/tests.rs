@@ -102,6 +102,33 @@ fn mountres3_layout() {
 }
 
 #[test]
+fn the_handle_only_parse_forgives_the_flavor_list_and_nothing_else() {
+    let handle_only = [0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4];
+    let bad_count = [0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff];
+    for bytes in [&handle_only[..], &bad_count[..]] {
+        assert!(MountRes3::parse(&mut Reader::new(bytes)).is_err(), "strict");
+        assert_eq!(
+            MountRes3::parse_handle(&mut Reader::new(bytes)),
+            Ok(MountRes3::Ok {
+                handle: &[1, 2, 3, 4],
+                flavors: Flavors::default(),
+            })
+        );
+    }
+    let mut long = vec![0, 0, 0, 0, 0, 0, 0, 65];
+    long.extend([7; 68]);
+    assert!(matches!(
+        MountRes3::parse_handle(&mut Reader::new(&long)),
+        Err(XdrError::TooLong { len: 65, .. })
+    ));
+    assert_eq!(
+        MountRes3::parse_handle(&mut Reader::new(&[0, 0, 0, 13])),
+        Ok(MountRes3::Err(13))
+    );
+    assert!(MountRes3::parse_handle(&mut Reader::new(&[0, 0, 0, 0, 0, 0])).is_err());
+}
+
+#[test]
 fn lists_refuse_what_the_protocol_cannot_carry() {
     let long_dir = vec![b'a'; MNTPATHLEN + 1];
     let long_group = vec![b'g'; MNTNAMLEN + 1];
