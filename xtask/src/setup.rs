@@ -28,6 +28,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nfs-ganesha-vfs",
     // The bench chart's text (rendered from this TTF, no fontconfig needed).
     "fonts-dejavu-core",
+    // The bench's cost section: GRO on, TSO off on the veth ends, for threaded NAPI.
+    "ethtool",
     // Operations: a real Prometheus (and promtool) for the metrics test, an sshd for the
     // deploy test, lintian for the package, curl to scrape.
     "prometheus",

@@ -22,6 +22,14 @@ pub struct QueueCounters {
     pub name_lookups: AtomicU64,
     /// Replies with a truncated list.
     pub truncated: AtomicU64,
+    /// Rounds that took calls off the RX ring (calls per batch = rx / batches).
+    pub batches: AtomicU64,
+    /// poll() calls: the worker went to sleep waiting for RX.
+    pub polls: AtomicU64,
+    /// sendto() calls: TX kicks.
+    pub tx_kicks: AtomicU64,
+    /// recvfrom() calls: fill-ring wakeups the driver asked for.
+    pub fill_kicks: AtomicU64,
     /// Calls by procedure, version and outcome.
     pub calls: PaddedCounts,
     /// Time from taking a batch off the RX ring to kicking its replies out, per call.

@@ -276,6 +276,10 @@ impl Datapath {
                 name_lookups: get(&q.counters.name_lookups),
                 truncated: get(&q.counters.truncated),
                 xsk: xsk::statistics(q.fd.as_raw_fd()).ok(),
+                batches: get(&q.counters.batches),
+                polls: get(&q.counters.polls),
+                tx_kicks: get(&q.counters.tx_kicks),
+                fill_kicks: get(&q.counters.fill_kicks),
             })
             .collect();
         let mut latency = crate::stats::latency::LatencyReport::default();

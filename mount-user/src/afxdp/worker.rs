@@ -110,6 +110,7 @@ impl Worker {
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 } else if self.xsk.tx.pending() == 0 {
+                    add(&self.counters.polls, 1);
                     self.xsk.wait_rx(IDLE_POLL_MS);
                 }
                 continue;
@@ -117,6 +118,7 @@ impl Worker {
             self.make_tx_room(ready, &mut free);
             let batch_start = Instant::now();
             add(&self.counters.rx, u64::from(ready));
+            add(&self.counters.batches, 1);
             for _ in 0..ready {
                 let desc = self.xsk.rx.pop();
                 let reply = match self.xsk.frame_mut(desc.addr) {
@@ -169,6 +171,7 @@ impl Worker {
         if room > 0 {
             self.xsk.fill.commit();
             if self.xsk.fill.needs_wakeup() {
+                add(&self.counters.fill_kicks, 1);
                 self.xsk.kick_fill();
             }
         }
@@ -214,6 +217,7 @@ impl Worker {
     }
 
     fn kick(&mut self, free: &mut Vec<u64>) {
+        add(&self.counters.tx_kicks, 1);
         if let Err(e) = self.xsk.kick_tx() {
             if let Some(suppressed) = self.shared.errors.allow() {
                 tracing::warn!(queue = self.queue, error = %e, suppressed, "AF_XDP TX kick failed");

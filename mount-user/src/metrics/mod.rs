@@ -162,7 +162,7 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
     }
 
     type Field = fn(&crate::stats::QueueReport) -> u64;
-    let per_queue: [(&str, &str, Field); 6] = [
+    let per_queue: [(&str, &str, Field); 10] = [
         ("afxdp_rx_frames_total", "Frames received on the AF_XDP socket.", |q| q.rx),
         ("afxdp_tx_frames_total", "Replies sent through the AF_XDP TX ring.", |q| q.tx),
         ("afxdp_dropped_frames_total", "Frames answered with nothing.", |q| q.dropped),
@@ -180,6 +180,22 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
             "afxdp_truncated_replies_total",
             "Replies whose list was cut to the UDP reply limit.",
             |q| q.truncated,
+        ),
+        (
+            "afxdp_batches_total",
+            "Rounds that took calls off the RX ring.",
+            |q| q.batches,
+        ),
+        (
+            "afxdp_polls_total",
+            "poll() calls: the worker slept waiting for RX.",
+            |q| q.polls,
+        ),
+        ("afxdp_tx_kicks_total", "sendto() calls: TX kicks.", |q| q.tx_kicks),
+        (
+            "afxdp_fill_kicks_total",
+            "recvfrom() calls: fill-ring wakeups.",
+            |q| q.fill_kicks,
         ),
     ];
     for (name, help, field) in per_queue {

@@ -119,6 +119,18 @@ pub struct QueueReport {
     pub truncated: u64,
     /// getsockopt(XDP_STATISTICS), when readable.
     pub xsk: Option<XskStatistics>,
+    /// Rounds that took calls off the RX ring.
+    #[serde(default)]
+    pub batches: u64,
+    /// poll() calls (the worker slept waiting for RX).
+    #[serde(default)]
+    pub polls: u64,
+    /// sendto() calls (TX kicks).
+    #[serde(default)]
+    pub tx_kicks: u64,
+    /// recvfrom() calls (fill-ring wakeups).
+    #[serde(default)]
+    pub fill_kicks: u64,
 }
 
 /// Calls of one procedure by path.
@@ -160,16 +172,16 @@ impl Report {
                 let _ = writeln!(s, "XDP: {} mode on {}", x.mode, x.iface);
                 let _ = writeln!(
                     s,
-                    "\n{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                    "\n{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
                     "queue", "core", "bind", "rx", "tx", "dropped", "kernel", "names", "trunc",
-                    "xsk_rxdrop", "rx_full", "fill_empty", "tx_inval"
+                    "xsk_rxdrop", "rx_full", "fill_empty", "tx_inval", "batches", "polls", "kicks"
                 );
                 for q in &x.queues {
                     let core = q.core.map_or("-".to_owned(), |c| c.to_string());
                     let xsk = q.xsk.unwrap_or_default();
                     let _ = writeln!(
                         s,
-                        "{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+                        "{:>5} {:>4} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
                         q.queue,
                         core,
                         q.bind_mode,
@@ -182,7 +194,10 @@ impl Report {
                         xsk.rx_dropped,
                         xsk.rx_ring_full,
                         xsk.rx_fill_ring_empty_descs,
-                        xsk.tx_invalid_descs
+                        xsk.tx_invalid_descs,
+                        q.batches,
+                        q.polls,
+                        q.tx_kicks + q.fill_kicks
                     );
                 }
                 let _ = writeln!(s, "\nXDP program counters:");

@@ -6,6 +6,7 @@
 //! closed loop at saturation, then open loop at half the rate just measured. The figures
 //! (medians over rounds) go to target/bench/latest.{json,md,png}.
 mod chart;
+mod cost;
 mod cpu;
 mod ganesha;
 mod hostile;
@@ -72,15 +73,19 @@ pub struct BenchArgs {
     /// Also replace the README's Performance block with the new table.
     #[arg(long)]
     update_readme: bool,
-    /// Sections to run, comma-separated: `servers` (the side-by-side comparison) and
-    /// `hostile` (other clients' service while a flood runs).
+    /// Sections to run, comma-separated: `servers` (the side-by-side comparison),
+    /// `hostile` (other clients' service while a flood runs) and `cost` (server CPU per
+    /// MNT by path with threaded NAPI, and the AF_XDP worker's syscalls per call).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "servers,hostile"
+        default_value = "servers,hostile,cost"
     )]
     sections: Vec<Section>,
+    /// Cost section: open-loop rates (MNT/s) of the kernel-socket generator.
+    #[arg(long, value_delimiter = ',', default_value = "100000,300000")]
+    cost_rates: Vec<f64>,
     /// Hostile section: the victim's measured seconds per scenario [default: 3 with
     /// --quick, else 5].
     #[arg(long, value_name = "SECS")]
@@ -105,6 +110,8 @@ pub enum Section {
     Servers,
     /// One source flooding, then a spoofed-source EXPORT flood, against a steady victim.
     Hostile,
+    /// Server CPU per MNT by path, with threaded NAPI.
+    Cost,
 }
 
 impl Section {
@@ -113,6 +120,7 @@ impl Section {
         match self {
             Section::Servers => "servers",
             Section::Hostile => "hostile",
+            Section::Cost => "cost",
         }
     }
 }
@@ -274,6 +282,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let cost = if args.sections.contains(&Section::Cost) {
+        let options = cost::Options {
+            duration,
+            warmup,
+            window: args.window,
+            clients: args.clients,
+            rates: args.cost_rates.clone(),
+            check_only: args.check_only,
+        };
+        Some(cost::run(&ctx, &options)?)
+    } else {
+        None
+    };
     if args.check_only {
         return Ok(());
     }
@@ -326,6 +347,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cells,
         targets: vec![],
         hostile,
+        cost,
     };
     report.compute_targets();
     write_outputs(&root, &report, args.update_readme)

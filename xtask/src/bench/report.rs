@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+use super::cost::CostSection;
 use super::hostile::HostileSection;
 
 /// Latency percentiles of one storm run, in microseconds (storm's JSON).
@@ -255,6 +256,19 @@ pub struct Report {
     /// The hostile-traffic section, when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostile: Option<HostileSection>,
+    /// The server-cost section, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSection>,
+}
+
+/// ` --sections A,B` unless the sections are the default ones (all).
+fn sections_flag(sections: &[String]) -> String {
+    let all = ["servers", "hostile", "cost"];
+    if sections.is_empty() || all.iter().all(|a| sections.iter().any(|s| s == a)) {
+        String::new()
+    } else {
+        format!(" --sections {}", sections.join(","))
+    }
 }
 
 /// Human names of the variants.
@@ -357,7 +371,7 @@ impl Report {
             m.cpu_model,
             m.kernel,
             if self.config.quick { " --quick" } else { "" },
-            if servers { "" } else { " --sections hostile" },
+            sections_flag(&self.config.sections),
         );
         if servers {
             self.servers_markdown(&mut s);
@@ -370,6 +384,9 @@ impl Report {
         }
         if let Some(hostile) = &self.hostile {
             s.push_str(&hostile.markdown());
+        }
+        if let Some(cost) = &self.cost {
+            s.push_str(&cost.markdown());
         }
         s
     }

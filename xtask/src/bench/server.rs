@@ -77,6 +77,11 @@ impl Server {
         Ok(Server { process })
     }
 
+    /// Its pid (after the namespace wrappers exec'd into it, the server itself).
+    pub fn pid(&self) -> libc::pid_t {
+        self.process.pid()
+    }
+
     /// Where its output goes.
     pub fn log(&self) -> &Path {
         self.process.log_path().unwrap_or(Path::new("/dev/null"))

@@ -212,24 +212,39 @@ impl Drop for Running<'_> {
 /// inside storm's measured interval (located from its exit time, drain and duration, so its
 /// set-up time does not matter) give the busy CPU per answered call.
 pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -> Result<Run> {
-    let mut samples: Vec<(f64, CpuTimes)> = Vec::new();
+    measure_sampled(spec, load, round, stop, || Ok(())).map(|(run, _)| run)
+}
+
+/// An extra sample at the two ends of the measured window, with the seconds between.
+pub type Span<T> = (f64, T, T);
+
+/// [`measure`], also sampling `extra` (e.g. per-process CPU) beside /proc/stat; returns it
+/// at the two ends of the measured window with the seconds between them.
+pub fn measure_sampled<T: Copy>(
+    spec: &StormSpec<'_>,
+    load: Load,
+    round: u32,
+    stop: &Interrupt,
+    mut extra: impl FnMut() -> Result<T>,
+) -> Result<(Run, Option<Span<T>>)> {
+    let mut samples: Vec<(f64, (CpuTimes, T))> = Vec::new();
     let (storm, exited_at) = spawn(spec, load)?.wait(stop, |running| {
-        samples.push((running.elapsed(), CpuTimes::sample()?));
+        samples.push((running.elapsed(), (CpuTimes::sample()?, extra()?)));
         Ok(())
     })?;
     // Sending stopped `drain_s` before the exit (writing the report takes next to nothing).
     let end = exited_at - storm.drain_s;
     let begin = end - storm.duration_s;
     let margin = (storm.duration_s * 0.1).min(0.2);
-    let (cpu_us_per_call, cpu_busy_fraction) = match window(&samples, begin + margin, end - margin)
-    {
-        Some(((t0, a), (t1, b))) => (
+    let span = window(&samples, begin + margin, end - margin);
+    let (cpu_us_per_call, cpu_busy_fraction) = match span {
+        Some(((t0, (a, _)), (t1, (b, _)))) => (
             cpu::us_per_call(a, b, cpu::ticks_per_sec(), storm.calls_per_sec * (t1 - t0)),
             cpu::busy_fraction(a, b),
         ),
         None => (None, 0.0),
     };
-    Ok(Run {
+    let run = Run {
         round,
         target_rate: match load {
             Load::Open { rate, .. } => Some(rate),
@@ -238,16 +253,14 @@ pub fn measure(spec: &StormSpec<'_>, load: Load, round: u32, stop: &Interrupt) -
         cpu_us_per_call,
         cpu_busy_fraction,
         storm,
-    })
+    };
+    let extra = span.map(|((t0, (_, a)), (t1, (_, b)))| (t1 - t0, a, b));
+    Ok((run, extra))
 }
 
 /// The first sample at or after `from` and the last at or before `to`, if they span a
 /// positive interval.
-fn window(
-    samples: &[(f64, CpuTimes)],
-    from: f64,
-    to: f64,
-) -> Option<((f64, CpuTimes), (f64, CpuTimes))> {
+fn window<S: Copy>(samples: &[(f64, S)], from: f64, to: f64) -> Option<((f64, S), (f64, S))> {
     let first = samples.iter().find(|(t, _)| *t >= from)?;
     let last = samples.iter().rev().find(|(t, _)| *t <= to)?;
     (last.0 > first.0).then_some((*first, *last))

@@ -1,0 +1,339 @@
+//! The cost section's figures: one run's server CPU per call and the AF_XDP worker's
+//! syscalls per call, and their Markdown table.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+use super::super::report::Run;
+use super::super::storm::Load;
+
+/// The whole section in `latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CostSection {
+    /// How to read it.
+    pub note: String,
+    /// The CPU of the server, its AF_XDP worker and its NAPI kthread.
+    pub server_cpu: usize,
+    /// The CPU of storm and the client's NAPI kthread.
+    pub generator_cpu: usize,
+    /// Why the xdp_tx path was not measured, if it was not.
+    pub xdp_tx_skipped: Option<String>,
+    /// Every run, by generator, path and load.
+    pub runs: Vec<CostRun>,
+}
+
+/// The AF_XDP worker's counters (`xdp-mountd stats`, summed over queues).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerCalls {
+    /// Frames received.
+    pub rx: u64,
+    /// Rounds that took frames off the RX ring.
+    pub batches: u64,
+    /// poll() calls.
+    pub polls: u64,
+    /// sendto() calls (TX kicks).
+    pub tx_kicks: u64,
+    /// recvfrom() calls (fill wakeups).
+    pub fill_kicks: u64,
+}
+
+impl WorkerCalls {
+    /// Picked out of `xdp-mountd stats --json` (absent fields: 0, an older daemon).
+    pub fn from_stats(stats: &Value) -> WorkerCalls {
+        let mut w = WorkerCalls::default();
+        let queues = stats
+            .get("xdp")
+            .and_then(|x| x.get("queues"))
+            .and_then(Value::as_array);
+        for q in queues.into_iter().flatten() {
+            let get = |f: &str| q.get(f).and_then(Value::as_u64).unwrap_or(0);
+            w.rx += get("rx");
+            w.batches += get("batches");
+            w.polls += get("polls");
+            w.tx_kicks += get("tx_kicks");
+            w.fill_kicks += get("fill_kicks");
+        }
+        w
+    }
+
+    /// The growth since `before`.
+    pub fn since(&self, before: &WorkerCalls) -> WorkerCalls {
+        WorkerCalls {
+            rx: self.rx.saturating_sub(before.rx),
+            batches: self.batches.saturating_sub(before.batches),
+            polls: self.polls.saturating_sub(before.polls),
+            tx_kicks: self.tx_kicks.saturating_sub(before.tx_kicks),
+            fill_kicks: self.fill_kicks.saturating_sub(before.fill_kicks),
+        }
+    }
+
+    /// poll + sendto + recvfrom per frame received.
+    pub fn syscalls_per_call(&self) -> Option<f64> {
+        (self.rx > 0)
+            .then(|| (self.polls + self.tx_kicks + self.fill_kicks) as f64 / self.rx as f64)
+    }
+
+    /// Frames per RX batch.
+    pub fn calls_per_batch(&self) -> Option<f64> {
+        (self.batches > 0).then(|| self.rx as f64 / self.batches as f64)
+    }
+}
+
+/// CPU ticks over a run's measured window.
+pub struct TickSpan {
+    /// Seconds between the two samples.
+    pub secs: f64,
+    /// The server process (all threads).
+    pub server: u64,
+    /// The server end's NAPI kthread.
+    pub server_napi: u64,
+    /// The client end's NAPI kthread.
+    pub client_napi: u64,
+    /// Ticks per second of /proc.
+    pub ticks_per_sec: u64,
+}
+
+/// One run: a path under a generator at one load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CostRun {
+    /// "afxdp" or "socket".
+    pub generator: String,
+    /// "socket", "afxdp" or "xdp_tx".
+    pub path: String,
+    /// "closed N" or "open R/s".
+    pub load: String,
+    /// MNTs answered per second.
+    pub calls_per_sec: f64,
+    /// Calls sent, lost, answered wrongly, skipped (open loop behind schedule).
+    pub sent: u64,
+    /// Calls never answered.
+    pub lost: u64,
+    /// Wrong replies.
+    pub wrong: u64,
+    /// Open loop: calls due while the window was full.
+    pub skipped: u64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// Server process + server NAPI kthread CPU µs per MNT.
+    pub server_us_per_call: Option<f64>,
+    /// Of which the server's NAPI kthread.
+    pub server_napi_us_per_call: Option<f64>,
+    /// Machine busy µs per MNT minus storm's own and the client NAPI kthread's.
+    pub machine_minus_generator_us: Option<f64>,
+    /// storm's own CPU µs per MNT (getrusage).
+    pub generator_us_per_call: f64,
+    /// The client NAPI kthread's µs per MNT.
+    pub client_napi_us_per_call: Option<f64>,
+    /// Busy share of all CPUs in the window.
+    pub busy_fraction: f64,
+    /// The AF_XDP worker's counters over the run (warm-up included).
+    pub worker: Option<WorkerCalls>,
+}
+
+/// One run's figures.
+pub fn cost_run(
+    generator: &str,
+    path: &str,
+    load: Load,
+    run: &Run,
+    span: Option<TickSpan>,
+    worker: Option<WorkerCalls>,
+) -> CostRun {
+    let s = &run.storm;
+    let per_call = |ticks: u64, span: &TickSpan| {
+        let calls = s.calls_per_sec * span.secs;
+        (calls > 0.0 && span.ticks_per_sec > 0)
+            .then(|| ticks as f64 * 1e6 / span.ticks_per_sec as f64 / calls)
+    };
+    let server = span
+        .as_ref()
+        .and_then(|t| per_call(t.server + t.server_napi, t));
+    let server_napi = span.as_ref().and_then(|t| per_call(t.server_napi, t));
+    let client_napi = span.as_ref().and_then(|t| per_call(t.client_napi, t));
+    let generator_us = s.generator_cpu.us_per_call;
+    let machine_minus_generator = run
+        .cpu_us_per_call
+        .map(|m| m - generator_us - client_napi.unwrap_or(0.0));
+    CostRun {
+        generator: generator.into(),
+        path: path.into(),
+        load: match load {
+            Load::Closed { window } => format!("closed {window}"),
+            Load::Open { rate, .. } => format!("open {rate:.0}/s"),
+        },
+        calls_per_sec: s.calls_per_sec,
+        sent: s.sent,
+        lost: s.lost,
+        wrong: s.wrong,
+        skipped: s.skipped,
+        p50_us: s.latency_us.p50,
+        p99_us: s.latency_us.p99,
+        server_us_per_call: server,
+        server_napi_us_per_call: server_napi,
+        machine_minus_generator_us: machine_minus_generator,
+        generator_us_per_call: generator_us,
+        client_napi_us_per_call: client_napi,
+        busy_fraction: run.cpu_busy_fraction,
+        worker,
+    }
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+impl CostRun {
+    /// One line for the terminal while the bench runs.
+    pub fn progress_line(&self) -> String {
+        format!(
+            "cost: gen {:<6} path {:<6} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch",
+            self.generator,
+            self.path,
+            self.load,
+            self.calls_per_sec,
+            num(self.server_us_per_call, 2),
+            num(self.server_napi_us_per_call, 2),
+            num(self.machine_minus_generator_us, 2),
+            self.p99_us,
+            self.lost,
+            num(self.worker.and_then(|w| w.syscalls_per_call()), 3),
+            num(self.worker.and_then(|w| w.calls_per_batch()), 1),
+        )
+    }
+}
+
+impl CostSection {
+    /// The section's Markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "\n### Server CPU per MNT, threaded NAPI\n");
+        let _ = writeln!(s, "{}\n", self.note);
+        if let Some(why) = &self.xdp_tx_skipped {
+            let _ = writeln!(s, "xdp_tx not measured: {why}.\n");
+        }
+        let _ = writeln!(
+            s,
+            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p99 µs | lost | worker syscalls/call | calls/batch |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.runs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} |",
+                r.generator,
+                r.path,
+                r.load,
+                r.calls_per_sec,
+                num(r.server_us_per_call, 2),
+                num(r.server_napi_us_per_call, 2),
+                num(r.machine_minus_generator_us, 2),
+                r.p99_us,
+                r.lost,
+                num(r.worker.and_then(|w| w.syscalls_per_call()), 3),
+                num(r.worker.and_then(|w| w.calls_per_batch()), 1),
+            );
+        }
+        s
+    }
+}
+
+/// How to read the section.
+pub fn note(server_cpu: usize, generator_cpu: usize) -> String {
+    format!(
+        "Reported, not asserted; one run per cell. Both veth ends use threaded NAPI (`gro on \
+         tso off`, `threaded` 1): the server, its AF_XDP worker and the server end's NAPI \
+         kthread are pinned to CPU {server_cpu}, storm and the client end's NAPI kthread to \
+         CPU {generator_cpu}. Server µs/MNT: CPU time of the server process (all threads) and \
+         of its NAPI kthread (/proc/PID/stat, tick-sampled) over the measured window ÷ MNTs \
+         answered; other work on the machine does not count. Machine − generator: busy time \
+         of the whole machine (/proc/stat) minus storm's getrusage and the client NAPI \
+         kthread, per MNT: it includes any other work, so it is a cross-check, not the \
+         figure. Worker syscalls/call: (poll + sendto + recvfrom) ÷ frames received by the \
+         AF_XDP worker, from its counters over the run (warm-up included); calls/batch: \
+         frames per RX round. Open loop: the kernel-socket generator at a fixed rate (it may \
+         fall short: see MNT/s)."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_counters_are_summed_diffed_and_divided() {
+        let stats = |rx: u64, polls: u64| {
+            serde_json::json!({"xdp": {"queues": [
+                {"queue": 0, "rx": rx, "batches": rx / 2, "polls": polls, "tx_kicks": rx, "fill_kicks": 0},
+                {"queue": 1, "rx": 0}
+            ]}})
+        };
+        let before = WorkerCalls::from_stats(&stats(10, 3));
+        let after = WorkerCalls::from_stats(&stats(110, 53));
+        let d = after.since(&before);
+        assert_eq!((d.rx, d.batches, d.polls, d.tx_kicks), (100, 50, 50, 100));
+        assert_eq!(d.syscalls_per_call(), Some(1.5));
+        assert_eq!(d.calls_per_batch(), Some(2.0));
+        assert_eq!(WorkerCalls::default().syscalls_per_call(), None);
+        assert_eq!(
+            WorkerCalls::from_stats(&serde_json::json!({"xdp": null})),
+            WorkerCalls::default()
+        );
+    }
+
+    #[test]
+    fn server_cpu_counts_process_and_napi_ticks() {
+        let run = Run {
+            round: 1,
+            target_rate: None,
+            storm: super::super::super::report::StormResult {
+                calls_per_sec: 100_000.0,
+                generator_cpu: super::super::super::report::GeneratorCpu {
+                    cpu_s: 0.0,
+                    us_per_call: 3.0,
+                },
+                ..Default::default()
+            },
+            cpu_us_per_call: Some(10.0),
+            cpu_busy_fraction: 0.5,
+        };
+        // 2 s at 100k/s = 200k calls; 100 ticks/s: 50 + 10 ticks = 0.6 s = 3 µs per call.
+        let span = TickSpan {
+            secs: 2.0,
+            server: 50,
+            server_napi: 10,
+            client_napi: 20,
+            ticks_per_sec: 100,
+        };
+        let c = cost_run(
+            "socket",
+            "afxdp",
+            Load::Closed { window: 64 },
+            &run,
+            Some(span),
+            None,
+        );
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(
+            close(c.server_us_per_call, 3.0),
+            "{:?}",
+            c.server_us_per_call
+        );
+        assert!(close(c.server_napi_us_per_call, 0.5));
+        assert!(close(c.client_napi_us_per_call, 1.0));
+        // 10 machine − 3 storm − 1 client NAPI.
+        assert!(close(c.machine_minus_generator_us, 6.0));
+        assert_eq!(c.load, "closed 64");
+        assert!(c.progress_line().contains("afxdp"));
+        assert!(CostSection {
+            note: String::new(),
+            server_cpu: 0,
+            generator_cpu: 1,
+            xdp_tx_skipped: Some("no flag".into()),
+            runs: vec![c],
+        }
+        .markdown()
+        .contains("| socket | afxdp | closed 64 | 100000 | 3.00 |"));
+    }
+}
