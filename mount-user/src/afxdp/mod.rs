@@ -39,6 +39,7 @@ use mount_xdp::ebpf::{XdpAttachment, XdpMode};
 use mount_xdp::rx_queue_count;
 use mount_xdp::xsk::{self, BindMode, Xsk};
 
+mod answer;
 mod counters;
 pub mod worker;
 
@@ -172,6 +173,7 @@ impl Datapath {
                 counters: counters.clone(),
             });
             let worker = Worker {
+                poll_tx: worker::PollTx::new(xsk.mode()),
                 xsk,
                 queue,
                 core,

@@ -513,15 +513,17 @@ impl Xsk {
         };
     }
 
-    /// Sleeps until a frame is ready to receive or `timeout_ms` passes.
-    pub fn wait_rx(&self, timeout_ms: i32) {
+    /// Sleeps until a frame is ready to receive or `timeout_ms` passes; true when woken
+    /// by a frame (or an error), false on timeout. In copy mode the kernel transmits
+    /// pending TX descriptors (up to its TX budget) in poll() before it sleeps.
+    pub fn wait_rx(&self, timeout_ms: i32) -> bool {
         let mut pfd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        unsafe { libc::poll(&mut pfd, 1, timeout_ms) != 0 }
     }
 }
 
