@@ -30,6 +30,8 @@ pub struct QueueCounters {
     pub tx_kicks: AtomicU64,
     /// recvfrom() calls: fill-ring wakeups the driver asked for.
     pub fill_kicks: AtomicU64,
+    /// recvfrom() calls that busy-polled the queue (`--afxdp-busy-poll`).
+    pub busy_polls: AtomicU64,
     /// Calls by procedure, version and outcome.
     pub calls: PaddedCounts,
     /// Time from taking a batch off the RX ring to kicking its replies out, per call.

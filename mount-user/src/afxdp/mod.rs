@@ -67,6 +67,8 @@ pub struct DatapathConfig {
     pub cores: Option<Vec<usize>>,
     /// Rate limits the XDP program applies before steering.
     pub limits: RateLimits,
+    /// Busy-poll the queue for up to this many µs after a batch before sleeping; 0: off.
+    pub busy_poll_us: u32,
 }
 
 /// One queue as seen from outside its worker.
@@ -122,6 +124,10 @@ impl Datapath {
             // Zero-copy needs a driver-mode program; generic XDP always copies.
             let xsk = Xsk::open(ifindex, queue, config.mode == XdpMode::Native)
                 .map_err(|e| explain_bind_error(e, iface, queue))?;
+            if config.busy_poll_us > 0 {
+                xsk.set_busy_poll(config.busy_poll_us, worker::BATCH as u16)
+                    .with_context(|| format!("busy polling on {iface} queue {queue}"))?;
+            }
             tracing::info!(
                 iface,
                 queue,
@@ -174,6 +180,8 @@ impl Datapath {
             });
             let worker = Worker {
                 poll_tx: worker::PollTx::new(xsk.mode()),
+                busy_poll: (config.busy_poll_us > 0)
+                    .then(|| Duration::from_micros(u64::from(config.busy_poll_us))),
                 xsk,
                 queue,
                 core,
@@ -282,6 +290,7 @@ impl Datapath {
                 polls: get(&q.counters.polls),
                 tx_kicks: get(&q.counters.tx_kicks),
                 fill_kicks: get(&q.counters.fill_kicks),
+                busy_polls: get(&q.counters.busy_polls),
             })
             .collect();
         let mut latency = crate::stats::latency::LatencyReport::default();

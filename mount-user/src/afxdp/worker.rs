@@ -39,6 +39,8 @@ pub struct Worker {
     pub ready: std::sync::mpsc::Sender<u32>,
     /// Whether TX rides on poll(); [`PollTx::new`] of the socket's bind mode.
     pub poll_tx: PollTx,
+    /// Busy-poll this long before sleeping (the socket was set up for it); None: sleep.
+    pub busy_poll: Option<Duration>,
 }
 
 impl Worker {
@@ -123,6 +125,11 @@ impl Worker {
     /// short, so a kernel whose poll() does not transmit is noticed (and sendto() used
     /// from then on) instead of holding replies until the idle timeout.
     fn idle(&mut self, free: &mut Vec<u64>) {
+        if let Some(spin) = self.busy_poll {
+            if self.spin(spin, free) {
+                return;
+            }
+        }
         let mut pending = self.xsk.tx.pending();
         if pending > 0 && !(self.poll_tx.rides() && pending <= POLL_TX_BUDGET) {
             self.flush_tx(free);
@@ -146,6 +153,26 @@ impl Worker {
                     queue = self.queue,
                     "poll() does not transmit on this AF_XDP socket; kicking TX with sendto()"
                 );
+            }
+        }
+    }
+
+    /// Busy-polls the queue for up to `spin` (each recvfrom() runs the device's NAPI poll
+    /// here, so frames arrive without a wakeup of the NAPI thread or of this one); true
+    /// when calls arrived. Pending replies are kicked out first: a spin never holds them.
+    fn spin(&mut self, spin: Duration, free: &mut Vec<u64>) -> bool {
+        if self.xsk.tx.pending() > 0 {
+            self.flush_tx(free);
+        }
+        let start = Instant::now();
+        loop {
+            add(&self.counters.busy_polls, 1);
+            self.xsk.busy_poll();
+            if self.xsk.rx.available(1) > 0 {
+                return true;
+            }
+            if start.elapsed() >= spin || self.shared.stop.load(Ordering::Relaxed) {
+                return false;
             }
         }
     }

@@ -162,7 +162,7 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
     }
 
     type Field = fn(&crate::stats::QueueReport) -> u64;
-    let per_queue: [(&str, &str, Field); 10] = [
+    let per_queue: [(&str, &str, Field); 11] = [
         ("afxdp_rx_frames_total", "Frames received on the AF_XDP socket.", |q| q.rx),
         ("afxdp_tx_frames_total", "Replies sent through the AF_XDP TX ring.", |q| q.tx),
         ("afxdp_dropped_frames_total", "Frames answered with nothing.", |q| q.dropped),
@@ -196,6 +196,11 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
             "afxdp_fill_kicks_total",
             "recvfrom() calls: fill-ring wakeups.",
             |q| q.fill_kicks,
+        ),
+        (
+            "afxdp_busy_polls_total",
+            "recvfrom() calls that busy-polled the queue.",
+            |q| q.busy_polls,
         ),
     ];
     for (name, help, field) in per_queue {

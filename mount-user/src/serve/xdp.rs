@@ -45,6 +45,14 @@ pub struct XdpArgs {
     /// core i modulo the CPU count].
     #[arg(long, value_name = "LIST", value_parser = parse_core_list)]
     pub cores: Option<CoreList>,
+
+    /// After answering, an AF_XDP worker busy-polls the interface's receive queue for up
+    /// to this many microseconds before it sleeps (SO_PREFER_BUSY_POLL): fewer wakeups
+    /// and lower latency under steady load, at the price of CPU spent spinning after
+    /// every burst. 0: off.
+    #[arg(long, value_name = "USECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub afxdp_busy_poll: u32,
 }
 
 /// A parsed `--cores` list.
@@ -84,8 +92,8 @@ impl XdpArgs {
             (Some(_), None) => bail!("--xdp native|generic needs --iface"),
         };
         let Some(mode) = mode else {
-            if self.queues.is_some() || self.cores.is_some() {
-                bail!("--queues and --cores apply to the AF_XDP path: give --iface");
+            if self.queues.is_some() || self.cores.is_some() || self.afxdp_busy_poll > 0 {
+                bail!("--queues, --cores and --afxdp-busy-poll apply to the AF_XDP path: give --iface");
             }
             return Ok(None);
         };
@@ -96,6 +104,7 @@ impl XdpArgs {
             queues: self.queues,
             cores: self.cores.as_ref().map(|c| c.0.clone()),
             limits: limits.clone(),
+            busy_poll_us: self.afxdp_busy_poll,
         }))
     }
 }
@@ -193,6 +202,7 @@ mod tests {
             xdp,
             queues: None,
             cores: None,
+            afxdp_busy_poll: 0,
         }
     }
 
@@ -212,5 +222,15 @@ mod tests {
         let mut a = args(None, None);
         a.queues = Some(2);
         assert!(a.config(644, &RateLimits::off()).is_err());
+        let mut a = args(None, None);
+        a.afxdp_busy_poll = 50;
+        assert!(
+            a.config(644, &RateLimits::off()).is_err(),
+            "busy polling needs AF_XDP"
+        );
+        let mut a = args(Some("eth0"), None);
+        a.afxdp_busy_poll = 50;
+        let c = a.config(644, &RateLimits::off()).unwrap().unwrap();
+        assert_eq!(c.busy_poll_us, 50);
     }
 }

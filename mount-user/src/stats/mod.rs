@@ -131,6 +131,9 @@ pub struct QueueReport {
     /// recvfrom() calls (fill-ring wakeups).
     #[serde(default)]
     pub fill_kicks: u64,
+    /// recvfrom() calls that busy-polled the queue.
+    #[serde(default)]
+    pub busy_polls: u64,
 }
 
 /// Calls of one procedure by path.
@@ -197,7 +200,7 @@ impl Report {
                         xsk.tx_invalid_descs,
                         q.batches,
                         q.polls,
-                        q.tx_kicks + q.fill_kicks
+                        q.tx_kicks + q.fill_kicks + q.busy_polls
                     );
                 }
                 let _ = writeln!(s, "\nXDP program counters:");

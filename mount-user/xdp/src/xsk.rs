@@ -331,6 +331,30 @@ fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T, what: &str) -> io::Res
     Ok(())
 }
 
+/// `asm-generic/socket.h` (x86, arm, riscv; not every libc target exports them).
+const SO_BUSY_POLL: libc::c_int = 46;
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// An int `SOL_SOCKET` option.
+fn socket_option(fd: RawFd, name: libc::c_int, value: libc::c_int, what: &str) -> io::Result<()> {
+    // SAFETY: `value` is valid for reads of its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    Ok(())
+}
+
 fn bind(fd: RawFd, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
     let addr = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
@@ -496,6 +520,30 @@ impl Xsk {
             }
             _ => Err(e),
         }
+    }
+
+    /// Turns on busy polling of the socket's NAPI instance: `SO_PREFER_BUSY_POLL`,
+    /// `SO_BUSY_POLL` (µs) and `SO_BUSY_POLL_BUDGET` (packets per NAPI poll). From then on
+    /// each [`busy_poll`](Self::busy_poll) (and sendto) runs the device's receive
+    /// processing in the calling thread. Needs CAP_NET_ADMIN above the sysctl defaults.
+    pub fn set_busy_poll(&self, usecs: u32, budget: u16) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let int = |v: u32| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+        socket_option(fd, SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL")?;
+        socket_option(fd, SO_BUSY_POLL, int(usecs), "SO_BUSY_POLL")?;
+        socket_option(
+            fd,
+            SO_BUSY_POLL_BUDGET,
+            int(u32::from(budget)),
+            "SO_BUSY_POLL_BUDGET",
+        )
+    }
+
+    /// One busy poll: a non-blocking recvfrom() in which the kernel runs the NAPI poll of
+    /// the queue the socket receives from (after [`set_busy_poll`](Self::set_busy_poll);
+    /// without it only the fill-ring wakeup of [`kick_fill`](Self::kick_fill)).
+    pub fn busy_poll(&self) {
+        self.kick_fill();
     }
 
     /// Wakes the kernel to refill from the fill ring (zero-copy drivers that asked).

@@ -84,7 +84,11 @@ pub struct BenchArgs {
     )]
     sections: Vec<Section>,
     /// Cost section: open-loop rates (MNT/s) of the kernel-socket generator.
-    #[arg(long, value_delimiter = ',', default_value = "20000,100000,300000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2000,20000,100000,300000"
+    )]
     cost_rates: Vec<f64>,
     /// Hostile section: the victim's measured seconds per scenario [default: 3 with
     /// --quick, else 5].

@@ -7,7 +7,8 @@
 //! the whole machine minus storm's getrusage and the client NAPI kthread) is printed
 //! beside it as a cross-check.
 //!
-//! Paths: the kernel UDP socket (XDP off), AF_XDP (native XDP), and `xdp_tx` (AF_XDP plus
+//! Paths: the kernel UDP socket (XDP off), AF_XDP (native XDP), `afxdp_busy` (AF_XDP with
+//! the worker busy-polling, `--afxdp-busy-poll`), and `xdp_tx` (AF_XDP plus
 //! `--xdp-answers on`: NULL/MNT answered in the XDP program with XDP_TX), the last only
 //! when `xdp-mountd serve --help` lists `--xdp-answers`. Generators: storm over AF_XDP
 //! and over kernel sockets (what real clients use); under the kernel-socket generator
@@ -58,9 +59,14 @@ pub enum ServerPath {
     Socket,
     /// Native XDP steering into the AF_XDP worker.
     Afxdp,
+    /// AF_XDP with the worker busy-polling (`--afxdp-busy-poll`).
+    AfxdpBusy,
     /// AF_XDP plus answers built in the XDP program (`--xdp-answers on`).
     XdpTx,
 }
+
+/// `--afxdp-busy-poll` of the afxdp_busy path, µs: a few inter-arrival gaps at 100k/s.
+pub const BUSY_POLL_US: u32 = 50;
 
 impl ServerPath {
     /// The name in the report.
@@ -68,6 +74,7 @@ impl ServerPath {
         match self {
             ServerPath::Socket => "socket",
             ServerPath::Afxdp => "afxdp",
+            ServerPath::AfxdpBusy => "afxdp_busy",
             ServerPath::XdpTx => "xdp_tx",
         }
     }
@@ -104,8 +111,12 @@ pub fn run(bench_ctx: &Ctx<'_>, options: &Options) -> Result<CostSection> {
         export_path: bench_ctx.export_path.clone(),
         ..*bench_ctx
     };
-    let xdp_answers = supports_xdp_answers(ctx.bin)?;
+    let help = serve_help(ctx.bin)?;
+    let xdp_answers = help.contains("--xdp-answers");
     let mut paths = vec![ServerPath::Socket, ServerPath::Afxdp];
+    if help.contains("--afxdp-busy-poll") {
+        paths.push(ServerPath::AfxdpBusy);
+    }
     let xdp_tx_skipped = if xdp_answers {
         paths.push(ServerPath::XdpTx);
         None
@@ -139,13 +150,14 @@ pub fn run(bench_ctx: &Ctx<'_>, options: &Options) -> Result<CostSection> {
     })
 }
 
-/// Whether this xdp-mountd has `serve --xdp-answers`.
-fn supports_xdp_answers(bin: &Path) -> Result<bool> {
+/// `xdp-mountd serve --help`: which paths this build has (`--xdp-answers` from issue 14,
+/// `--afxdp-busy-poll`).
+fn serve_help(bin: &Path) -> Result<String> {
     let out = Command::new(bin)
         .args(["serve", "--help"])
         .output()
         .with_context(|| format!("running {} serve --help", bin.display()))?;
-    Ok(String::from_utf8_lossy(&out.stdout).contains("--xdp-answers"))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The section's settings.
@@ -184,7 +196,7 @@ impl Bench<'_> {
         let name = format!("{} (cost, {gen_id} generator)", path.id());
         let variant = match path {
             ServerPath::Socket => Variant::Socket,
-            ServerPath::Afxdp | ServerPath::XdpTx => Variant::XdpNative,
+            ServerPath::Afxdp | ServerPath::AfxdpBusy | ServerPath::XdpTx => Variant::XdpNative,
         };
         let mut server = Server::start(Launch {
             name: &name,
@@ -270,6 +282,9 @@ impl Bench<'_> {
         ]);
         if variant == Variant::XdpNative {
             a.extend(["--cores".into(), self.server_cpu.to_string()]);
+        }
+        if path == ServerPath::AfxdpBusy {
+            a.extend(["--afxdp-busy-poll".into(), BUSY_POLL_US.to_string()]);
         }
         if self.xdp_answers && path != ServerPath::Socket {
             let on = if path == ServerPath::XdpTx {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::super::report::Run;
 use super::super::storm::Load;
+use super::BUSY_POLL_US;
 
 /// The whole section in `latest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct WorkerCalls {
     pub tx_kicks: u64,
     /// recvfrom() calls (fill wakeups).
     pub fill_kicks: u64,
+    /// recvfrom() calls that busy-polled (`--afxdp-busy-poll`).
+    #[serde(default)]
+    pub busy_polls: u64,
 }
 
 impl WorkerCalls {
@@ -52,6 +56,7 @@ impl WorkerCalls {
             w.polls += get("polls");
             w.tx_kicks += get("tx_kicks");
             w.fill_kicks += get("fill_kicks");
+            w.busy_polls += get("busy_polls");
         }
         w
     }
@@ -64,6 +69,7 @@ impl WorkerCalls {
             polls: self.polls.saturating_sub(before.polls),
             tx_kicks: self.tx_kicks.saturating_sub(before.tx_kicks),
             fill_kicks: self.fill_kicks.saturating_sub(before.fill_kicks),
+            busy_polls: self.busy_polls.saturating_sub(before.busy_polls),
         }
     }
 
@@ -71,6 +77,12 @@ impl WorkerCalls {
     pub fn syscalls_per_call(&self) -> Option<f64> {
         (self.rx > 0)
             .then(|| (self.polls + self.tx_kicks + self.fill_kicks) as f64 / self.rx as f64)
+    }
+
+    /// Syscalls per RX batch: what a wakeup costs, whatever the burst size.
+    pub fn syscalls_per_batch(&self) -> Option<f64> {
+        let calls = self.polls + self.tx_kicks + self.fill_kicks + self.busy_polls;
+        (self.batches > 0).then(|| calls as f64 / self.batches as f64)
     }
 
     /// Frames per RX batch.
@@ -188,7 +200,7 @@ impl CostRun {
     /// One line for the terminal while the bench runs.
     pub fn progress_line(&self) -> String {
         format!(
-            "cost: gen {:<6} path {:<6} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch",
+            "cost: gen {:<6} path {:<11} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p50 {:>5.0} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch, {} syscalls/batch",
             self.generator,
             self.path,
             self.load,
@@ -196,10 +208,12 @@ impl CostRun {
             num(self.server_us_per_call, 2),
             num(self.server_napi_us_per_call, 2),
             num(self.machine_minus_generator_us, 2),
+            self.p50_us,
             self.p99_us,
             self.lost,
             num(self.worker.and_then(|w| w.syscalls_per_call()), 3),
             num(self.worker.and_then(|w| w.calls_per_batch()), 1),
+            num(self.worker.and_then(|w| w.syscalls_per_batch()), 2),
         )
     }
 }
@@ -215,13 +229,16 @@ impl CostSection {
         }
         let _ = writeln!(
             s,
-            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p99 µs | lost | worker syscalls/call | calls/batch |"
+            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p50 µs | p99 µs | lost | worker syscalls/call | calls/batch |"
         );
-        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in &self.runs {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
                 r.generator,
                 r.path,
                 r.load,
@@ -229,10 +246,12 @@ impl CostSection {
                 num(r.server_us_per_call, 2),
                 num(r.server_napi_us_per_call, 2),
                 num(r.machine_minus_generator_us, 2),
+                r.p50_us,
                 r.p99_us,
                 r.lost,
                 num(r.worker.and_then(|w| w.syscalls_per_call()), 3),
                 num(r.worker.and_then(|w| w.calls_per_batch()), 1),
+                num(r.worker.and_then(|w| w.syscalls_per_batch()), 2),
             );
         }
         s
@@ -252,7 +271,11 @@ pub fn note(server_cpu: usize, generator_cpu: usize) -> String {
          kthread, per MNT: it includes any other work, so it is a cross-check, not the \
          figure. Worker syscalls/call: (poll + sendto + recvfrom) ÷ frames received by the \
          AF_XDP worker, from its counters over the run (warm-up included); calls/batch: \
-         frames per RX round. Open loop: the kernel-socket generator at a fixed rate (it may \
+         frames per RX round; syscalls/batch: what one wakeup costs, whatever the burst \
+         size (storm's open loop sends what is due every 200 µs together, so only rates \
+         under 5000/s give one call per wakeup). afxdp_busy: AF_XDP with `--afxdp-busy-poll {BUSY_POLL_US}` \
+         (the worker spins in recvfrom(), running the NAPI poll itself, up to \
+         {BUSY_POLL_US} µs after each burst). Open loop: the kernel-socket generator at a fixed rate (it may \
          fall short: see MNT/s)."
     )
 }
@@ -275,6 +298,7 @@ mod tests {
         assert_eq!((d.rx, d.batches, d.polls, d.tx_kicks), (100, 50, 50, 100));
         assert_eq!(d.syscalls_per_call(), Some(1.5));
         assert_eq!(d.calls_per_batch(), Some(2.0));
+        assert_eq!(d.syscalls_per_batch(), Some(3.0));
         assert_eq!(WorkerCalls::default().syscalls_per_call(), None);
         assert_eq!(
             WorkerCalls::from_stats(&serde_json::json!({"xdp": null})),
