@@ -124,6 +124,14 @@ impl Datapath {
             // Zero-copy needs a driver-mode program; generic XDP always copies.
             let xsk = Xsk::open(ifindex, queue, config.mode == XdpMode::Native)
                 .map_err(|e| explain_bind_error(e, iface, queue))?;
+            // One sendto() or poll() for a whole batch of replies, where the kernel lets us.
+            let tx_budget = match xsk.set_tx_budget(xsk::RING_SIZE) {
+                Ok(()) => xsk::RING_SIZE,
+                Err(e) => {
+                    tracing::debug!(queue, error = %e, "TX budget stays at the kernel's default");
+                    xsk::DEFAULT_TX_BUDGET
+                }
+            };
             if config.busy_poll_us > 0 {
                 xsk.set_busy_poll(config.busy_poll_us, worker::BATCH as u16)
                     .with_context(|| format!("busy polling on {iface} queue {queue}"))?;
@@ -134,9 +142,9 @@ impl Datapath {
                 bind = xsk.mode().as_str(),
                 "AF_XDP socket bound"
             );
-            sockets.push(xsk);
+            sockets.push((xsk, tx_budget));
         }
-        for (queue, xsk) in (0..).zip(&sockets) {
+        for (queue, (xsk, _)) in (0..).zip(&sockets) {
             attachment.register_socket(queue, &*xsk.fd())?;
         }
 
@@ -169,7 +177,7 @@ impl Datapath {
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let mut queues = Vec::with_capacity(sockets.len());
         let mut workers = Vec::with_capacity(sockets.len());
-        for ((queue, xsk), core) in (0..).zip(sockets).zip(cores) {
+        for ((queue, (xsk, tx_budget)), core) in (0..).zip(sockets).zip(cores) {
             let counters = Arc::new(QueueCounters::default());
             queues.push(QueueHandle {
                 queue,
@@ -180,6 +188,7 @@ impl Datapath {
             });
             let worker = Worker {
                 poll_tx: worker::PollTx::new(xsk.mode()),
+                tx_budget,
                 busy_poll: (config.busy_poll_us > 0)
                     .then(|| Duration::from_micros(u64::from(config.busy_poll_us))),
                 xsk,

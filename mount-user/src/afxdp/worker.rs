@@ -39,6 +39,8 @@ pub struct Worker {
     pub ready: std::sync::mpsc::Sender<u32>,
     /// Whether TX rides on poll(); [`PollTx::new`] of the socket's bind mode.
     pub poll_tx: PollTx,
+    /// Descriptors the kernel transmits per sendto() or poll() (copy mode).
+    pub tx_budget: u32,
     /// Busy-poll this long before sleeping (the socket was set up for it); None: sleep.
     pub busy_poll: Option<Duration>,
 }
@@ -119,11 +121,12 @@ impl Worker {
     }
 
     /// Nothing to receive: sleep in poll() until a call comes. In copy mode poll() also
-    /// transmits (`xsk_poll` drives TX, up to [`POLL_TX_BUDGET`] descriptors, before it
-    /// sleeps), so the replies of the last batch leave with the same syscall; more than
-    /// that are kicked out with sendto() first. While replies are pending the poll is
-    /// short, so a kernel whose poll() does not transmit is noticed (and sendto() used
-    /// from then on) instead of holding replies until the idle timeout.
+    /// transmits (`xsk_poll` drives TX, up to the TX budget, before it sleeps), so the
+    /// replies of the last batch leave with the same syscall; more than the budget are
+    /// kicked out with sendto() first. While replies are pending the poll is short
+    /// ([`PollTx::check_ms`]), so a kernel whose poll() does not transmit, or a device
+    /// that refused them, is noticed (and sendto() used) instead of holding replies until
+    /// the idle timeout.
     fn idle(&mut self, free: &mut Vec<u64>) {
         if let Some(spin) = self.busy_poll {
             if self.spin(spin, free) {
@@ -131,10 +134,10 @@ impl Worker {
             }
         }
         let mut pending = self.xsk.tx.pending();
-        if pending > 0 && !(self.poll_tx.rides() && pending <= POLL_TX_BUDGET) {
+        if pending > 0 && !(self.poll_tx.rides() && pending <= self.tx_budget) {
             self.flush_tx(free);
             pending = self.xsk.tx.pending();
-            if pending > POLL_TX_BUDGET || (pending > 0 && !self.poll_tx.rides()) {
+            if pending > self.tx_budget || (pending > 0 && !self.poll_tx.rides()) {
                 // The kernel did not take them all: retry next round rather than sleep.
                 return;
             }
@@ -260,12 +263,15 @@ impl Worker {
 /// Completions taken per look (the whole ring if that many are ready).
 const RING_BATCH: u32 = mount_xdp::xsk::RING_SIZE;
 
-/// Descriptors the kernel transmits per sendto() or poll() in copy mode (`TX_BATCH_SIZE`,
-/// the default `XDP_MAX_TX_SKB_BUDGET`).
-const POLL_TX_BUDGET: u32 = 32;
-/// How long a poll() that is to transmit pending replies may sleep: if it did not send
-/// them, they have waited this long at most.
+/// How long a poll() that is to transmit pending replies may sleep while riding is not yet
+/// confirmed: if it did not send them, they have waited this long at most.
 const POLL_TX_CHECK_MS: i32 = 1;
+/// The same once [`POLL_TX_CONFIRM`] rides in a row were seen to transmit: the bound on
+/// what a reply may wait should the device refuse it later (a full NIC queue). Longer,
+/// so that calls under 1000/s do not pay a second poll() each.
+const POLL_TX_TRUSTED_MS: i32 = 20;
+/// Timed-out rides in a row that did transmit before the longer timeout is used.
+const POLL_TX_CONFIRM: u8 = 8;
 /// Timed-out polls in a row that left the replies pending before poll() is given up as a
 /// way to transmit (one may be a transient EAGAIN).
 const POLL_TX_STRIKES: u8 = 3;
@@ -278,6 +284,8 @@ pub struct PollTx {
     on: bool,
     /// Timed-out polls in a row that sent nothing.
     strikes: u8,
+    /// Timed-out polls in a row that sent (up to [`POLL_TX_CONFIRM`]).
+    confirmed: u8,
 }
 
 impl PollTx {
@@ -286,12 +294,22 @@ impl PollTx {
         PollTx {
             on: mode == BindMode::Copy,
             strikes: 0,
+            confirmed: 0,
         }
     }
 
     /// Whether the next poll() is to transmit.
     pub fn rides(self) -> bool {
         self.on
+    }
+
+    /// How long a poll() with replies riding on it may sleep.
+    pub fn check_ms(self) -> i32 {
+        if self.confirmed >= POLL_TX_CONFIRM {
+            POLL_TX_TRUSTED_MS
+        } else {
+            POLL_TX_CHECK_MS
+        }
     }
 
     /// After a poll() that timed out with replies pending: did they leave? Returns true
@@ -302,8 +320,11 @@ impl PollTx {
         }
         if sent {
             self.strikes = 0;
+            self.confirmed = self.confirmed.saturating_add(1).min(POLL_TX_CONFIRM);
             return false;
         }
+        // A miss: back to short checks until it has transmitted again a few times.
+        self.confirmed = 0;
         self.strikes += 1;
         if self.strikes >= POLL_TX_STRIKES {
             self.on = false;
@@ -331,5 +352,18 @@ mod tests {
         assert!(p.observe(false), "the third miss in a row turns it off");
         assert!(!p.rides());
         assert!(!p.observe(false), "reported once");
+    }
+
+    #[test]
+    fn poll_tx_waits_longer_once_confirmed_and_shorter_after_a_miss() {
+        let mut p = PollTx::new(BindMode::Copy);
+        assert_eq!(p.check_ms(), POLL_TX_CHECK_MS);
+        for _ in 0..POLL_TX_CONFIRM {
+            assert!(!p.observe(true));
+        }
+        assert_eq!(p.check_ms(), POLL_TX_TRUSTED_MS);
+        assert!(!p.observe(false));
+        assert_eq!(p.check_ms(), POLL_TX_CHECK_MS, "a miss: short checks again");
+        assert!(p.rides());
     }
 }

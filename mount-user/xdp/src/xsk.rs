@@ -331,6 +331,11 @@ fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T, what: &str) -> io::Res
     Ok(())
 }
 
+/// `linux/if_xdp.h` (6.17), not in libc yet.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// The kernel's copy-mode TX budget per sendto() or poll() without it (`TX_BATCH_SIZE`).
+pub const DEFAULT_TX_BUDGET: u32 = 32;
+
 /// `asm-generic/socket.h` (x86, arm, riscv; not every libc target exports them).
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
@@ -520,6 +525,18 @@ impl Xsk {
             }
             _ => Err(e),
         }
+    }
+
+    /// Raises how many descriptors the kernel transmits per sendto() or poll() in copy
+    /// mode (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+; the default is 32). Err on kernels
+    /// without it (ENOPROTOOPT) or out of range (32..=ring size).
+    pub fn set_tx_budget(&self, budget: u32) -> io::Result<()> {
+        setsockopt(
+            self.fd.as_raw_fd(),
+            XDP_MAX_TX_SKB_BUDGET,
+            &budget,
+            "XDP_MAX_TX_SKB_BUDGET",
+        )
     }
 
     /// Turns on busy polling of the socket's NAPI instance: `SO_PREFER_BUSY_POLL`,
