@@ -577,6 +577,12 @@ fn a_lone_call_costs_the_worker_no_sendto() {
     let after = daemon.stats();
     let grown = |f: &str| queue_growth(&before, &after, f);
     let q = &after["xdp"]["queues"][0];
+    println!(
+        "{calls} lone calls: {} polls, {} sendto, {} batches",
+        grown("polls"),
+        grown("tx_kicks"),
+        grown("batches")
+    );
     assert!(grown("rx") >= calls && grown("tx") >= calls, "{q}");
     assert!(
         grown("tx_kicks") * 4 <= grown("rx"),

@@ -5,6 +5,13 @@
 //! goes out on the TX ring, then returns on the completion ring to the free stack.
 //! Frames that get no AF_XDP reply (dropped, answered through the kernel socket,
 //! deferred for a name lookup) go straight back to the free stack.
+//!
+//! Syscalls (copy mode transmits only inside one): a worker sleeps in poll(), and the
+//! replies of its last batch ride on that poll() (the kernel transmits before it sleeps)
+//! unless more calls already wait, when sendto() sends them at once; so a lone call costs
+//! one syscall, and no reply waits for a batch to fill. Busy polling is opt-in
+//! (`--afxdp-busy-poll`). docs/afxdp-worker.md has the choices, what was left out and
+//! the figures.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
