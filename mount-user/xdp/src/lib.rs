@@ -13,6 +13,7 @@
 use anyhow::Context as _;
 
 pub mod ebpf;
+mod ring;
 pub mod xsk;
 
 /// The toolchain that built the embedded XDP program, e.g. `nightly-2026-05-19 (rustc …,
