@@ -229,11 +229,11 @@ impl CostSection {
         }
         let _ = writeln!(
             s,
-            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p50 µs | p99 µs | lost | worker syscalls/call | calls/batch |"
+            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p50 µs | p99 µs | lost | worker syscalls/call | calls/batch | syscalls/batch |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.runs {
             let _ = writeln!(
@@ -350,14 +350,25 @@ mod tests {
         assert!(close(c.machine_minus_generator_us, 6.0));
         assert_eq!(c.load, "closed 64");
         assert!(c.progress_line().contains("afxdp"));
-        assert!(CostSection {
+        let md = CostSection {
             note: String::new(),
             server_cpu: 0,
             generator_cpu: 1,
             xdp_tx_skipped: Some("no flag".into()),
             runs: vec![c],
         }
-        .markdown()
-        .contains("| socket | afxdp | closed 64 | 100000 | 3.00 |"));
+        .markdown();
+        assert!(
+            md.contains("| socket | afxdp | closed 64 | 100000 | 3.00 |"),
+            "{md}"
+        );
+        // Header, rule and rows have as many columns.
+        let columns: Vec<usize> = md
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| l.matches('|').count())
+            .collect();
+        assert_eq!(columns.len(), 3, "{md}");
+        assert!(columns.iter().all(|&n| n == columns[0]), "{md}");
     }
 }
