@@ -151,7 +151,7 @@ impl Worker {
         }
         add(&self.counters.polls, 1);
         let timeout = if pending > 0 {
-            POLL_TX_CHECK_MS
+            self.poll_tx.check_ms()
         } else {
             IDLE_POLL_MS
         };
