@@ -2,7 +2,7 @@
 //! counted on the server's side: threaded NAPI on both veth ends ([`napi`]), the server,
 //! its AF_XDP worker and its NAPI kthread on one CPU, the generator and its NAPI kthread
 //! on another. Server µs per MNT = the CPU time of the server process and of the server
-//! end's NAPI kthread (/proc/PID/stat) over the measured window ÷ the MNTs answered in
+//! end's NAPI kthread (the scheduler's run time, /proc/PID/task/*/schedstat) over the measured window ÷ the MNTs answered in
 //! it, so other work on the machine does not count; "machine − generator" (busy CPU of
 //! the whole machine minus storm's getrusage and the client NAPI kthread) is printed
 //! beside it as a cross-check.
@@ -25,7 +25,6 @@ use std::process::Command;
 
 pub use report::{CostRun, CostSection, WorkerCalls};
 
-use super::cpu;
 use super::server::{Launch, Server};
 use super::storm::{self, Load, StormSpec};
 use super::variants::{Ctx, GeneratorIo, Variant};
@@ -172,7 +171,7 @@ struct Bench<'a> {
     stats_socket: PathBuf,
 }
 
-/// CPU ticks of the server process and both NAPI kthreads at one instant.
+/// CPU time (ns) of the server process and both NAPI kthreads at one instant.
 #[derive(Debug, Clone, Copy)]
 struct Ticks {
     server: u64,
@@ -234,9 +233,9 @@ impl Bench<'_> {
         for load in loads {
             let sample = || -> Result<Ticks> {
                 Ok(Ticks {
-                    server: napi::cpu_ticks(pid)?,
-                    server_napi: napi::cpu_ticks(server_napi)?,
-                    client_napi: napi::cpu_ticks(client_napi)?,
+                    server: napi::cpu_ns(pid)?,
+                    server_napi: napi::cpu_ns(server_napi)?,
+                    client_napi: napi::cpu_ns(client_napi)?,
                 })
             };
             let before = self.worker_calls(path)?;
@@ -254,7 +253,7 @@ impl Bench<'_> {
                     server: b.server.saturating_sub(a.server),
                     server_napi: b.server_napi.saturating_sub(a.server_napi),
                     client_napi: b.client_napi.saturating_sub(a.client_napi),
-                    ticks_per_sec: cpu::ticks_per_sec(),
+                    ticks_per_sec: 1_000_000_000,
                 }),
                 before.zip(after).map(|(b, a)| a.since(&b)),
             );

@@ -91,7 +91,7 @@ impl WorkerCalls {
     }
 }
 
-/// CPU ticks over a run's measured window.
+/// CPU time over a run's measured window, in units of `ticks_per_sec` (ns from schedstat).
 pub struct TickSpan {
     /// Seconds between the two samples.
     pub secs: f64,
@@ -101,7 +101,7 @@ pub struct TickSpan {
     pub server_napi: u64,
     /// The client end's NAPI kthread.
     pub client_napi: u64,
-    /// Ticks per second of /proc.
+    /// Units per second (1e9 for nanoseconds).
     pub ticks_per_sec: u64,
 }
 
@@ -265,7 +265,7 @@ pub fn note(server_cpu: usize, generator_cpu: usize) -> String {
          tso off`, `threaded` 1): the server, its AF_XDP worker and the server end's NAPI \
          kthread are pinned to CPU {server_cpu}, storm and the client end's NAPI kthread to \
          CPU {generator_cpu}. Server µs/MNT: CPU time of the server process (all threads) and \
-         of its NAPI kthread (/proc/PID/stat, tick-sampled) over the measured window ÷ MNTs \
+         of its NAPI kthread (the scheduler's run time from /proc/PID/task/*/schedstat) over the measured window ÷ MNTs \
          answered; other work on the machine does not count. Machine − generator: busy time \
          of the whole machine (/proc/stat) minus storm's getrusage and the client NAPI \
          kthread, per MNT: it includes any other work, so it is a cross-check, not the \
