@@ -39,6 +39,7 @@ use mount_xdp::ebpf::{XdpAttachment, XdpMode};
 use mount_xdp::rx_queue_count;
 use mount_xdp::xsk::{self, BindMode, Xsk};
 
+mod answers;
 mod counters;
 pub mod worker;
 
@@ -66,6 +67,8 @@ pub struct DatapathConfig {
     pub cores: Option<Vec<usize>>,
     /// Rate limits the XDP program applies before steering.
     pub limits: RateLimits,
+    /// Let the XDP program answer MOUNT NULL itself (docs/xdp-answers.md).
+    pub answers: bool,
 }
 
 /// One queue as seen from outside its worker.
@@ -139,6 +142,9 @@ impl Datapath {
             .local_addr()
             .context("the kernel UDP socket's address")?
             .ip();
+        if config.answers {
+            answers::enable(&mut attachment, local)?;
+        }
         let kernel = Arc::new(kernel);
         {
             let (responder, names, kernel) = (responder.clone(), names.clone(), kernel.clone());

@@ -45,6 +45,21 @@ pub struct XdpArgs {
     /// core i modulo the CPU count].
     #[arg(long, value_name = "LIST", value_parser = parse_core_list)]
     pub cores: Option<CoreList>,
+
+    /// Let the XDP program answer MOUNT NULL calls itself (XDP_TX), after the rate limits,
+    /// without waking a worker; everything else still goes to AF_XDP. Only with --iface,
+    /// and only for calls to any address (--bind :: or 0.0.0.0) [default: off].
+    #[arg(long, value_enum, value_name = "on|off", default_value = "off")]
+    pub xdp_answers: OnOff,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// A parsed `--cores` list.
@@ -83,9 +98,12 @@ impl XdpArgs {
             (Some(XdpChoice::Generic), Some(_)) => Some(XdpMode::Generic),
             (Some(_), None) => bail!("--xdp native|generic needs --iface"),
         };
+        let answers = self.xdp_answers == OnOff::On;
         let Some(mode) = mode else {
-            if self.queues.is_some() || self.cores.is_some() {
-                bail!("--queues and --cores apply to the AF_XDP path: give --iface");
+            if self.queues.is_some() || self.cores.is_some() || answers {
+                bail!(
+                    "--queues, --cores and --xdp-answers on apply to the AF_XDP path: give --iface"
+                );
             }
             return Ok(None);
         };
@@ -96,6 +114,7 @@ impl XdpArgs {
             queues: self.queues,
             cores: self.cores.as_ref().map(|c| c.0.clone()),
             limits: limits.clone(),
+            answers,
         }))
     }
 }
@@ -193,6 +212,7 @@ mod tests {
             xdp,
             queues: None,
             cores: None,
+            xdp_answers: OnOff::Off,
         }
     }
 
@@ -212,5 +232,10 @@ mod tests {
         let mut a = args(None, None);
         a.queues = Some(2);
         assert!(a.config(644, &RateLimits::off()).is_err());
+        let mut a = args(None, None);
+        a.xdp_answers = OnOff::On;
+        assert!(a.config(644, &RateLimits::off()).is_err());
+        a.iface = Some("eth0".into());
+        assert!(a.config(644, &RateLimits::off()).unwrap().unwrap().answers);
     }
 }
