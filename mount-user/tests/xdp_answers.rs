@@ -416,3 +416,53 @@ fn user_space_answers_what_the_program_answers() {
         peer
     );
 }
+
+/// The program's own cost per frame, printed (a figure, never an assertion):
+/// `cargo test -p mount-user --test xdp_answers -- --ignored --nocapture` (root).
+///
+/// BPF_PROG_TEST_RUN's `repeat` runs the program again on the frame the previous run left,
+/// so for an answered call every run after the first sees the reply (another port) and
+/// measures the cheap "not ours" path. The answered forms are therefore timed one run per
+/// call, many calls, averaging the kernel's own per-call duration; the steered forms both
+/// ways, so the two methods can be compared.
+#[test]
+#[ignore = "a benchmark: prints figures"]
+fn program_cost_per_frame() {
+    if !privileged() {
+        return;
+    }
+    const RUNS: u32 = 5_000_000;
+    const CALLS: u32 = 200_000;
+    let sys = Credential::Sys(auth_sys(b"client1", &[1, 2, 3]));
+    let null_v4 = frame(
+        &addressing(false, 700),
+        &call(3, procs::NULL, &Credential::None, 1),
+    );
+    let null_v6 = frame(
+        &addressing(true, 700),
+        &call(3, procs::NULL, &Credential::None, 1),
+    );
+    let null_sys = frame(&addressing(false, 700), &call(3, procs::NULL, &sys, 1));
+    let mnt = frame(&addressing(false, 700), &call(3, procs::MNT, &sys, 1));
+    let mut xdp = [load(answers_on()), load(Config::for_port(PORT))];
+    for (what, which, f) in [
+        ("NULL v3 IPv4 AUTH_NONE, answered (XDP_TX)", 0, &null_v4),
+        ("NULL v3 IPv6 AUTH_NONE, answered (XDP_TX)", 0, &null_v6),
+        ("NULL v3 IPv4 AUTH_SYS, answered (XDP_TX)", 0, &null_sys),
+        ("MNT v3 IPv4 AUTH_SYS, answers on, steered", 0, &mnt),
+        ("NULL v3 IPv4 AUTH_NONE, answers off, steered", 1, &null_v4),
+    ] {
+        let mut total = 0u64;
+        let mut action = 0;
+        for _ in 0..CALLS {
+            let (a, _, ns) = xdp[which].test_run_repeat(f, 1).unwrap();
+            (action, total) = (a, total + u64::from(ns));
+        }
+        let one = total / u64::from(CALLS);
+        let (repeat_action, _, repeated) = xdp[which].test_run_repeat(f, RUNS).unwrap();
+        println!(
+            "{what}: {one} ns/frame one run per call (action {action}, {CALLS} calls); \
+             {repeated} ns/frame with repeat {RUNS} (last action {repeat_action})"
+        );
+    }
+}
