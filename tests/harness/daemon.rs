@@ -106,8 +106,6 @@ pub struct Daemon<'p> {
     xdp_stats: Option<(PathBuf, bool)>,
     /// This daemon's own stats socket (None for a stand-in binary).
     stats_socket: Option<PathBuf>,
-    /// With `--xdp-answers on` in native mode: the client end's pass-through XDP program.
-    _peer_xdp: Option<XdpAttachment>,
 }
 
 /// Every address the test pairs use (10.77.N.0/24, fd77:N::/64).
@@ -125,14 +123,20 @@ impl NetPair {
     /// mode crosses a veth pair only when the receiving end has an XDP program of its own
     /// (veth drops it otherwise; GRO is not enough, measured on 6.18; docs/xdp-answers.md).
     /// A real client's NIC needs nothing. Here the client's end gets our own program
-    /// steering nothing (port 0: every frame passes), held until the daemon is dropped.
-    fn let_client_receive_xdp_tx(&self) -> Result<XdpAttachment, String> {
+    /// steering nothing (port 0: every frame passes), once per pair, held by the pair.
+    fn let_client_receive_xdp_tx(&self) -> Result<(), String> {
+        let mut held = self.peer_xdp.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() {
+            return Ok(());
+        }
         let ifname = self.bed().client().ifname.clone();
-        testbed::netns::run(&self.cli, || {
+        let attached = testbed::netns::run(&self.cli, || {
             XdpAttachment::attach(&ifname, XdpMode::Native, 0)
         })
         .map_err(|e| format!("entering {}: {e:#}", self.cli))?
-        .map_err(|e| format!("a pass-through XDP program on the client's {ifname}: {e:#}"))
+        .map_err(|e| format!("a pass-through XDP program on the client's {ifname}: {e:#}"))?;
+        *held = Some(attached);
+        Ok(())
     }
 
     /// Starts xdp-mountd in the server namespace and waits (10 s) for READY.
@@ -184,11 +188,9 @@ impl NetPair {
             .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
             .map(|socket| (socket, opts.kernel_udp_ok));
 
-        let peer_xdp = if crate::afxdp::xdp_answers_native(&opts.extra) {
-            Some(self.let_client_receive_xdp_tx()?)
-        } else {
-            None
-        };
+        if crate::afxdp::xdp_answers_native(&opts.extra) {
+            self.let_client_receive_xdp_tx()?;
+        }
         let mut cmd = testbed::netns::command(&self.srv);
         let mut rpcbind_pidfile = None;
         if let Some(pid) = opts.mount_ns_of {
@@ -227,7 +229,6 @@ impl NetPair {
             failed_start: false,
             xdp_stats,
             stats_socket,
-            _peer_xdp: peer_xdp,
         };
         match d.process.wait_ready(READY_WITHIN) {
             Ok(()) => Ok(d),
