@@ -48,7 +48,8 @@ pub struct XdpArgs {
 
     /// Let the XDP program answer MOUNT NULL calls itself (XDP_TX), after the rate limits,
     /// without waking a worker; everything else still goes to AF_XDP. Only with --iface,
-    /// and only for calls to any address (--bind :: or 0.0.0.0) [default: off].
+    /// and only for calls to any address (--bind :: or 0.0.0.0). On a veth in native mode
+    /// the other end needs an XDP program of its own, or veth drops the replies.
     #[arg(long, value_enum, value_name = "on|off", default_value = "off")]
     pub xdp_answers: OnOff,
 }
