@@ -26,11 +26,56 @@ fn privileged() -> bool {
     testbed::can_run(&testbed::current_test())
 }
 
+/// Loads the program as the daemon does: on a thread whose effective capabilities lack
+/// CAP_SYS_ADMIN and CAP_PERFMON (the daemon keeps CAP_BPF and CAP_NET_ADMIN), so the
+/// verifier applies its unprivileged rules (no pointer subtraction, no packet-pointer
+/// arithmetic with a register) and a program only root could load fails here.
 fn load(config: Config) -> XdpAttachment {
-    let mut xdp = XdpAttachment::load(config, 64).expect("loading the XDP program");
+    let loaded = std::thread::scope(|s| {
+        s.spawn(|| {
+            drop_admin_and_perfmon();
+            XdpAttachment::load(config, 64)
+        })
+        .join()
+        .expect("the loading thread")
+    });
+    let mut xdp = loaded.expect("loading the XDP program without CAP_SYS_ADMIN/CAP_PERFMON");
     xdp.set_answers(config.answers, &templates::null_reply())
         .expect("writing the templates");
     xdp
+}
+
+/// Clears CAP_SYS_ADMIN (21) and CAP_PERFMON (38) from this thread's effective set
+/// (capset changes the calling thread only).
+fn drop_admin_and_perfmon() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data words, as capget(2) says.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+            0
+        );
+        data[0].effective &= !(1 << 21);
+        data[1].effective &= !(1 << (38 - 32));
+        assert_eq!(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 0);
+    }
 }
 
 fn answers_on() -> Config {

@@ -9,7 +9,9 @@
 //! arithmetic on a register, which the verifier refuses without CAP_PERFMON.
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_TX},
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::generated::{
+        bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
     macros::map,
     maps::Array,
     programs::XdpContext,
@@ -82,11 +84,12 @@ fn frame_basics<const UDP: usize>(ctx: &XdpContext) -> Option<Frame> {
     if udp[0] == 0 && udp[1] == 0 {
         return None;
     }
-    Some(Frame {
-        macs,
-        udp,
-        len: ctx.data_end() - ctx.data(),
-    })
+    // The frame's length from the helper: `data_end - data` is a pointer subtraction, which
+    // the verifier refuses without CAP_PERFMON ("pointer -= pointer prohibited"). The program
+    // is not loaded for multi-buffer frames, so this is the linear part's length.
+    // SAFETY: the helper only reads the context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    Some(Frame { macs, udp, len })
 }
 
 #[inline(always)]
