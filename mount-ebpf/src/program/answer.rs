@@ -50,11 +50,34 @@ pub enum Family {
 /// was already resized and could not be finished), or None to steer it as before.
 #[inline(always)]
 pub fn try_answer(ctx: &XdpContext, config: &Config, family: Family) -> Option<u32> {
+    // The cheap test first: most steered calls are not NULL, and they should pay a few
+    // loads for answers being on, not the header copies and checks below (which cost far
+    // more when the verifier adds its Spectre barriers to an unprivileged load).
     match family {
-        Family::V4 if config.answers & ANSWER_NULL_V4 != 0 => answer_v4(ctx),
-        Family::V6 if config.answers & ANSWER_NULL_V6 != 0 => answer_v6(ctx),
+        Family::V4 if config.answers & ANSWER_NULL_V4 != 0 => {
+            is_mount_null::<V4_PAYLOAD>(ctx).then(|| answer_v4(ctx))?
+        }
+        Family::V6 if config.answers & ANSWER_NULL_V6 != 0 => {
+            is_mount_null::<V6_PAYLOAD>(ctx).then(|| answer_v6(ctx))?
+        }
         _ => None,
     }
+}
+
+/// Whether the payload at `P` starts like a MOUNT NULL call (CALL, RPC v2, MOUNT v1-v3,
+/// proc 0): word loads straight from the frame, no copies.
+#[inline(always)]
+fn is_mount_null<const P: usize>(ctx: &XdpContext) -> bool {
+    let Some(h) = ptr_at::<[[u8; 4]; 6], P>(ctx) else {
+        return false;
+    };
+    // SAFETY: `ptr_at` checked that the 24 bytes lie inside the frame.
+    let word = |i: usize| u32::from_be_bytes(unsafe { (*h)[i] });
+    word(5) == PROC_NULL
+        && word(3) == MOUNT_PROGRAM
+        && word(1) == MSG_CALL
+        && word(2) == RPC_VERSION
+        && (MOUNT_MIN_VERSION..=MOUNT_MAX_VERSION).contains(&word(4))
 }
 
 const V4_UDP: usize = ETH_HDR_LEN + IPV4_HDR_LEN;
