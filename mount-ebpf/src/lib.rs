@@ -41,6 +41,8 @@ pub mod wire {
     }
 }
 
+pub mod answer;
+
 /// Name of the XDP program inside the object file.
 pub const PROGRAM_NAME: &str = "mount_xdp";
 
@@ -78,8 +80,11 @@ pub struct Config {
     /// port. Non-zero: match the *source* port instead, so a load generator receives the
     /// replies of the server on `port` (used by `xdp-mountd storm`).
     pub match_source: u8,
+    /// Which calls the program answers itself with XDP_TX ([`answer`]): a set of
+    /// `answer::ANSWER_*` bits; 0 (the default) answers nothing in the program.
+    pub answers: u8,
     /// Explicit padding so the layout has no hidden bytes; always 0.
-    pub reserved: [u8; 5],
+    pub reserved: [u8; 4],
     /// Calls per source prefix ([`Gcra::OFF`]: no per-source limit).
     pub per_source: Gcra,
     /// Calls in all, after the per-source limit ([`Gcra::OFF`]: no ceiling).
@@ -222,7 +227,8 @@ impl Config {
         Self {
             port: port.to_be(),
             match_source: 0,
-            reserved: [0; 5],
+            answers: 0,
+            reserved: [0; 4],
             per_source: Gcra::OFF,
             global: Gcra::OFF,
             v4_mask: v4_mask(32),
@@ -267,6 +273,12 @@ impl Config {
         }
     }
 
+    /// This configuration answering in the program what `answers` (`answer::ANSWER_*`
+    /// bits) says.
+    pub const fn with_answers(self, answers: u8) -> Self {
+        Self { answers, ..self }
+    }
+
     /// The steered port in host byte order (0 = steering off).
     pub const fn port_host(&self) -> u16 {
         u16::from_be(self.port)
@@ -303,10 +315,12 @@ pub enum Counter {
     DroppedRateSource = 10,
     /// Matched and within its source's limit, but over the global ceiling: dropped.
     DroppedRateGlobal = 11,
+    /// A MOUNT NULL call answered by the program itself (XDP_TX).
+    AnsweredNull = 12,
 }
 
 /// Number of entries in the counter array (one per [`Counter`] variant).
-pub const COUNTER_COUNT: u32 = 12;
+pub const COUNTER_COUNT: u32 = 13;
 
 impl Counter {
     /// Every counter, in index order.
@@ -323,6 +337,7 @@ impl Counter {
         Counter::PassedNoSocket,
         Counter::DroppedRateSource,
         Counter::DroppedRateGlobal,
+        Counter::AnsweredNull,
     ];
 
     /// Stable snake_case name for metrics and logs.
@@ -340,6 +355,7 @@ impl Counter {
             Counter::PassedNoSocket => "passed_no_socket",
             Counter::DroppedRateSource => "dropped_rate_source",
             Counter::DroppedRateGlobal => "dropped_rate_global",
+            Counter::AnsweredNull => "answered_null",
         }
     }
 

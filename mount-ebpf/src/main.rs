@@ -14,7 +14,11 @@
 
 #[cfg(target_arch = "bpf")]
 mod program {
+    mod answer;
+
     use core::mem::size_of;
+
+    use answer::Family;
 
     use aya_ebpf::{
         bindings::xdp_action::{XDP_DROP, XDP_PASS},
@@ -54,8 +58,8 @@ mod program {
 
     /// What to do with a frame once classified.
     enum Verdict {
-        /// A call for us, from this source prefix.
-        Steer(SourceKey),
+        /// A call for us, from this source prefix, in this header layout.
+        Steer(SourceKey, Family),
         Pass(Counter),
     }
 
@@ -67,7 +71,7 @@ mod program {
             return XDP_PASS;
         };
         match classify(&ctx, config) {
-            Verdict::Steer(source) => steer(&ctx, config, &source),
+            Verdict::Steer(source, family) => steer(&ctx, config, &source, family),
             Verdict::Pass(counter) => {
                 bump(counter);
                 XDP_PASS
@@ -76,7 +80,7 @@ mod program {
     }
 
     #[inline(always)]
-    fn steer(ctx: &XdpContext, config: &Config, source: &SourceKey) -> u32 {
+    fn steer(ctx: &XdpContext, config: &Config, source: &SourceKey, family: Family) -> u32 {
         if config.per_source.is_on() || config.global.is_on() {
             // SAFETY: a helper without arguments or preconditions.
             let now = unsafe { bpf_ktime_get_ns() };
@@ -87,6 +91,13 @@ mod program {
             if config.global.is_on() && !admit_global(&config.global, now) {
                 bump(Counter::DroppedRateGlobal);
                 return XDP_DROP;
+            }
+        }
+        // Admitted: answered here when it is a plain NULL call and answers are on.
+        if config.answers != 0 {
+            if let Some(action) = answer::try_answer(ctx, config, family) {
+                bump(Counter::AnsweredNull);
+                return action;
             }
         }
         match XSKS.redirect(ctx.rx_queue_index(), XDP_PASS as u64) {
@@ -289,14 +300,15 @@ mod program {
         if let Err(counter) = ours {
             return Verdict::Pass(counter);
         }
+        let family = if ihl == 5 { Family::V4 } else { Family::Other };
         // The source address (bytes 12..16 of the header, inside the fixed part checked
         // above), as loaded: network order.
         match ptr_at::<[u8; 4], { ETH_HDR_LEN + 12 }>(ctx) {
             // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
-            Some(source) => Verdict::Steer(v4_key(
-                u32::from_ne_bytes(unsafe { *source }),
-                config.v4_mask,
-            )),
+            Some(source) => Verdict::Steer(
+                v4_key(u32::from_ne_bytes(unsafe { *source }), config.v4_mask),
+                family,
+            ),
             None => Verdict::Pass(Counter::Malformed),
         }
     }
@@ -332,7 +344,7 @@ mod program {
                             u32::from_ne_bytes(s[2]),
                             u32::from_ne_bytes(s[3]),
                         ];
-                        Verdict::Steer(v6_key(words, config.v6_mask))
+                        Verdict::Steer(v6_key(words, config.v6_mask), Family::V6)
                     }
                     None => Verdict::Pass(Counter::Malformed),
                 }

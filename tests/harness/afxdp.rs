@@ -14,6 +14,18 @@ pub fn xdp_mode(args: &[String]) -> bool {
         || (args.iter().any(|a| a == "--iface") && !args.iter().any(|a| a == "--xdp"))
 }
 
+/// Whether these daemon arguments let the XDP program answer calls itself in native mode
+/// (the default with --iface).
+pub fn xdp_answers_native(args: &[String]) -> bool {
+    xdp_mode(args)
+        && !args
+            .windows(2)
+            .any(|w| w[0] == "--xdp" && w[1] == "generic")
+        && args
+            .windows(2)
+            .any(|w| w[0] == "--xdp-answers" && w[1] == "on")
+}
+
 /// (calls answered from AF_XDP, calls received by the kernel UDP socket), summed over
 /// procedures, from `xdp-mountd stats --json`.
 pub fn udp_call_counts(bin: &Path, socket: &Path) -> Result<(u64, u64), String> {
@@ -53,5 +65,16 @@ mod tests {
         assert!(xdp_mode(&v("--iface veth0")));
         assert!(!xdp_mode(&v("--iface veth0 --xdp off")));
         assert!(!xdp_mode(&v("--udp-workers 2")));
+        assert!(xdp_answers_native(&v("--iface veth0 --xdp-answers on")));
+        assert!(xdp_answers_native(&v(
+            "--iface veth0 --xdp native --xdp-answers on"
+        )));
+        assert!(!xdp_answers_native(&v(
+            "--iface veth0 --xdp generic --xdp-answers on"
+        )));
+        assert!(!xdp_answers_native(&v(
+            "--iface veth0 --xdp off --xdp-answers on"
+        )));
+        assert!(!xdp_answers_native(&v("--iface veth0 --xdp-answers off")));
     }
 }

@@ -4,6 +4,7 @@
 //! with rpcbind are the test bed's ([`testbed::Process`], [`testbed::PrivateMounts`]).
 
 use crate::netns::NetPair;
+use mount_xdp::ebpf::{XdpAttachment, XdpMode};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -118,6 +119,26 @@ const STOP_WITHIN: Duration = Duration::from_secs(15);
 static START_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl NetPair {
+    /// A frame the server's program sends back with XDP_TX (`--xdp-answers on`) in native
+    /// mode crosses a veth pair only when the receiving end has an XDP program of its own
+    /// (veth drops it otherwise; GRO is not enough, measured on 6.18; docs/xdp-answers.md).
+    /// A real client's NIC needs nothing. Here the client's end gets our own program
+    /// steering nothing (port 0: every frame passes), once per pair, held by the pair.
+    fn let_client_receive_xdp_tx(&self) -> Result<(), String> {
+        let mut held = self.peer_xdp.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() {
+            return Ok(());
+        }
+        let ifname = self.bed().client().ifname.clone();
+        let attached = testbed::netns::run(&self.cli, || {
+            XdpAttachment::attach(&ifname, XdpMode::Native, 0)
+        })
+        .map_err(|e| format!("entering {}: {e:#}", self.cli))?
+        .map_err(|e| format!("a pass-through XDP program on the client's {ifname}: {e:#}"))?;
+        *held = Some(attached);
+        Ok(())
+    }
+
     /// Starts xdp-mountd in the server namespace and waits (10 s) for READY.
     pub fn start_daemon(&self, opts: &DaemonOpts) -> Daemon<'_> {
         match self.try_start_daemon(opts) {
@@ -167,6 +188,9 @@ impl NetPair {
             .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
             .map(|socket| (socket, opts.kernel_udp_ok));
 
+        if crate::afxdp::xdp_answers_native(&opts.extra) {
+            self.let_client_receive_xdp_tx()?;
+        }
         let mut cmd = testbed::netns::command(&self.srv);
         let mut rpcbind_pidfile = None;
         if let Some(pid) = opts.mount_ns_of {

@@ -27,6 +27,10 @@ pub struct NetPair {
     pub n: u8,
     /// Scratch directory for exports files, rmtab, logs and captures.
     pub dir: PathBuf,
+    /// The client end's pass-through XDP program, attached by the first daemon started
+    /// with `--xdp-answers on` in native mode (see `NetPair::start_daemon`); kept for the
+    /// pair's life, since one pair may run several daemons.
+    pub(crate) peer_xdp: std::sync::Mutex<Option<mount_xdp::ebpf::XdpAttachment>>,
     // Dropped in this order: namespaces first, then the scratch directory.
     bed: Pair,
     _scratch: Scratch,
@@ -62,6 +66,7 @@ impl NetPair {
             cli: bed.client().ns.clone(),
             n,
             dir: scratch.path().to_path_buf(),
+            peer_xdp: std::sync::Mutex::new(None),
             bed,
             _scratch: scratch,
         })

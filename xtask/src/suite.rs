@@ -16,7 +16,8 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and `cargo clippy -D warnings`.
     #[arg(long)]
     no_lint: bool,
-    /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic).
+    /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic, and
+    /// native with --xdp-answers on).
     #[arg(long)]
     no_xdp_suite: bool,
     /// Skip the fuzz smoke run (every cargo-fuzz target for a few seconds).
@@ -73,15 +74,20 @@ pub fn run(args: TestArgs) -> Result<()> {
         }
     }
     // The whole end-to-end suite again over the AF_XDP data path, native and generic XDP
-    // (the harness proves from the daemon's stats that UDP calls went through AF_XDP).
+    // (the harness proves from the daemon's stats that UDP calls went through AF_XDP), and
+    // once more with the XDP program answering NULL itself (docs/xdp-answers.md).
     if args.cargo_test_args.is_empty() && !args.no_xdp_suite {
-        for mode in ["native", "generic"] {
-            println!("xtask: end-to-end suite with --iface veth0 --xdp {mode}");
+        for daemon_args in [
+            "--iface veth0 --xdp native",
+            "--iface veth0 --xdp generic",
+            "--iface veth0 --xdp native --xdp-answers on",
+        ] {
+            println!("xtask: end-to-end suite with {daemon_args}");
             let mut e2e = cargo();
             e2e.args(["test", "-p", "e2e", "--no-fail-fast"])
                 .env("XDP_MOUNTD_BIN", &bin)
                 .env("XMD_XTASK_BIN", std::env::current_exe()?)
-                .env("XMD_E2E_DAEMON_ARGS", format!("--iface veth0 --xdp {mode}"));
+                .env("XMD_E2E_DAEMON_ARGS", daemon_args);
             let t = run_counting(&mut e2e)?;
             totals.passed += t.passed;
             totals.failed += t.failed;

@@ -40,6 +40,7 @@ use mount_xdp::rx_queue_count;
 use mount_xdp::xsk::{self, BindMode, Xsk};
 
 mod answer;
+mod answers;
 mod counters;
 pub mod worker;
 
@@ -69,6 +70,8 @@ pub struct DatapathConfig {
     pub limits: RateLimits,
     /// Busy-poll the queue for up to this many µs after a batch before sleeping; 0: off.
     pub busy_poll_us: u32,
+    /// Let the XDP program answer MOUNT NULL itself (docs/xdp-answers.md).
+    pub answers: bool,
 }
 
 /// One queue as seen from outside its worker.
@@ -154,6 +157,9 @@ impl Datapath {
             .local_addr()
             .context("the kernel UDP socket's address")?
             .ip();
+        if config.answers {
+            answers::enable(&mut attachment, local)?;
+        }
         let kernel = Arc::new(kernel);
         {
             let (responder, names, kernel) = (responder.clone(), names.clone(), kernel.clone());

@@ -146,8 +146,17 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
     let mut verdicts = Family::counter(
         "xdp_frames_total",
         "Frames by the XDP program's verdict: redirected into AF_XDP, passed to the \
-         kernel and why, or dropped over a rate limit.",
+         kernel and why, dropped over a rate limit, or answered by the program itself.",
     );
+    let mut answers = Family::counter(
+        "xdp_answers_total",
+        "MOUNT calls the XDP program answered itself with XDP_TX (--xdp-answers on), by \
+         procedure; not in xdp_mountd_calls_total, which counts the workers and sockets.",
+    );
+    for p in report.procedures.iter().filter(|p| p.name == "null") {
+        answers.sample(&[("proc", &p.name)], p.xdp_tx);
+    }
+    push(out, answers);
     for (name, v) in &xdp.program {
         if name == "seen" {
             seen.sample(&[], *v);
@@ -415,6 +424,11 @@ mod tests {
                     ..Default::default()
                 }],
             }),
+            procedures: vec![crate::stats::ProcRow {
+                name: "null".into(),
+                xdp_tx: 1,
+                ..Default::default()
+            }],
             calls: vec![
                 call("afxdp", "mnt", "ok", 7),
                 call("udp", "mnt", "garbage_args", 2),
@@ -435,6 +449,7 @@ mod tests {
             r#"xdp_mountd_rpc_errors_total{kind="garbage_args",path="tcp"} 1"#,
             r#"xdp_mountd_xdp_frames_total{verdict="redirected"} 9"#,
             "xdp_mountd_xdp_frames_seen_total 10",
+            r#"xdp_mountd_xdp_answers_total{proc="null"} 1"#,
             r#"xdp_mountd_afxdp_rx_frames_total{queue="0"} 9"#,
             r#"xdp_mountd_xsk_rx_ring_full_total{queue="0"} 0"#,
             "xdp_mountd_tcp_connections_open 2",

@@ -66,6 +66,7 @@ impl Control {
                 calls: stats::call_rows(&[("afxdp", &afxdp), ("udp", &udp), ("tcp", &tcp)]),
                 ..Default::default()
             };
+            stats::add_program_answers(&mut report);
             (hooks.extras)(&mut report);
             report
         };

@@ -53,6 +53,21 @@ pub struct XdpArgs {
     #[arg(long, value_name = "USECS", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub afxdp_busy_poll: u32,
+    /// Let the XDP program answer MOUNT NULL calls itself (XDP_TX), after the rate limits,
+    /// without waking a worker; everything else still goes to AF_XDP. Only with --iface,
+    /// and only for calls to any address (--bind :: or 0.0.0.0). On a veth in native mode
+    /// the other end needs an XDP program of its own, or veth drops the replies.
+    #[arg(long, value_enum, value_name = "on|off", default_value = "off")]
+    pub xdp_answers: OnOff,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// A parsed `--cores` list.
@@ -91,9 +106,13 @@ impl XdpArgs {
             (Some(XdpChoice::Generic), Some(_)) => Some(XdpMode::Generic),
             (Some(_), None) => bail!("--xdp native|generic needs --iface"),
         };
+        let answers = self.xdp_answers == OnOff::On;
         let Some(mode) = mode else {
-            if self.queues.is_some() || self.cores.is_some() || self.afxdp_busy_poll > 0 {
-                bail!("--queues, --cores and --afxdp-busy-poll apply to the AF_XDP path: give --iface");
+            if self.queues.is_some() || self.cores.is_some() || self.afxdp_busy_poll > 0 || answers
+            {
+                bail!(
+                    "--queues, --cores, --afxdp-busy-poll and --xdp-answers on apply to the AF_XDP path: give --iface"
+                );
             }
             return Ok(None);
         };
@@ -105,6 +124,7 @@ impl XdpArgs {
             cores: self.cores.as_ref().map(|c| c.0.clone()),
             limits: limits.clone(),
             busy_poll_us: self.afxdp_busy_poll,
+            answers,
         }))
     }
 }
@@ -203,6 +223,7 @@ mod tests {
             queues: None,
             cores: None,
             afxdp_busy_poll: 0,
+            xdp_answers: OnOff::Off,
         }
     }
 
@@ -232,5 +253,10 @@ mod tests {
         a.afxdp_busy_poll = 50;
         let c = a.config(644, &RateLimits::off()).unwrap().unwrap();
         assert_eq!(c.busy_poll_us, 50);
+        let mut a = args(None, None);
+        a.xdp_answers = OnOff::On;
+        assert!(a.config(644, &RateLimits::off()).is_err());
+        a.iface = Some("eth0".into());
+        assert!(a.config(644, &RateLimits::off()).unwrap().unwrap().answers);
     }
 }

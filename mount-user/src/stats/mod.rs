@@ -147,6 +147,10 @@ pub struct ProcRow {
     pub udp: u64,
     /// Through TCP.
     pub tcp: u64,
+    /// Answered by the XDP program itself (XDP_TX, `--xdp-answers on`); absent in the
+    /// reports of older daemons.
+    #[serde(default)]
+    pub xdp_tx: u64,
 }
 
 impl Report {
@@ -211,14 +215,14 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{:<10} {:>12} {:>12} {:>12}",
-            "procedure", "afxdp", "kernel_udp", "tcp"
+            "\n{:<10} {:>12} {:>12} {:>12} {:>12}",
+            "procedure", "xdp_tx", "afxdp", "kernel_udp", "tcp"
         );
         for p in &self.procedures {
             let _ = writeln!(
                 s,
-                "{:<10} {:>12} {:>12} {:>12}",
-                p.name, p.afxdp, p.udp, p.tcp
+                "{:<10} {:>12} {:>12} {:>12} {:>12}",
+                p.name, p.xdp_tx, p.afxdp, p.udp, p.tcp
             );
         }
         for (title, rows) in [
@@ -259,8 +263,27 @@ pub fn proc_rows(afxdp: &[u64], udp: &[u64], tcp: &[u64]) -> Vec<ProcRow> {
             afxdp: afxdp[i],
             udp: udp[i],
             tcp: tcp[i],
+            xdp_tx: 0,
         })
         .collect()
+}
+
+/// Puts the XDP program's own answers (its `answered_*` verdicts) into the procedure rows'
+/// `xdp_tx` column.
+pub fn add_program_answers(report: &mut Report) {
+    let Some(xdp) = &report.xdp else {
+        return;
+    };
+    let answered = |verdict: &str| {
+        xdp.program
+            .iter()
+            .find(|(name, _)| name == verdict)
+            .map_or(0, |(_, v)| *v)
+    };
+    let null = answered(mount_ebpf::Counter::AnsweredNull.name());
+    if let Some(row) = report.procedures.iter_mut().find(|p| p.name == "null") {
+        row.xdp_tx = null;
+    }
 }
 
 /// The mount list's caps and refusals as name/value pairs.
@@ -358,6 +381,7 @@ mod tests {
                 afxdp: 3,
                 udp: 0,
                 tcp: 1,
+                xdp_tx: 0,
             }],
             kernel: vec![("tcp_replies".into(), 9)],
             mount_list: vec![("refused_host_cap".into(), 5)],
@@ -382,10 +406,37 @@ mod tests {
         );
         assert!(t
             .lines()
-            .any(|l| l.split_whitespace().eq(["mnt", "3", "0", "1"])));
+            .any(|l| l.split_whitespace().eq(["mnt", "0", "3", "0", "1"])));
         assert!(t.contains("capabilities: cap_bpf,cap_net_admin"), "{t}");
         let json = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+    }
+
+    #[test]
+    fn program_answers_fill_the_null_row() {
+        let mut report = Report {
+            xdp: Some(XdpReport {
+                program: vec![("seen".into(), 9), ("answered_null".into(), 7)],
+                ..Default::default()
+            }),
+            procedures: proc_rows(
+                &[0; calls::CALL_SLOTS],
+                &[0; calls::CALL_SLOTS],
+                &[0; calls::CALL_SLOTS],
+            ),
+            ..Default::default()
+        };
+        add_program_answers(&mut report);
+        let null = report.procedures.iter().find(|p| p.name == "null").unwrap();
+        assert_eq!((null.xdp_tx, null.afxdp), (7, 0));
+        assert!(report
+            .to_table()
+            .lines()
+            .any(|l| l.split_whitespace().eq(["null", "7", "0", "0", "0"])));
+        // An older daemon's JSON (no xdp_tx) still reads.
+        let row: ProcRow =
+            serde_json::from_str(r#"{"name":"mnt","afxdp":1,"udp":2,"tcp":3}"#).unwrap();
+        assert_eq!(row.xdp_tx, 0);
     }
 }

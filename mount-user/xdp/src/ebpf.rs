@@ -17,6 +17,7 @@ use aya::{
     programs::{links::FdLink, Link as _, ProgramError, Xdp, XdpError},
     Ebpf, EbpfLoader, Pod,
 };
+use mount_ebpf::answer::{ReplyTemplate, TEMPLATES_MAP_NAME, TEMPLATE_NULL};
 use mount_ebpf::{
     Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME,
     SOURCES_MAP_NAME, XSK_MAP_NAME,
@@ -64,6 +65,15 @@ struct PodConfig(Config);
 // is a valid value.
 unsafe impl Pod for PodConfig {}
 
+/// [`ReplyTemplate`] as a map value.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct PodTemplate(ReplyTemplate);
+
+// SAFETY: `ReplyTemplate` is `#[repr(C)]`, `Copy`, two u32 then bytes (no padding), and
+// every bit pattern is a valid value.
+unsafe impl Pod for PodTemplate {}
+
 /// A snapshot of the program's counters, summed over all CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -95,6 +105,7 @@ pub struct XdpAttachment {
     config: Array<MapData, PodConfig>,
     counters: PerCpuArray<MapData, u64>,
     xsks: XskMap<MapData>,
+    templates: Array<MapData, PodTemplate>,
 }
 
 impl XdpAttachment {
@@ -114,7 +125,14 @@ impl XdpAttachment {
         initial: Config,
         source_entries: u32,
     ) -> anyhow::Result<Self> {
-        let port = initial.port_host();
+        let mut loaded = Self::load(initial, source_entries)?;
+        loaded.attach_to(iface, mode)?;
+        Ok(loaded)
+    }
+
+    /// Loads the program with `initial` and `source_entries` rate-limit cells without
+    /// attaching it anywhere: for [`test_run`](Self::test_run) (BPF_PROG_TEST_RUN).
+    pub fn load(initial: Config, source_entries: u32) -> anyhow::Result<Self> {
         if OBJECT.is_empty() {
             bail!("this binary was built without the XDP object (AYA_BUILD_SKIP?)");
         }
@@ -135,16 +153,26 @@ impl XdpAttachment {
             .context("writing the XDP config map")?;
         let counters = take_map(&mut ebpf, COUNTERS_MAP_NAME)?;
         let xsks = take_map(&mut ebpf, XSK_MAP_NAME)?;
-
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
-            .try_into()
-            .with_context(|| format!("program {PROGRAM_NAME} is not an XDP program"))?;
-        program.load().map_err(|e| {
+        let templates = take_map(&mut ebpf, TEMPLATES_MAP_NAME)?;
+        program_of(&mut ebpf)?.load().map_err(|e| {
             // The verifier log is in the error's Display; keep it whole, it is the only clue.
             anyhow!("the kernel rejected the XDP program: {e}")
         })?;
+        Ok(Self {
+            _ebpf: ebpf,
+            link: None,
+            iface: String::new(),
+            mode: XdpMode::Generic,
+            current: initial,
+            config,
+            counters,
+            xsks,
+            templates,
+        })
+    }
+
+    fn attach_to(&mut self, iface: &str, mode: XdpMode) -> anyhow::Result<()> {
+        let program = program_of(&mut self._ebpf)?;
         let link_id = program
             .attach(iface, mode.aya())
             .map_err(|e| explain_attach_error(e, iface, mode))?;
@@ -160,25 +188,73 @@ impl XdpAttachment {
                  bpf_link (Linux < 5.9?); refusing"
             )
         })?;
+        let initial = self.current;
         tracing::info!(
             iface,
             mode = mode.as_str(),
-            port,
+            port = initial.port_host(),
             match_source = initial.match_source != 0,
             rate_limit_per_source = initial.per_source.is_on(),
             rate_limit_global = initial.global.is_on(),
+            answers = initial.answers,
             "XDP program attached"
         );
-        Ok(Self {
-            _ebpf: ebpf,
-            link: Some(link),
-            iface: iface.to_owned(),
-            mode,
-            current: initial,
-            config,
-            counters,
-            xsks,
-        })
+        self.link = Some(link);
+        self.iface = iface.to_owned();
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// Answers in the program what `answers` (`mount_ebpf::answer::ANSWER_*` bits) says,
+    /// with `null_reply` (a MOUNT NULL reply as the protocol core encodes it; its xid is
+    /// ignored) as the NULL template. The template is written before the flag, so the
+    /// program never answers from an empty one; `answers` 0 turns answering off.
+    pub fn set_answers(&mut self, answers: u8, null_reply: &[u8]) -> anyhow::Result<()> {
+        let template = ReplyTemplate::new(null_reply).ok_or_else(|| {
+            anyhow!(
+                "the NULL reply of {} bytes cannot be a template (24..=256, XDR-aligned)",
+                null_reply.len()
+            )
+        })?;
+        self.templates
+            .set(TEMPLATE_NULL, PodTemplate(template), 0)
+            .context("writing the XDP reply template map")?;
+        let next = self.current.with_answers(answers);
+        self.config
+            .set(0, PodConfig(next), 0)
+            .context("writing the XDP config map")?;
+        self.current = next;
+        Ok(())
+    }
+
+    /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN, needs CAP_BPF or root):
+    /// the XDP action and the frame as the program left it.
+    pub fn test_run(&mut self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let (action, out, _) = self.test_run_repeat(frame, 1)?;
+        Ok((action, out))
+    }
+
+    /// [`test_run`](Self::test_run) `repeat` times in the kernel: also the mean run time
+    /// per frame in nanoseconds, as the kernel measured it.
+    pub fn test_run_repeat(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<(u32, Vec<u8>, u32)> {
+        use aya::{TestRun as _, TestRunOptions};
+        // Room for a reply larger than the call (headroom is the kernel's business).
+        let mut out = vec![0u8; frame.len() + 4096];
+        let program = program_of(&mut self._ebpf)?;
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::new()
+            })
+            .context("BPF_PROG_TEST_RUN of the XDP program")?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out, result.duration.as_nanos() as u32))
     }
 
     /// The interface the program is attached to.
@@ -262,6 +338,13 @@ impl std::fmt::Debug for XdpAttachment {
             .field("attached", &self.link.is_some())
             .finish()
     }
+}
+
+fn program_of(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
+        .try_into()
+        .with_context(|| format!("program {PROGRAM_NAME} is not an XDP program"))
 }
 
 fn take_map<M>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<M>
@@ -353,6 +436,7 @@ mod tests {
             COUNTERS_MAP_NAME,
             SOURCES_MAP_NAME,
             mount_ebpf::GLOBAL_MAP_NAME,
+            TEMPLATES_MAP_NAME,
         ] {
             assert!(
                 obj.maps.contains_key(name),

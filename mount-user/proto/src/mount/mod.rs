@@ -36,6 +36,7 @@ pub mod client;
 pub mod learned;
 pub mod path;
 pub mod results;
+pub mod templates;
 pub mod wire;
 
 #[cfg(test)]

@@ -1,0 +1,156 @@
+//! In-program answers (XDP_TX): what the program answers itself, and the layouts it shares
+//! with user space for that. See docs/xdp-answers.md for the design.
+//!
+//! The reply bytes are never written by the program's own encoder: user space encodes
+//! each reply form with mount-proto's encoder (xid 0) into a [`ReplyTemplate`], and the
+//! program copies it, patches the xid and writes the headers. The RPC constants below are
+//! the ones the program checks a call against; mount-proto has its own definitions (its
+//! tests check that the two agree).
+
+/// [`crate::Config::answers`] bit: answer MOUNT NULL calls over IPv4 in the program.
+pub const ANSWER_NULL_V4: u8 = 1;
+/// [`crate::Config::answers`] bit: answer MOUNT NULL calls over IPv6 in the program.
+pub const ANSWER_NULL_V6: u8 = 2;
+
+/// Name of the `BPF_MAP_TYPE_ARRAY` of [`ReplyTemplate`]s, indexed by `TEMPLATE_*`.
+pub const TEMPLATES_MAP_NAME: &str = "MOUNT_TEMPLATES";
+/// Index of the NULL reply (the same bytes for MOUNT v1, v2 and v3).
+pub const TEMPLATE_NULL: u32 = 0;
+/// Entries of [`TEMPLATES_MAP_NAME`].
+pub const TEMPLATE_ENTRIES: u32 = 1;
+/// Longest reply a template holds (a MNT v3 reply with a 64-byte handle and a few flavors
+/// fits with room to spare).
+pub const TEMPLATE_MAX: usize = 256;
+/// Shortest reply: an accepted RPC reply header (xid, REPLY, MSG_ACCEPTED, AUTH_NONE
+/// verifier, accept_stat).
+pub const TEMPLATE_MIN: usize = 24;
+
+/// `msg_type` of a call (RFC 5531).
+pub const MSG_CALL: u32 = 0;
+/// The RPC protocol version.
+pub const RPC_VERSION: u32 = 2;
+/// The MOUNT program number.
+pub const MOUNT_PROGRAM: u32 = 100_005;
+/// Lowest MOUNT version served.
+pub const MOUNT_MIN_VERSION: u32 = 1;
+/// Highest MOUNT version served.
+pub const MOUNT_MAX_VERSION: u32 = 3;
+/// The NULL procedure.
+pub const PROC_NULL: u32 = 0;
+/// AUTH_NONE.
+pub const AUTH_NONE: u32 = 0;
+/// AUTH_SYS.
+pub const AUTH_SYS: u32 = 1;
+/// Longest credential or verifier body.
+pub const MAX_AUTH_BYTES: u32 = 400;
+/// Longest AUTH_SYS machine name.
+pub const MAX_MACHINE_NAME: u32 = 255;
+/// Most AUTH_SYS supplementary gids.
+pub const MAX_GIDS: u32 = 16;
+/// Bytes of an RPC call header up to the credential body (xid, msg_type, rpcvers, prog,
+/// vers, proc, cred flavor, cred length).
+pub const CALL_FIXED_LEN: u32 = 32;
+
+/// TTL / hop limit of the program's replies: what mount-proto's frame emitter writes.
+pub const REPLY_TTL: u8 = 64;
+
+/// One reply form as user space encoded it, entry of [`TEMPLATES_MAP_NAME`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTemplate {
+    /// Bytes of the reply in `bytes` ([`TEMPLATE_MIN`]..=[`TEMPLATE_MAX`]); 0 = no
+    /// template, the program answers nothing with it.
+    pub len: u32,
+    /// The one's-complement sum ([`sum16`], unfolded) of `bytes[4..len]`: the reply
+    /// without its xid, so the program's UDP checksum adds only the xid and the headers.
+    pub sum: u32,
+    /// The reply, its xid (first word) zero.
+    pub bytes: [u8; TEMPLATE_MAX],
+}
+
+impl ReplyTemplate {
+    /// No template.
+    pub const EMPTY: ReplyTemplate = ReplyTemplate {
+        len: 0,
+        sum: 0,
+        bytes: [0; TEMPLATE_MAX],
+    };
+
+    /// A template of `reply` (an encoded RPC reply whose xid is ignored); None when its
+    /// length is outside [`TEMPLATE_MIN`]..=[`TEMPLATE_MAX`] or not a multiple of 4 (XDR).
+    pub fn new(reply: &[u8]) -> Option<Self> {
+        let len = reply.len();
+        if !(TEMPLATE_MIN..=TEMPLATE_MAX).contains(&len) || !len.is_multiple_of(4) {
+            return None;
+        }
+        let mut bytes = [0u8; TEMPLATE_MAX];
+        bytes[4..len].copy_from_slice(&reply[4..]);
+        Some(ReplyTemplate {
+            len: len as u32,
+            sum: sum16(&bytes[4..len]),
+            bytes,
+        })
+    }
+}
+
+/// The unfolded one's-complement sum of `bytes` as big-endian 16-bit words (an odd tail
+/// padded with a zero byte): at most 256 bytes here, so a u32 cannot overflow.
+pub fn sum16(bytes: &[u8]) -> u32 {
+    let mut acc = 0u32;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        acc += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    if i < bytes.len() {
+        acc += u32::from(bytes[i]) << 8;
+    }
+    acc
+}
+
+/// Folds a running one's-complement sum to 16 bits with end-around carry.
+#[inline(always)]
+pub const fn fold(acc: u64) -> u16 {
+    // Four folds bring any u64 down to 16 bits (64 -> 33 -> 17 -> 16 bits + carry).
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    acc as u16
+}
+
+/// The UDP checksum field for a final sum: its complement, 0 sent as 0xFFFF (RFC 768).
+#[inline(always)]
+pub const fn udp_checksum(acc: u64) -> u16 {
+    let c = !fold(acc);
+    if c == 0 {
+        0xffff
+    } else {
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_sum_leaves_the_xid_out() {
+        let mut reply = [0u8; 24];
+        reply[..4].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        reply[7] = 1; // REPLY
+        let t = ReplyTemplate::new(&reply).unwrap();
+        assert_eq!((t.len, t.sum), (24, 1));
+        assert_eq!(&t.bytes[..4], &[0; 4]);
+        assert!(ReplyTemplate::new(&reply[..20]).is_none());
+        assert!(ReplyTemplate::new(&[0; 26]).is_none());
+    }
+
+    #[test]
+    fn fold_and_checksum() {
+        assert_eq!(fold(0x1_fffe), 0xffff);
+        assert_eq!(fold(u64::MAX), 0xffff);
+        assert_eq!(udp_checksum(0xffff), 0xffff);
+        assert_eq!(udp_checksum(0x1234), !0x1234);
+    }
+}
