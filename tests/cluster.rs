@@ -539,3 +539,39 @@ fn gateway_handles_are_shared_and_libnfs_reads_through_the_service_address() {
     }
     drop(rpcb);
 }
+
+#[test]
+fn standalone_nodes_behind_ecmp_share_nothing() {
+    let mut c = cluster_or_skip!("cluster_standalone", 1);
+    // Without --cluster each node is today's daemon: its own exports file, its own list.
+    let file = c.write_file("exports", &exports(&["/srv/s1"]));
+    for i in 0..NODES {
+        c.start_standalone(i, &file)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let service = c.service_addr();
+    c.in_client(|| {
+        for _ in 0..30 {
+            client_to(service).null(3);
+        }
+    });
+    let landed: Vec<u64> = (0..NODES)
+        .map(|i| afxdp_calls(&c.node(i).stats().unwrap()))
+        .collect();
+    assert_eq!(landed.iter().sum::<u64>(), 30, "{landed:?}");
+    assert!(
+        landed.iter().all(|&n| n > 0),
+        "ECMP did not spread: {landed:?}"
+    );
+    assert_eq!(mnt_via(&c, 0, "/srv/s1").0, status::OK);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(dump_via(&c, 0).contains(&entry("/srv/s1")));
+    assert!(dump_via(&c, 1).is_empty() && dump_via(&c, 2).is_empty());
+    for i in 0..NODES {
+        let s = c.node(i).stats().unwrap();
+        assert!(
+            s["cluster"].is_null(),
+            "standalone node {i} reports a cluster part: {s}"
+        );
+    }
+}

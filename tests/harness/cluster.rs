@@ -168,11 +168,33 @@ impl Cluster {
         p
     }
 
-    /// The daemon arguments of node `i` (before `extra`).
-    pub fn node_args(&self, i: usize) -> Vec<String> {
+    /// The `serve` arguments every node gets, in cluster mode or not: port, data path,
+    /// trusted networks and its own stats socket.
+    pub fn common_args(&self, i: usize) -> Vec<String> {
+        [
+            "--port",
+            &PORT.to_string(),
+            "--iface",
+            testbed::ecmp::NODE_IFACE,
+            "--xdp",
+            "native",
+            "--trusted-networks",
+            "10.79.0.0/16",
+            "--stats-socket",
+            &self
+                .dir
+                .join(format!("stats-n{i}.sock"))
+                .display()
+                .to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Node `i`'s cluster arguments: etcd, its name, the tests' prefix, its cache file.
+    pub fn cluster_args(&self, i: usize) -> Vec<String> {
         let name = format!("n{i}");
         [
-            "serve",
             "--cluster",
             &self.etcd.url(),
             "--node",
@@ -185,27 +207,30 @@ impl Cluster {
                 .join(format!("cache-{name}.exports"))
                 .display()
                 .to_string(),
-            "--port",
-            &PORT.to_string(),
-            "--iface",
-            testbed::ecmp::NODE_IFACE,
-            "--xdp",
-            "native",
-            "--trusted-networks",
-            "10.79.0.0/16",
-            "--stats-socket",
-            &self
-                .dir
-                .join(format!("stats-{name}.sock"))
-                .display()
-                .to_string(),
         ]
         .map(String::from)
         .to_vec()
     }
 
-    /// Starts node `i`'s daemon with `extra` arguments and waits for READY.
+    /// Starts node `i`'s daemon in cluster mode with `extra` arguments; waits for READY.
     pub fn start_node(&mut self, i: usize, extra: &[&str]) -> Result<()> {
+        let mut args = vec!["serve".to_string()];
+        args.extend(self.cluster_args(i));
+        args.extend(self.common_args(i));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        self.spawn_node(i, args)
+    }
+
+    /// Starts node `i`'s daemon standalone (no `--cluster`) on `exports`, with the same
+    /// data path, port and sockets as a cluster node; waits for READY.
+    pub fn start_standalone(&mut self, i: usize, exports: &Path) -> Result<()> {
+        let mut args = vec!["serve".to_string(), "--exports".into()];
+        args.push(exports.display().to_string());
+        args.extend(self.common_args(i));
+        self.spawn_node(i, args)
+    }
+
+    fn spawn_node(&mut self, i: usize, args: Vec<String>) -> Result<()> {
         let node = self.bed.node(i).clone();
         let name = format!("n{i}");
         let pidfile = self.dir.join(format!("rpcbind-{name}.pid"));
@@ -217,10 +242,7 @@ impl Cluster {
             ..Default::default()
         };
         let mut cmd = node.command();
-        cmd.args(mounts.wrap())
-            .arg(daemon_bin())
-            .args(self.node_args(i))
-            .args(extra);
+        cmd.args(mounts.wrap()).arg(daemon_bin()).args(args);
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.dir.join(format!("node-{name}-{seq}.log"));
