@@ -6,6 +6,7 @@
 //! closed loop at saturation, then open loop at half the rate just measured. The figures
 //! (medians over rounds) go to target/bench/latest.{json,md,png}.
 mod chart;
+mod cluster;
 mod cpu;
 mod ganesha;
 mod hostile;
@@ -72,8 +73,9 @@ pub struct BenchArgs {
     /// Also replace the README's Performance block with the new table.
     #[arg(long)]
     update_readme: bool,
-    /// Sections to run, comma-separated: `servers` (the side-by-side comparison) and
-    /// `hostile` (other clients' service while a flood runs).
+    /// Sections to run, comma-separated: `servers` (the side-by-side comparison),
+    /// `hostile` (other clients' service while a flood runs) and `cluster` (one node in
+    /// cluster mode against standalone; not in the default run: it needs etcd).
     #[arg(
         long,
         value_enum,
@@ -105,6 +107,8 @@ pub enum Section {
     Servers,
     /// One source flooding, then a spoofed-source EXPORT flood, against a steady victim.
     Hostile,
+    /// MNT/s of one node in cluster mode (etcd beside it) against standalone.
+    Cluster,
 }
 
 impl Section {
@@ -113,6 +117,7 @@ impl Section {
         match self {
             Section::Servers => "servers",
             Section::Hostile => "hostile",
+            Section::Cluster => "cluster",
         }
     }
 }
@@ -274,6 +279,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let cluster = if args.sections.contains(&Section::Cluster) {
+        let options = cluster::Options {
+            rounds,
+            duration,
+            warmup,
+            window: args.window,
+            clients: args.clients,
+            afxdp: args.generator == GeneratorIo::Afxdp,
+            generator_cpu: generator_cpu.as_deref(),
+            check_only: args.check_only,
+        };
+        Some(cluster::run(&ctx, &options)?)
+    } else {
+        None
+    };
     if args.check_only {
         return Ok(());
     }
@@ -326,6 +346,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cells,
         targets: vec![],
         hostile,
+        cluster,
     };
     report.compute_targets();
     write_outputs(&root, &report, args.update_readme)

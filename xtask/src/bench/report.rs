@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+use super::cluster::ClusterSection;
 use super::hostile::HostileSection;
 
 /// Latency percentiles of one storm run, in microseconds (storm's JSON).
@@ -255,6 +256,9 @@ pub struct Report {
     /// The hostile-traffic section, when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostile: Option<HostileSection>,
+    /// The cluster-mode section, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
 }
 
 /// Human names of the variants.
@@ -357,7 +361,11 @@ impl Report {
             m.cpu_model,
             m.kernel,
             if self.config.quick { " --quick" } else { "" },
-            if servers { "" } else { " --sections hostile" },
+            if servers {
+                String::new()
+            } else {
+                format!(" --sections {}", self.config.sections.join(","))
+            },
         );
         if servers {
             self.servers_markdown(&mut s);
@@ -370,6 +378,9 @@ impl Report {
         }
         if let Some(hostile) = &self.hostile {
             s.push_str(&hostile.markdown());
+        }
+        if let Some(cluster) = &self.cluster {
+            s.push_str(&cluster.markdown());
         }
         s
     }

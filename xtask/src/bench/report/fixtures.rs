@@ -61,6 +61,7 @@ pub fn report(cells: Vec<Cell>) -> Report {
         cells,
         targets: vec![],
         hostile: None,
+        cluster: None,
     };
     r.compute_targets();
     r
