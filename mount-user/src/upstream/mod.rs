@@ -90,7 +90,12 @@ pub struct Upstream {
     settled: Condvar,
     jobs: Sender<String>,
     counters: UpstreamCounters,
+    /// Told of every answer learned from upstream (cluster mode shares it).
+    on_learned: std::sync::OnceLock<Box<OnLearned>>,
 }
+
+/// Told of an answer learned from upstream, on the learner thread (must not block).
+pub type OnLearned = dyn Fn(&str, &Learned) + Send + Sync;
 
 impl Upstream {
     /// Start the learner thread; it holds only a weak reference and ends once the
@@ -111,6 +116,7 @@ impl Upstream {
             settled: Condvar::new(),
             jobs,
             counters: UpstreamCounters::default(),
+            on_learned: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&upstream);
         std::thread::Builder::new()
@@ -122,6 +128,39 @@ impl Upstream {
     /// The learned handles, for one call of the core.
     pub fn handles(&self) -> Guard<Arc<LearnedHandles>> {
         self.handles.load()
+    }
+
+    /// Installs the hook told of every answer learned from upstream (once).
+    pub fn set_on_learned(&self, hook: Box<OnLearned>) {
+        if self.on_learned.set(hook).is_err() {
+            tracing::error!("upstream: a learned-answer hook is already installed");
+        }
+    }
+
+    /// Takes `learned` for `path` from a cluster peer, as if upstream had answered now (so
+    /// this node's own refresh of it waits); returns true when it changed the answer.
+    pub fn adopt(&self, path: &str, learned: Learned) -> bool {
+        let mut st = self.state.lock();
+        st.learned_at.insert(path.to_string(), Instant::now());
+        let current = self.handles.load();
+        if current.get(path) == Some(&learned) {
+            return false;
+        }
+        let mut map = (**current).clone();
+        let old = map.insert(path, learned);
+        self.handles.store(Arc::new(map));
+        drop(st);
+        self.settled.notify_all();
+        match (old.map(|o| o.v3), learned.v3) {
+            (Some(MntAnswer::Handle(a)), MntAnswer::Handle(b)) if a != b => tracing::warn!(
+                path,
+                old = %a.to_hex(),
+                new = %b.to_hex(),
+                "handle changed upstream (learned by a cluster peer)"
+            ),
+            _ => tracing::debug!(path, "handle adopted from a cluster peer"),
+        }
+        true
     }
 
     /// The configuration.
@@ -281,6 +320,9 @@ impl Upstream {
         st.learned_at.insert(path.to_string(), Instant::now());
         self.handles.store(Arc::new(map));
         drop(st);
+        if let Some(hook) = self.on_learned.get() {
+            hook(path, &learned);
+        }
         match (old.map(|o| o.v3), learned.v3) {
             (None, MntAnswer::Handle(h)) => {
                 self.counters.bump(&self.counters.learned);
