@@ -19,7 +19,8 @@ use super::server::{Launch, Server};
 use super::storm::{self, Load, StormSpec};
 use super::variants::{Ctx, Variant, Workload};
 use super::PORT;
-use testbed::{Etcd, Pair};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use testbed::{End, Etcd, Pair, PairSpec};
 
 /// The section's options.
 pub struct Options<'a> {
@@ -67,8 +68,35 @@ pub struct ClusterSection {
 
 const MODES: [&str; 2] = ["standalone", "cluster"];
 
+/// The section's own namespace pair (names and subnet apart from the servers section's,
+/// like the hostile section's segment), so that no section removes another's.
+fn cluster_net() -> PairSpec {
+    let end = |ns: &str, ifname: &str, host: u8| End {
+        ns: ns.into(),
+        ifname: ifname.into(),
+        v4: Ipv4Addr::new(10, 79, 9, host),
+        v6: Ipv6Addr::new(0xfd79, 9, 0, 0, 0, 0, 0, host.into()),
+    };
+    PairSpec {
+        server: end("xmd-bench-clus-srv", "xmd-clus0", 1),
+        client: end("xmd-bench-clus-cli", "xmd-clus1", 2),
+        queues: 1,
+    }
+}
+
 /// Runs the section.
 pub fn run(ctx: &Ctx<'_>, o: &Options<'_>) -> Result<ClusterSection> {
+    let net = cluster_net();
+    let ctx = &Ctx {
+        bin: ctx.bin,
+        net: &net,
+        work: ctx.work,
+        exports: ctx.exports,
+        ganesha_conf: ctx.ganesha_conf,
+        upstream_conf: ctx.upstream_conf,
+        export_path: ctx.export_path.clone(),
+        stop: ctx.stop,
+    };
     let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
     let mut counters = Vec::new();
     let rounds = if o.check_only { 1 } else { o.rounds };
