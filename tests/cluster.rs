@@ -569,6 +569,14 @@ fn gateway_handles_are_shared_and_libnfs_reads_through_the_service_address() {
         before, after,
         "nodes 1 and 2 asked upstream for a handle node 0 had shared"
     );
+    for i in 1..NODES {
+        let s = c.node(i).stats().unwrap();
+        let adopted = counter(&cluster_part(&s)["handles_adopted"]);
+        assert!(
+            adopted >= 1,
+            "node {i} adopted no handle from the others: {s}"
+        );
+    }
 
     // libnfs: MOUNT through the service address (ECMP to a node), NFS to Ganesha.
     for (file, want) in [
