@@ -2,7 +2,7 @@
 //! the prefix (a resync: exports, mount holders, handles), then watches from the revision
 //! after it; every [`BATCH_INTERVAL`] it writes the pending mount-list writes in
 //! transactions, every [`STATUS_EVERY`] it keeps its lease and status. Any failure ends
-//! the session; the next one (after a backoff, 100 ms doubling to 5 s) starts with a
+//! the session; the next one (after a backoff, 100 ms doubling to 2 s) starts with a
 //! resync, which also covers a compacted watch. Between sessions ops keep being planned,
 //! bounded.
 use std::collections::BTreeSet;
@@ -24,7 +24,7 @@ use super::{bounded, connect, Config, Deps, ExportsSet, NodeStatus};
 use crate::log_throttle::LogThrottle;
 
 /// Longest pause between connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Handles waiting to be written while etcd is away, at most.
 const HANDLES_PENDING: usize = 16_384;
 
