@@ -113,42 +113,9 @@ struct Node {
     socket: PathBuf,
 }
 
+/// A cluster node; DUMP lists over UDP to loopback are whole (no amplification cap).
 fn start_node(dir: &Path, url: &str, name: &str) -> Node {
-    let socket = dir.join(format!("{name}.sock"));
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--cluster",
-        url,
-        "--node",
-        name,
-        "--cluster-prefix",
-        PREFIX,
-    ])
-    .arg("--cluster-cache")
-    .arg(dir.join(format!("{name}.cache")))
-    .args(["--bind", "127.0.0.1", "--port", "0", "--no-rpcbind"])
-    // Whole DUMP lists over UDP to loopback (no amplification cap).
-    .args(["--trusted-networks", "127.0.0.0/8"])
-    .args(["--udp-workers", "1", "--stats-socket"])
-    .arg(&socket)
-    .env("RUST_LOG", "info,mount_user::cluster=debug");
-    let mut process = Process::spawn(cmd, Spawn::new(name, dir.join(format!("{name}.log"))))
-        .expect("starting xdp-mountd");
-    process
-        .wait_ready(Duration::from_secs(15))
-        .expect("daemon READY");
-    let ready = process.stdout();
-    let addr = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("udp="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no udp= on the READY line: {ready}"));
-    Node {
-        process,
-        addr,
-        socket,
-    }
+    start_gateway_node(dir, url, name, &["--trusted-networks", "127.0.0.0/8"])
 }
 
 /// One UDP call; the results, or None when nothing came back in 2 s.
@@ -356,4 +323,123 @@ fn two_nodes_share_exports_and_mounts_through_etcd() {
     assert_eq!(mnt(&c, "/srv/b"), 0, "served from the cache");
     assert!(c.process.log().contains("serving the cached exports"));
     drop(b);
+}
+
+/// MNT v3 via `node`: the handle, hex (None: a non-zero status).
+fn mnt_handle(node: &Node, path: &str) -> Option<String> {
+    let res = call(node.addr, procs::MNT, Some(path))?;
+    let mut r = Reader::new(&res);
+    (r.u32().ok()? == 0).then_some(())?;
+    Some(hex::encode(r.opaque(64).ok()?))
+}
+
+#[test]
+fn gateway_handles_are_shared_and_a_change_upstream_reaches_every_node() {
+    if !have_etcd() {
+        return;
+    }
+    let scratch = Scratch::create(
+        &format!("xmd-cluster-gw-{}", std::process::id()),
+        "cluster_etcd gateway",
+    )
+    .expect("scratch");
+    let dir = scratch.path();
+    let etcd = start_etcd(dir, free_port(), free_port());
+    let url = etcd.url.clone();
+
+    // Upstream: a standalone daemon whose export has an explicit handle.
+    let up_exports = dir.join("upstream.exports");
+    std::fs::write(&up_exports, "/srv/g *(rw,insecure,fh=0a0b0c0d)\n").unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--exports"])
+        .arg(&up_exports)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-rpcbind",
+            "--udp-workers",
+            "1",
+        ])
+        .arg("--stats-socket")
+        .arg(dir.join("upstream.sock"));
+    let mut upstream = Process::spawn(cmd, Spawn::new("upstream", dir.join("upstream.log")))
+        .expect("starting the upstream daemon");
+    upstream
+        .wait_ready(Duration::from_secs(15))
+        .expect("upstream READY");
+    let up_addr = upstream
+        .stdout()
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("udp=").map(str::to_owned))
+        .expect("upstream address");
+
+    let exports = dir.join("exports");
+    std::fs::write(&exports, "/srv/g *(rw,insecure)\n").unwrap();
+    assert!(publish(&url, &exports).status.success());
+    let gateway = ["--upstream", up_addr.as_str(), "--upstream-ttl", "4"];
+    let a = start_gateway_node(dir, &url, "a", &gateway);
+    let b = start_gateway_node(dir, &url, "b", &gateway);
+    assert_eq!(mnt_handle(&a, "/srv/g").as_deref(), Some("0a0b0c0d"));
+    assert_eq!(mnt_handle(&b, "/srv/g").as_deref(), Some("0a0b0c0d"));
+
+    // The handle changes upstream: every node serves the new one (refresh after TTL/2).
+    std::fs::write(&up_exports, "/srv/g *(rw,insecure,fh=01020304)\n").unwrap();
+    upstream.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ha, hb) = (mnt_handle(&a, "/srv/g"), mnt_handle(&b, "/srv/g"));
+        if ha.as_deref() == Some("01020304") && hb.as_deref() == Some("01020304") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new handle not on both: a {ha:?} b {hb:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // At least one node took it from the other instead of asking upstream itself.
+    let adopted = |n: &Node| stats(n)["cluster"]["handles_adopted"].as_u64().unwrap_or(0);
+    let (aa, ab) = (adopted(&a), adopted(&b));
+    eprintln!("handles adopted: a {aa}, b {ab}");
+    assert!(aa + ab >= 1, "no handle shared through etcd");
+    drop((a, b, upstream, etcd));
+}
+
+/// A cluster node with `extra` serve options.
+fn start_gateway_node(dir: &Path, url: &str, name: &str, extra: &[&str]) -> Node {
+    let socket = dir.join(format!("{name}.sock"));
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--cluster",
+        url,
+        "--node",
+        name,
+        "--cluster-prefix",
+        PREFIX,
+    ])
+    .arg("--cluster-cache")
+    .arg(dir.join(format!("{name}.cache")))
+    .args(["--bind", "127.0.0.1", "--port", "0", "--no-rpcbind"])
+    .args(["--udp-workers", "1", "--stats-socket"])
+    .arg(&socket)
+    .args(extra);
+    let mut process = Process::spawn(cmd, Spawn::new(name, dir.join(format!("{name}.log"))))
+        .expect("starting xdp-mountd");
+    process
+        .wait_ready(Duration::from_secs(15))
+        .expect("daemon READY");
+    let ready = process.stdout();
+    let addr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("udp="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no udp= on the READY line: {ready}"));
+    Node {
+        process,
+        addr,
+        socket,
+    }
 }
