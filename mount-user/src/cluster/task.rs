@@ -1,10 +1,11 @@
-//! The cluster task: one session per etcd connection. A session starts with a full read of
-//! the prefix (a resync: exports, mount holders, handles), then watches from the revision
-//! after it; every [`BATCH_INTERVAL`] it writes the pending mount-list writes in
-//! transactions, every [`STATUS_EVERY`] it keeps its lease and status. Any failure ends
-//! the session; the next one (after a backoff, 100 ms doubling to 5 s) starts with a
-//! resync, which also covers a compacted watch. Between sessions ops keep being planned,
-//! bounded.
+//! The cluster task: one session per etcd connection. The first session starts with a full
+//! read of the prefix (a resync: exports, mount holders, handles), then watches from the
+//! revision after it; a later one resumes the watch after the last revision seen (a resync
+//! instead when ops were dropped meanwhile, when the watch was compacted away, or when etcd's
+//! revision is behind ours); every [`BATCH_INTERVAL`] it writes the pending mount-list
+//! writes in transactions, every [`STATUS_EVERY`] it keeps its lease and status. Any failure
+//! ends the session; the next one follows after a backoff (100 ms doubling to 2 s). Between
+//! sessions ops keep being planned, bounded.
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::{bounded, connect, Config, Deps, ExportsSet, NodeStatus};
 use crate::log_throttle::LogThrottle;
 
 /// Longest pause between connection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Handles waiting to be written while etcd is away, at most.
 const HANDLES_PENDING: usize = 16_384;
 
@@ -40,6 +41,9 @@ pub(super) struct Task {
     pending: Pending,
     /// `dropped` when the last resync ran: more since means MNTs may be missing in etcd.
     dropped_seen: u64,
+    /// The last revision seen (resync or watch event): the next session watches from the
+    /// one after it. None: read everything first.
+    revision: Option<i64>,
     throttle: LogThrottle,
 }
 
@@ -61,6 +65,7 @@ impl Task {
             holders: Holders::default(),
             pending: Pending::default(),
             dropped_seen: 0,
+            revision: None,
             throttle: LogThrottle::new(Duration::from_secs(10)),
         }
     }
@@ -114,7 +119,22 @@ impl Task {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut client = connect(&self.config.endpoints).await?;
-        let revision = self.resync(&mut client).await?;
+        // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
+        // history until compaction; a compacted start cancels the watch, and the next
+        // session reads everything); else read everything now.
+        let dropped = self.counters.dropped.load(Relaxed) != self.dropped_seen;
+        let revision = match self.revision {
+            Some(seen) if !dropped => {
+                // Proves etcd answers before the watch is trusted to; a revision behind ours
+                // is another etcd (restored or replaced): read everything.
+                let now = bounded("status", client.status()).await?;
+                match now.header().map(|h| h.revision()) {
+                    Some(current) if current >= seen => seen,
+                    _ => self.resync(&mut client).await?,
+                }
+            }
+            _ => self.resync(&mut client).await?,
+        };
         let lease = bounded("lease grant", client.lease_grant(LEASE_TTL, None))
             .await?
             .id();
@@ -149,6 +169,7 @@ impl Task {
                 msg = watch.message() => {
                     let resp = msg.context("etcd watch")?.context("etcd watch ended")?;
                     if resp.canceled() {
+                        self.revision = None;
                         anyhow::bail!(
                             "etcd watch cancelled (compacted at {}): {}",
                             resp.compact_revision(),
@@ -157,6 +178,9 @@ impl Task {
                     }
                     for event in resp.events() {
                         self.apply(event).await;
+                        if let Some(kv) = event.kv() {
+                            self.revision = Some(kv.mod_revision().max(self.revision.unwrap_or(0)));
+                        }
                     }
                 }
                 _ = batch.tick() => {

@@ -339,6 +339,51 @@ mod tests {
     }
 
     #[test]
+    fn the_observer_hears_protocol_ops_only() {
+        use std::sync::{Arc, Mutex};
+        struct Log(Arc<Mutex<Vec<String>>>);
+        impl MountObserver for Log {
+            fn mounted(&self, ip: IpAddr, dir: &str) {
+                self.0.lock().unwrap().push(format!("mnt {ip} {dir}"));
+            }
+            fn unmounted(&self, ip: IpAddr, dir: &str) {
+                self.0.lock().unwrap().push(format!("umnt {ip} {dir}"));
+            }
+            fn unmounted_all(&self, ip: IpAddr) {
+                self.0.lock().unwrap().push(format!("umntall {ip}"));
+            }
+        }
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let l = MountList::new();
+        assert!(l.set_observer(Box::new(Log(heard.clone()))).is_ok());
+        assert!(
+            l.set_observer(Box::new(Log(heard.clone()))).is_err(),
+            "once"
+        );
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(l.mnt(ip, "/a"));
+        assert!(!l.mnt(ip, "/a"), "a repeat is heard too (counts per node)");
+        assert!(l.umnt(ip, "/a"));
+        assert!(!l.umnt(ip, "/never"), "heard although absent here");
+        l.mnt(ip, "/b");
+        assert_eq!(l.umntall(ip), 1);
+        // Applying another node's changes is not a protocol op.
+        l.add("10.0.0.2", "/c");
+        l.remove("10.0.0.2", "/c");
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [
+                "mnt 10.0.0.1 /a",
+                "mnt 10.0.0.1 /a",
+                "umnt 10.0.0.1 /a",
+                "umnt 10.0.0.1 /never",
+                "mnt 10.0.0.1 /b",
+                "umntall 10.0.0.1"
+            ]
+        );
+    }
+
+    #[test]
     fn add_remove_and_generation() {
         let l = MountList::new();
         assert!(l.is_empty());
