@@ -317,3 +317,42 @@ impl ClusterSection {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::report::fixtures;
+    use super::*;
+
+    fn mode(name: &str, rate: f64, counters: Vec<(String, u64)>) -> ModeResult {
+        let runs = vec![fixtures::run(rate, 80.0, Some(3.0), 0)];
+        ModeResult {
+            mode: name.into(),
+            summary: Summary::of(&runs),
+            runs,
+            counters,
+        }
+    }
+
+    #[test]
+    fn markdown_has_both_modes_the_ratio_and_the_counters() {
+        let section = ClusterSection {
+            rounds: 3,
+            duration_s: 1.0,
+            modes: vec![
+                mode("standalone", 400_000.0, vec![]),
+                mode("cluster", 300_000.0, vec![("dropped_ops".into(), 0)]),
+            ],
+        };
+        let md = section.markdown();
+        assert!(md.contains("| standalone | 400000 |"), "{md}");
+        assert!(
+            md.contains("| cluster mode (etcd beside it) | 300000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("cluster ÷ standalone MNT calls/s: 0.75"),
+            "{md}"
+        );
+        assert!(md.contains("dropped_ops 0"), "{md}");
+    }
+}
