@@ -171,8 +171,20 @@ fn etcd_cluster_survives_its_leader() {
     let next = etcd.leader().unwrap();
     assert_ne!(next, leader);
     eprintln!("new etcd leader after {:?}", start.elapsed());
-    let live = (0..3).find(|i| *i != leader).unwrap();
-    assert!(etcd.revision(live).unwrap() >= 1);
+    // Both survivors take writes (through the JSON gateway: key "k", value "v").
+    for live in (0..3).filter(|i| *i != leader) {
+        let before = etcd.revision(live).unwrap();
+        let (code, body) = testbed::etcd::http(
+            Some(&bed.backbone_ns),
+            etcd.endpoints()[live],
+            "POST",
+            "/v3/kv/put",
+            r#"{"key":"aw==","value":"dg=="}"#,
+        )
+        .unwrap();
+        assert_eq!(code, 200, "put through member {live}: {body}");
+        assert!(etcd.revision(live).unwrap() > before);
+    }
     etcd.restart(leader).unwrap();
     etcd.wait_healthy(Duration::from_secs(20)).unwrap();
 }
