@@ -380,6 +380,8 @@ fn gateway_handles_are_shared_and_a_change_upstream_reaches_every_node() {
     assert!(publish(&url, &exports).status.success());
     let gateway = ["--upstream", up_addr.as_str(), "--upstream-ttl", "4"];
     let a = start_gateway_node(dir, &url, "a", &gateway);
+    // Started a second later, b's refreshes fall due after a's: a asks upstream, b adopts.
+    std::thread::sleep(Duration::from_secs(1));
     let b = start_gateway_node(dir, &url, "b", &gateway);
     assert_eq!(mnt_handle(&a, "/srv/g").as_deref(), Some("0a0b0c0d"));
     assert_eq!(mnt_handle(&b, "/srv/g").as_deref(), Some("0a0b0c0d"));

@@ -19,7 +19,7 @@ use mount_proto::mount::learned::Learned;
 use super::exports::{write_cache, CachedSet};
 use super::handles::HandleValue;
 use super::membership::{unix_ms, LEASE_TTL, STATUS_EVERY};
-use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL};
+use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL, DRAIN_INTERVAL};
 use super::status::Counters;
 use super::{bounded, connect, Config, Deps, ExportsSet, NodeStatus};
 use crate::log_throttle::LogThrottle;
@@ -105,7 +105,7 @@ impl Task {
                 }
                 self.drain();
                 tokio::select! {
-                    _ = tokio::time::sleep(BATCH_INTERVAL) => {}
+                    _ = tokio::time::sleep(DRAIN_INTERVAL) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -154,6 +154,7 @@ impl Task {
         );
         self.put_status(&mut client, lease).await?;
         let mut batch = tokio::time::interval(BATCH_INTERVAL);
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         let mut status = tokio::time::interval(STATUS_EVERY);
         loop {
             tokio::select! {
@@ -183,6 +184,7 @@ impl Task {
                         }
                     }
                 }
+                _ = drain.tick() => self.drain(),
                 _ = batch.tick() => {
                     self.drain();
                     self.flush(&mut client).await?;
