@@ -29,6 +29,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Handles waiting to be written while etcd is away, at most.
 const HANDLES_PENDING: usize = 16_384;
 
+/// A session's connection: client, lease and watch.
+struct Opened {
+    client: Client,
+    lease: i64,
+    keeper: etcd_client::LeaseKeeper,
+    alive: etcd_client::LeaseKeepAliveStream,
+    watch: etcd_client::WatchStream,
+}
+
 /// The task's state (owned by the cluster thread).
 pub(super) struct Task {
     config: Config,
@@ -118,40 +127,18 @@ impl Task {
         &mut self,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let mut client = connect(&self.config.endpoints).await?;
-        // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
-        // history until compaction; a compacted start cancels the watch, and the next
-        // session reads everything); else read everything now.
-        let dropped = self.counters.dropped.load(Relaxed) != self.dropped_seen;
-        let revision = match self.revision {
-            Some(seen) if !dropped => {
-                // Proves etcd answers before the watch is trusted to; a revision behind ours
-                // is another etcd (restored or replaced): read everything.
-                let now = bounded("status", client.status()).await?;
-                match now.header().map(|h| h.revision()) {
-                    Some(current) if current >= seen => seen,
-                    _ => self.resync(&mut client).await?,
-                }
-            }
-            _ => self.resync(&mut client).await?,
+        // Setting up may take a few bounded calls: a stop meanwhile ends it at once.
+        let opened = tokio::select! {
+            opened = self.open() => opened?,
+            _ = stop.changed() => return Ok(()),
         };
-        let lease = bounded("lease grant", client.lease_grant(LEASE_TTL, None))
-            .await?
-            .id();
-        let (mut keeper, mut alive) =
-            bounded("lease keep-alive", client.lease_keep_alive(lease)).await?;
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut watch =
-            bounded("watch", client.watch(self.config.keys.all(), Some(options))).await?;
-        self.counters.connected.store(true, Relaxed);
-        tracing::info!(
-            endpoints = %self.config.endpoints.join(","),
-            node = %self.config.node,
-            revision,
-            "cluster: connected to etcd"
-        );
+        let Opened {
+            mut client,
+            lease,
+            mut keeper,
+            mut alive,
+            mut watch,
+        } = opened;
         self.put_status(&mut client, lease).await?;
         let mut batch = tokio::time::interval(BATCH_INTERVAL);
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
@@ -199,6 +186,49 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Connects, catches up (a resync, or the resumed watch), takes a lease and watches.
+    async fn open(&mut self) -> anyhow::Result<Opened> {
+        let mut client = connect(&self.config.endpoints).await?;
+        // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
+        // history until compaction; a compacted start cancels the watch, and the next
+        // session reads everything); else read everything now.
+        let dropped = self.counters.dropped.load(Relaxed) != self.dropped_seen;
+        let revision = match self.revision {
+            Some(seen) if !dropped => {
+                // Proves etcd answers before the watch is trusted to; a revision behind ours
+                // is another etcd (restored or replaced): read everything.
+                let now = bounded("status", client.status()).await?;
+                match now.header().map(|h| h.revision()) {
+                    Some(current) if current >= seen => seen,
+                    _ => self.resync(&mut client).await?,
+                }
+            }
+            _ => self.resync(&mut client).await?,
+        };
+        let lease = bounded("lease grant", client.lease_grant(LEASE_TTL, None))
+            .await?
+            .id();
+        let (keeper, alive) = bounded("lease keep-alive", client.lease_keep_alive(lease)).await?;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let watch = bounded("watch", client.watch(self.config.keys.all(), Some(options))).await?;
+        self.counters.connected.store(true, Relaxed);
+        tracing::info!(
+            endpoints = %self.config.endpoints.join(","),
+            node = %self.config.node,
+            revision,
+            "cluster: connected to etcd"
+        );
+        Ok(Opened {
+            client,
+            lease,
+            keeper,
+            alive,
+            watch,
+        })
     }
 
     /// Reads the whole prefix: exports, holders, handles; restores the local list from it.
