@@ -19,13 +19,15 @@ use mount_proto::mount::learned::Learned;
 use super::exports::{write_cache, CachedSet};
 use super::handles::HandleValue;
 use super::membership::{unix_ms, LEASE_TTL, STATUS_EVERY};
-use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL, DRAIN_INTERVAL};
+use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL, DRAIN_INTERVAL, PENDING};
 use super::status::Counters;
 use super::{bounded, connect, Config, Deps, ExportsSet, NodeStatus};
 use crate::log_throttle::LogThrottle;
 
 /// Longest pause between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Transactions written per batch tick at most (4096 writes per 100 ms).
+const TXNS_PER_TICK: usize = 32;
 /// Handles waiting to be written while etcd is away, at most.
 const HANDLES_PENDING: usize = 16_384;
 
@@ -50,6 +52,9 @@ pub(super) struct Task {
     pending: Pending,
     /// `dropped` when the last resync ran: more since means MNTs may be missing in etcd.
     dropped_seen: u64,
+    /// After dropped ops: local entries nobody held at the last full read, to be written
+    /// again as room allows (kept in the local list meanwhile).
+    restore: BTreeSet<(String, String)>,
     /// The last revision seen (resync or watch event): the next session watches from the
     /// one after it. None: read everything first.
     revision: Option<i64>,
@@ -74,6 +79,7 @@ impl Task {
             holders: Holders::default(),
             pending: Pending::default(),
             dropped_seen: 0,
+            restore: BTreeSet::new(),
             revision: None,
             throttle: LogThrottle::new(Duration::from_secs(10)),
         }
@@ -147,7 +153,15 @@ impl Task {
             tokio::select! {
                 _ = stop.changed() => {
                     self.drain();
-                    let flushed = tokio::time::timeout(Duration::from_secs(1), self.flush(&mut client)).await;
+                    let all = async {
+                        loop {
+                            self.flush(&mut client).await?;
+                            if self.pending.is_empty() {
+                                return anyhow::Ok(());
+                            }
+                        }
+                    };
+                    let flushed = tokio::time::timeout(Duration::from_secs(1), all).await;
                     if !matches!(flushed, Ok(Ok(()))) {
                         tracing::warn!(pending = self.pending.len(), "cluster: mount-list writes left unwritten at exit");
                     }
@@ -175,6 +189,7 @@ impl Task {
                 _ = batch.tick() => {
                     self.drain();
                     self.flush(&mut client).await?;
+                    self.restore_some();
                 }
                 _ = status.tick() => {
                     bounded("lease keep-alive", keeper.keep_alive()).await?;
@@ -254,19 +269,26 @@ impl Task {
             }
         }
         // Ops dropped since the last resync may be MNTs etcd never heard of: this node's
-        // entries that nobody holds are written again (a dropped UMNT cannot be recovered;
-        // see docs/cluster.md).
+        // entries that nobody holds are written again, as room in the pending writes allows
+        // (see `restore_some`; a dropped UMNT cannot be recovered, see docs/cluster.md).
         let dropped = self.counters.dropped.load(Relaxed);
         if dropped != self.dropped_seen {
-            let now = Instant::now();
-            for (host, dir) in self.deps.mounts.snapshot().1 {
-                let own = keys.mount(&host, &dir, &self.config.node);
-                if !holders.contains(&host, &dir) && !self.pending.deletes(&own) {
-                    let op = MountOp::Mnt { host, dir };
-                    self.pending
-                        .plan(&op, &keys, &self.config.node, &holders, now);
-                }
-            }
+            let node = &self.config.node;
+            self.restore = self
+                .deps
+                .mounts
+                .snapshot()
+                .1
+                .into_iter()
+                .filter(|(h, d)| {
+                    !holders.contains(h, d) && !self.pending.deletes(&keys.mount(h, d, node))
+                })
+                .collect();
+            tracing::info!(
+                dropped = dropped - self.dropped_seen,
+                entries = self.restore.len(),
+                "cluster: ops were dropped; writing this node's unheld entries again"
+            );
             self.dropped_seen = dropped;
         }
         self.holders = holders;
@@ -292,6 +314,33 @@ impl Task {
         Ok(revision)
     }
 
+    /// After dropped ops: plans this node's MNT of the entries to restore, as long as
+    /// the pending writes are under half full.
+    fn restore_some(&mut self) {
+        if self.restore.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while self.pending.len() < PENDING / 2 {
+            let Some((host, dir)) = self.restore.pop_first() else {
+                tracing::info!("cluster: this node's entries written again after dropped ops");
+                return;
+            };
+            let own = self.config.keys.mount(&host, &dir, &self.config.node);
+            if self.holders.contains(&host, &dir) || self.pending.deletes(&own) {
+                continue;
+            }
+            let op = MountOp::Mnt { host, dir };
+            self.pending.plan(
+                &op,
+                &self.config.keys,
+                &self.config.node,
+                &self.holders,
+                now,
+            );
+        }
+    }
+
     /// The local list becomes the cluster's (plus this node's MNTs not yet written).
     fn reconcile_local(&mut self) {
         let keys = &self.config.keys;
@@ -300,7 +349,9 @@ impl Task {
         let (_, local) = mounts.snapshot();
         let local: BTreeSet<(String, String)> = local.into_iter().collect();
         for (host, dir) in &local {
-            if !self.holders.contains(host, dir) && !self.pending.puts(&keys.mount(host, dir, node))
+            if !self.restore.contains(&(host.clone(), dir.clone()))
+                && !self.holders.contains(host, dir)
+                && !self.pending.puts(&keys.mount(host, dir, node))
             {
                 mounts.remove(host, dir);
             }
@@ -426,7 +477,12 @@ impl Task {
 
     /// Writes every pending mount-list write and learned handle.
     async fn flush(&mut self, client: &mut Client) -> anyhow::Result<()> {
-        while !self.pending.is_empty() {
+        // A backlog (after an outage) is written over several ticks, so the watch is read
+        // in between.
+        for _ in 0..TXNS_PER_TICK {
+            if self.pending.is_empty() {
+                break;
+            }
             let batch = self.pending.batch();
             let ops: Vec<TxnOp> = batch
                 .iter()
@@ -446,8 +502,13 @@ impl Task {
                 return Err(e);
             }
         }
-        self.counters.pending.store(self.ops.len() as u64, Relaxed);
-        self.counters.lag_ms.store(0, Relaxed);
+        let now = Instant::now();
+        self.counters
+            .pending
+            .store((self.pending.len() + self.ops.len()) as u64, Relaxed);
+        self.counters
+            .lag_ms
+            .store(self.pending.lag(now).as_millis() as u64, Relaxed);
         Ok(())
     }
 
