@@ -380,6 +380,8 @@ fn gateway_handles_are_shared_and_a_change_upstream_reaches_every_node() {
     assert!(publish(&url, &exports).status.success());
     let gateway = ["--upstream", up_addr.as_str(), "--upstream-ttl", "4"];
     let a = start_gateway_node(dir, &url, "a", &gateway);
+    // Started a second later, b's refreshes fall due after a's: a asks upstream, b adopts.
+    std::thread::sleep(Duration::from_secs(1));
     let b = start_gateway_node(dir, &url, "b", &gateway);
     assert_eq!(mnt_handle(&a, "/srv/g").as_deref(), Some("0a0b0c0d"));
     assert_eq!(mnt_handle(&b, "/srv/g").as_deref(), Some("0a0b0c0d"));
@@ -442,4 +444,96 @@ fn start_gateway_node(dir: &Path, url: &str, name: &str, extra: &[&str]) -> Node
         addr,
         socket,
     }
+}
+
+/// Keys under `prefix` in the etcd at `endpoint`, or None when it does not answer.
+fn etcd_count(endpoint: &str, prefix: &str) -> Option<i64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let mut client = mount_user::cluster::connect(&[endpoint.to_string()])
+            .await
+            .ok()?;
+        let options = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_count_only();
+        let resp = tokio::time::timeout(Duration::from_secs(2), client.get(prefix, Some(options)))
+            .await
+            .ok()?
+            .ok()?;
+        Some(resp.count())
+    })
+}
+
+#[test]
+fn ops_dropped_while_etcd_is_away_are_restored_when_it_returns() {
+    use mount_proto::mountlist::{Limits, MountList};
+    use mount_user::cluster::mounts::{PENDING, QUEUE};
+    use mount_user::cluster::{Cluster, Config, Deps, Keys};
+    use std::sync::Arc;
+
+    if !have_etcd() {
+        return;
+    }
+    let scratch = Scratch::create(
+        &format!("xmd-cluster-drop-{}", std::process::id()),
+        "cluster_etcd drops",
+    )
+    .expect("scratch");
+    let dir = scratch.path();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let endpoint = format!("http://127.0.0.1:{client_port}");
+    let mounts = Arc::new(MountList::with_limits(Limits {
+        per_host: 16,
+        total: 200_000,
+    }));
+    let config = Config {
+        endpoints: vec![endpoint.clone()],
+        node: "solo".into(),
+        keys: Keys::new(PREFIX),
+        cache: dir.join("solo.cache"),
+    };
+    let deps = Deps {
+        mounts: mounts.clone(),
+        install: Arc::new(|_, _| true),
+        upstream: None,
+    };
+    let cluster = Cluster::start(config, deps, 0).expect("cluster task");
+    // etcd not started yet: more distinct MNTs than the queue and the pending writes hold.
+    let n = QUEUE + PENDING + 1000;
+    for i in 0..n {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).unwrap());
+        mounts.mnt(ip.into(), "/srv/a");
+    }
+    assert_eq!(mounts.len(), n, "every MNT applies locally at once");
+    converge("ops dropped", || cluster.report().dropped_ops > 0);
+    eprintln!("dropped: {}", cluster.report().dropped_ops);
+
+    let _etcd = start_etcd(dir, client_port, peer_port);
+    let want = i64::try_from(n).unwrap();
+    let mounts_prefix = Keys::new(PREFIX).mounts();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        let count = etcd_count(&endpoint, &mounts_prefix);
+        if count == Some(want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd holds {count:?} mount keys of {want} after 60 s: {:?}",
+            cluster.report()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "all {n} entries in etcd {:?} after etcd returned",
+        start.elapsed()
+    );
+    assert_eq!(mounts.len(), n, "the local list kept them all meanwhile");
+    let report = cluster.report();
+    assert!(report.etcd_connected && report.resyncs == 1, "{report:?}");
+    cluster.stop();
 }

@@ -174,6 +174,7 @@ impl Cluster {
             anyhow::bail!("the mount list already has an observer");
         }
         let handles = deps.upstream.as_ref().map(|up| {
+            up.set_refresh_jitter(up.config().ttl / 4);
             let (tx, rx) = crossbeam_channel::bounded(handles::QUEUE);
             up.set_on_learned(Box::new(move |path, learned| {
                 // Full: the next refresh writes it again.

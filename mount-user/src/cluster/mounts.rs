@@ -20,6 +20,9 @@ use super::keys::{Keys, MountKey};
 
 /// How long a local op may wait before it is written (the contract's bound).
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often queued ops are moved into pending writes (coalesced there, so a storm of
+/// repeated MNTs does not fill the queue between two batches).
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Ops queued between the service and the cluster task at most.
 pub const QUEUE: usize = 16_384;
 /// Key writes held while etcd is away at most; past it ops are dropped (counted) and a

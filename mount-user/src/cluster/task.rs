@@ -19,15 +19,26 @@ use mount_proto::mount::learned::Learned;
 use super::exports::{write_cache, CachedSet};
 use super::handles::HandleValue;
 use super::membership::{unix_ms, LEASE_TTL, STATUS_EVERY};
-use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL};
+use super::mounts::{Holders, MountOp, Pending, Write, BATCH_INTERVAL, DRAIN_INTERVAL, PENDING};
 use super::status::Counters;
 use super::{bounded, connect, Config, Deps, ExportsSet, NodeStatus};
 use crate::log_throttle::LogThrottle;
 
 /// Longest pause between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Transactions written per batch tick at most (4096 writes per 100 ms).
+const TXNS_PER_TICK: usize = 32;
 /// Handles waiting to be written while etcd is away, at most.
 const HANDLES_PENDING: usize = 16_384;
+
+/// A session's connection: client, lease and watch.
+struct Opened {
+    client: Client,
+    lease: i64,
+    keeper: etcd_client::LeaseKeeper,
+    alive: etcd_client::LeaseKeepAliveStream,
+    watch: etcd_client::WatchStream,
+}
 
 /// The task's state (owned by the cluster thread).
 pub(super) struct Task {
@@ -41,6 +52,9 @@ pub(super) struct Task {
     pending: Pending,
     /// `dropped` when the last resync ran: more since means MNTs may be missing in etcd.
     dropped_seen: u64,
+    /// After dropped ops: local entries nobody held at the last full read, to be written
+    /// again as room allows (kept in the local list meanwhile).
+    restore: BTreeSet<(String, String)>,
     /// The last revision seen (resync or watch event): the next session watches from the
     /// one after it. None: read everything first.
     revision: Option<i64>,
@@ -65,6 +79,7 @@ impl Task {
             holders: Holders::default(),
             pending: Pending::default(),
             dropped_seen: 0,
+            restore: BTreeSet::new(),
             revision: None,
             throttle: LogThrottle::new(Duration::from_secs(10)),
         }
@@ -105,7 +120,7 @@ impl Task {
                 }
                 self.drain();
                 tokio::select! {
-                    _ = tokio::time::sleep(BATCH_INTERVAL) => {}
+                    _ = tokio::time::sleep(DRAIN_INTERVAL) => {}
                     _ = stop.changed() => return,
                 }
             }
@@ -118,48 +133,35 @@ impl Task {
         &mut self,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let mut client = connect(&self.config.endpoints).await?;
-        // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
-        // history until compaction; a compacted start cancels the watch, and the next
-        // session reads everything); else read everything now.
-        let dropped = self.counters.dropped.load(Relaxed) != self.dropped_seen;
-        let revision = match self.revision {
-            Some(seen) if !dropped => {
-                // Proves etcd answers before the watch is trusted to; a revision behind ours
-                // is another etcd (restored or replaced): read everything.
-                let now = bounded("status", client.status()).await?;
-                match now.header().map(|h| h.revision()) {
-                    Some(current) if current >= seen => seen,
-                    _ => self.resync(&mut client).await?,
-                }
-            }
-            _ => self.resync(&mut client).await?,
+        // Setting up may take a few bounded calls: a stop meanwhile ends it at once.
+        let opened = tokio::select! {
+            opened = self.open() => opened?,
+            _ = stop.changed() => return Ok(()),
         };
-        let lease = bounded("lease grant", client.lease_grant(LEASE_TTL, None))
-            .await?
-            .id();
-        let (mut keeper, mut alive) =
-            bounded("lease keep-alive", client.lease_keep_alive(lease)).await?;
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1);
-        let mut watch =
-            bounded("watch", client.watch(self.config.keys.all(), Some(options))).await?;
-        self.counters.connected.store(true, Relaxed);
-        tracing::info!(
-            endpoints = %self.config.endpoints.join(","),
-            node = %self.config.node,
-            revision,
-            "cluster: connected to etcd"
-        );
+        let Opened {
+            mut client,
+            lease,
+            mut keeper,
+            mut alive,
+            mut watch,
+        } = opened;
         self.put_status(&mut client, lease).await?;
         let mut batch = tokio::time::interval(BATCH_INTERVAL);
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         let mut status = tokio::time::interval(STATUS_EVERY);
         loop {
             tokio::select! {
                 _ = stop.changed() => {
                     self.drain();
-                    let flushed = tokio::time::timeout(Duration::from_secs(1), self.flush(&mut client)).await;
+                    let all = async {
+                        loop {
+                            self.flush(&mut client).await?;
+                            if self.pending.is_empty() {
+                                return anyhow::Ok(());
+                            }
+                        }
+                    };
+                    let flushed = tokio::time::timeout(Duration::from_secs(1), all).await;
                     if !matches!(flushed, Ok(Ok(()))) {
                         tracing::warn!(pending = self.pending.len(), "cluster: mount-list writes left unwritten at exit");
                     }
@@ -183,9 +185,11 @@ impl Task {
                         }
                     }
                 }
+                _ = drain.tick() => self.drain(),
                 _ = batch.tick() => {
                     self.drain();
                     self.flush(&mut client).await?;
+                    self.restore_some();
                 }
                 _ = status.tick() => {
                     bounded("lease keep-alive", keeper.keep_alive()).await?;
@@ -197,6 +201,49 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Connects, catches up (a resync, or the resumed watch), takes a lease and watches.
+    async fn open(&mut self) -> anyhow::Result<Opened> {
+        let mut client = connect(&self.config.endpoints).await?;
+        // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
+        // history until compaction; a compacted start cancels the watch, and the next
+        // session reads everything); else read everything now.
+        let dropped = self.counters.dropped.load(Relaxed) != self.dropped_seen;
+        let revision = match self.revision {
+            Some(seen) if !dropped => {
+                // Proves etcd answers before the watch is trusted to; a revision behind ours
+                // is another etcd (restored or replaced): read everything.
+                let now = bounded("status", client.status()).await?;
+                match now.header().map(|h| h.revision()) {
+                    Some(current) if current >= seen => seen,
+                    _ => self.resync(&mut client).await?,
+                }
+            }
+            _ => self.resync(&mut client).await?,
+        };
+        let lease = bounded("lease grant", client.lease_grant(LEASE_TTL, None))
+            .await?
+            .id();
+        let (keeper, alive) = bounded("lease keep-alive", client.lease_keep_alive(lease)).await?;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let watch = bounded("watch", client.watch(self.config.keys.all(), Some(options))).await?;
+        self.counters.connected.store(true, Relaxed);
+        tracing::info!(
+            endpoints = %self.config.endpoints.join(","),
+            node = %self.config.node,
+            revision,
+            "cluster: connected to etcd"
+        );
+        Ok(Opened {
+            client,
+            lease,
+            keeper,
+            alive,
+            watch,
+        })
     }
 
     /// Reads the whole prefix: exports, holders, handles; restores the local list from it.
@@ -222,19 +269,26 @@ impl Task {
             }
         }
         // Ops dropped since the last resync may be MNTs etcd never heard of: this node's
-        // entries that nobody holds are written again (a dropped UMNT cannot be recovered;
-        // see docs/cluster.md).
+        // entries that nobody holds are written again, as room in the pending writes allows
+        // (see `restore_some`; a dropped UMNT cannot be recovered, see docs/cluster.md).
         let dropped = self.counters.dropped.load(Relaxed);
         if dropped != self.dropped_seen {
-            let now = Instant::now();
-            for (host, dir) in self.deps.mounts.snapshot().1 {
-                let own = keys.mount(&host, &dir, &self.config.node);
-                if !holders.contains(&host, &dir) && !self.pending.deletes(&own) {
-                    let op = MountOp::Mnt { host, dir };
-                    self.pending
-                        .plan(&op, &keys, &self.config.node, &holders, now);
-                }
-            }
+            let node = &self.config.node;
+            self.restore = self
+                .deps
+                .mounts
+                .snapshot()
+                .1
+                .into_iter()
+                .filter(|(h, d)| {
+                    !holders.contains(h, d) && !self.pending.deletes(&keys.mount(h, d, node))
+                })
+                .collect();
+            tracing::info!(
+                dropped = dropped - self.dropped_seen,
+                entries = self.restore.len(),
+                "cluster: ops were dropped; writing this node's unheld entries again"
+            );
             self.dropped_seen = dropped;
         }
         self.holders = holders;
@@ -260,6 +314,33 @@ impl Task {
         Ok(revision)
     }
 
+    /// After dropped ops: plans this node's MNT of the entries to restore, as long as
+    /// the pending writes are under half full.
+    fn restore_some(&mut self) {
+        if self.restore.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while self.pending.len() < PENDING / 2 {
+            let Some((host, dir)) = self.restore.pop_first() else {
+                tracing::info!("cluster: this node's entries written again after dropped ops");
+                return;
+            };
+            let own = self.config.keys.mount(&host, &dir, &self.config.node);
+            if self.holders.contains(&host, &dir) || self.pending.deletes(&own) {
+                continue;
+            }
+            let op = MountOp::Mnt { host, dir };
+            self.pending.plan(
+                &op,
+                &self.config.keys,
+                &self.config.node,
+                &self.holders,
+                now,
+            );
+        }
+    }
+
     /// The local list becomes the cluster's (plus this node's MNTs not yet written).
     fn reconcile_local(&mut self) {
         let keys = &self.config.keys;
@@ -268,7 +349,9 @@ impl Task {
         let (_, local) = mounts.snapshot();
         let local: BTreeSet<(String, String)> = local.into_iter().collect();
         for (host, dir) in &local {
-            if !self.holders.contains(host, dir) && !self.pending.puts(&keys.mount(host, dir, node))
+            if !self.restore.contains(&(host.clone(), dir.clone()))
+                && !self.holders.contains(host, dir)
+                && !self.pending.puts(&keys.mount(host, dir, node))
             {
                 mounts.remove(host, dir);
             }
@@ -394,7 +477,12 @@ impl Task {
 
     /// Writes every pending mount-list write and learned handle.
     async fn flush(&mut self, client: &mut Client) -> anyhow::Result<()> {
-        while !self.pending.is_empty() {
+        // A backlog (after an outage) is written over several ticks, so the watch is read
+        // in between.
+        for _ in 0..TXNS_PER_TICK {
+            if self.pending.is_empty() {
+                break;
+            }
             let batch = self.pending.batch();
             let ops: Vec<TxnOp> = batch
                 .iter()
@@ -414,8 +502,13 @@ impl Task {
                 return Err(e);
             }
         }
-        self.counters.pending.store(self.ops.len() as u64, Relaxed);
-        self.counters.lag_ms.store(0, Relaxed);
+        let now = Instant::now();
+        self.counters
+            .pending
+            .store((self.pending.len() + self.ops.len()) as u64, Relaxed);
+        self.counters
+            .lag_ms
+            .store(self.pending.lag(now).as_millis() as u64, Relaxed);
         Ok(())
     }
 
