@@ -128,22 +128,27 @@ fn ecmp_spreads_calls_and_the_mount_list_is_one_list() {
     );
     eprintln!("UMNT via node 1 gone from every DUMP after {t:?}");
 
-    // Mounted via two nodes, unmounted via one: stays until the last UMNT.
+    // Mounted via two nodes, unmounted via one: stays until the last UMNT. Node 1's MNT
+    // is given time to be written (batches go every 100 ms) before its UMNT.
     assert_eq!(mnt_via(&c, 0, "/srv/c2").0, status::OK);
-    assert_eq!(mnt_via(&c, 1, "/srv/c2").0, status::OK);
     c.within(
-        "both mounts of /srv/c2 everywhere",
+        "node 0's mount of /srv/c2 everywhere",
         Duration::from_secs(2),
         || dumps(&c).iter().all(|d| d.contains(&entry("/srv/c2"))),
     );
+    assert_eq!(mnt_via(&c, 1, "/srv/c2").0, status::OK);
+    std::thread::sleep(Duration::from_millis(500));
     umnt_via(&c, 1, "/srv/c2");
-    std::thread::sleep(Duration::from_millis(1500));
-    for (i, d) in dumps(&c).iter().enumerate() {
-        assert!(
-            d.contains(&entry("/srv/c2")),
-            "node {i} dropped /srv/c2 after one of its two UMNTs: {d:?}"
-        );
-    }
+    let still_listed = |what: &str| {
+        std::thread::sleep(Duration::from_millis(1500));
+        for (i, d) in dumps(&c).iter().enumerate() {
+            assert!(
+                d.contains(&entry("/srv/c2")),
+                "node {i} lost /srv/c2 {what}: {d:?}"
+            );
+        }
+    };
+    still_listed("after one of its two UMNTs");
     // showmount -a on the service address agrees (whichever node answers).
     let out = c.run_client(&["showmount", "-a", "--no-headers", "10.79.100.1"]);
     assert_eq!(out.code, Some(0), "showmount -a: {}", out.stderr);
@@ -162,6 +167,37 @@ fn ecmp_spreads_calls_and_the_mount_list_is_one_list() {
     let out = c.run_client(&["showmount", "-a", "--no-headers", "10.79.100.1"]);
     assert_eq!(out.code, Some(0), "showmount -a: {}", out.stderr);
     assert_eq!(out.stdout.trim(), "", "{}", out.stdout);
+}
+
+#[test]
+fn a_quick_mount_and_unmount_through_one_node_leaves_another_nodes_mount() {
+    let mut c = cluster_or_skip!("cluster_quick_umnt", 1);
+    let file = c.write_file("exports", &exports(&["/srv/q"]));
+    c.publish_ok(&[&file]);
+    c.start_all(&[]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(mnt_via(&c, 0, "/srv/q").0, status::OK);
+    c.within("node 0's mount everywhere", Duration::from_secs(2), || {
+        dumps(&c).iter().all(|d| d.contains(&entry("/srv/q")))
+    });
+    // Through node 2, MNT then UMNT at once (both in one 100 ms batch): node 0 still
+    // holds its mount, so every node, node 2 included, still lists it.
+    assert_eq!(mnt_via(&c, 2, "/srv/q").0, status::OK);
+    umnt_via(&c, 2, "/srv/q");
+    std::thread::sleep(Duration::from_millis(1500));
+    for (i, d) in dumps(&c).iter().enumerate() {
+        assert!(
+            d.contains(&entry("/srv/q")),
+            "node {i} lost /srv/q that node 0 still holds, after a MNT and UMNT through \
+             node 2: {d:?}"
+        );
+    }
+    // The last UMNT, through a node that never saw the MNT: gone everywhere within 1 s.
+    umnt_via(&c, 1, "/srv/q");
+    c.within(
+        "the last UMNT reaches every DUMP",
+        Duration::from_secs(1),
+        || dumps(&c).iter().all(|d| d.is_empty()),
+    );
 }
 
 #[test]
