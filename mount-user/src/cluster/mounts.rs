@@ -219,6 +219,27 @@ impl Pending {
         true
     }
 
+    /// Whether `(host, dir)` is in the cluster's list once the pending writes land: some
+    /// node holds a key that is not waiting to be deleted, or this node's MNT waits to be
+    /// written. After a local UMNT the core has removed the entry; when this says it stays
+    /// (another node holds it), the cluster task puts it back at once, since a MNT and UMNT
+    /// coalesced into one pending write never reach etcd and so never bring a watch event.
+    pub fn listed(
+        &self,
+        keys: &Keys,
+        node: &str,
+        holders: &Holders,
+        host: &str,
+        dir: &str,
+    ) -> bool {
+        self.puts(&keys.mount(host, dir, node))
+            || holders
+                .of(host, dir)
+                .into_iter()
+                .flatten()
+                .any(|n| !self.deletes(&keys.mount(host, dir, n)))
+    }
+
     /// Whether this node's MNT of `(host, dir)` waits to be written.
     pub fn puts(&self, key: &str) -> bool {
         self.writes.get(key) == Some(&Write::Put)
@@ -328,6 +349,28 @@ mod tests {
         assert!(p.puts(&k.mount("h", "/a", "c")));
         p.plan(&umnt("h", "/a"), &k, "c", &h, now);
         assert_eq!(p.batch(), [(k.mount("h", "/a", "c"), Write::Delete)]);
+    }
+
+    #[test]
+    fn a_coalesced_mnt_and_umnt_leaves_another_holders_entry_listed() {
+        let k = Keys::new("/p");
+        let now = Instant::now();
+        let mut h = Holders::default();
+        h.insert(key("h", "/a", "a"));
+        // Via c: MNT and UMNT in one batch. c's own key is a pending delete that etcd never
+        // sees; a still holds the entry, so c must keep listing it.
+        let mut p = Pending::default();
+        p.plan(&mnt("h", "/a"), &k, "c", &h, now);
+        assert!(p.listed(&k, "c", &h, "h", "/a"));
+        p.plan(&umnt("h", "/a"), &k, "c", &h, now);
+        assert!(p.listed(&k, "c", &h, "h", "/a"), "a still holds it");
+        // The last UMNT (via c again) deletes a's key: no longer listed.
+        p.plan(&umnt("h", "/a"), &k, "c", &h, now);
+        assert!(p.deletes(&k.mount("h", "/a", "a")));
+        assert!(!p.listed(&k, "c", &h, "h", "/a"));
+        // Nobody held it: a UMNT of an unknown entry leaves nothing listed.
+        let p = Pending::default();
+        assert!(!p.listed(&k, "c", &Holders::default(), "h", "/a"));
     }
 
     #[test]

@@ -448,15 +448,17 @@ impl Task {
     /// Moves queued ops into planned writes, and learned handles into their queue.
     fn drain(&mut self) {
         let now = Instant::now();
+        let (keys, node) = (&self.config.keys, &self.config.node);
         while let Ok(op) = self.ops.try_recv() {
-            if !self.pending.plan(
-                &op,
-                &self.config.keys,
-                &self.config.node,
-                &self.holders,
-                now,
-            ) {
+            if !self.pending.plan(&op, keys, node, &self.holders, now) {
                 self.counters.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            // The core removed the entry locally; another node may still hold it.
+            if let MountOp::Umnt { host, dir } = &op {
+                if self.pending.listed(keys, node, &self.holders, host, dir) {
+                    self.deps.mounts.add(host, dir);
+                }
             }
         }
         if let Some(rx) = &self.handles_in {

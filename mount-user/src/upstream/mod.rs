@@ -169,8 +169,12 @@ impl Upstream {
     /// this node's own refresh of it waits); returns true when it changed the answer.
     pub fn adopt(&self, path: &str, learned: Learned) -> bool {
         let mut st = self.state.lock();
-        st.learned_at.insert(path.to_string(), self.learned_now());
         let current = self.handles.load();
+        // Full: a subdirectory is relearned here on demand rather than taken.
+        if current.get(path).is_none() && current.len() >= MAX_LEARNED {
+            return false;
+        }
+        st.learned_at.insert(path.to_string(), self.learned_now());
         if current.get(path) == Some(&learned) {
             return false;
         }
