@@ -73,7 +73,7 @@ pub enum Command {
                       xdp-mountd serve --exports ./exports --bind 127.0.0.1 --port 0 --no-rpcbind\n  \
                       xdp-mountd serve --exports /etc/exports --upstream 127.0.0.1:20048 --upstream-program 400005"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate the exports and print what they compile to.
     #[command(
         long_about = "Validate the exports and print what they compile to: each export with \
@@ -118,6 +118,20 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
     )]
     Storm(mount_storm::StormArgs),
+    /// Cluster mode: publish the exports to etcd, or show the nodes' state.
+    #[command(
+        long_about = "Cluster mode (serve --cluster): several nodes share the exports, the \
+                      handles learned from --upstream and the mount list through etcd.\n\n\
+                      `publish` validates the exports exactly as `check` does (FILE:LINE: \
+                      message, exit 1, nothing written) and writes the file set as one key; \
+                      every node compiles and serves it. `status` shows the published \
+                      generation and, per live node, the generation it serves, its \
+                      mount-list lag and its last contact with etcd.",
+        after_help = "Examples:\n  \
+                      xdp-mountd cluster publish --cluster etcd://10.0.0.1:2379 --exports /etc/exports\n  \
+                      xdp-mountd cluster status --cluster etcd://10.0.0.1:2379,10.0.0.2:2379 --json"
+    )]
+    Cluster(crate::cluster_cmd::ClusterCmd),
     /// Write the man pages (for packaging).
     #[command(hide = true)]
     Manpage(crate::manpage::ManpageArgs),
@@ -285,6 +299,61 @@ pub struct ServeArgs {
     /// AF_XDP fast path.
     #[command(flatten)]
     pub xdp: crate::serve::xdp::XdpArgs,
+
+    /// Cluster mode.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster mode's options of `serve`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Cluster mode: share the exports, the handles learned from --upstream and the mount
+    /// list with the other nodes through etcd at these endpoints. The exports then come
+    /// from etcd (`xdp-mountd cluster publish`), so --exports is refused.
+    #[arg(
+        long,
+        value_name = "etcd://HOST:PORT[,HOST:PORT...]",
+        requires = "node",
+        conflicts_with = "exports"
+    )]
+    pub cluster: Option<String>,
+
+    /// This node's name in the cluster (letters, digits, '.', '_', '-'; unique per node).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub node: Option<String>,
+
+    /// The etcd key prefix of the cluster.
+    #[arg(long, value_name = "PREFIX", default_value = mount_user::cluster::DEFAULT_PREFIX)]
+    pub cluster_prefix: String,
+
+    /// Where the node keeps the last exports set it compiled, served from when etcd is
+    /// unreachable at start [default: /var/lib/xdp-mountd/cluster-NODE.exports].
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_cache: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The cluster configuration; None when standalone.
+    pub fn config(&self) -> anyhow::Result<Option<mount_user::cluster::Config>> {
+        use mount_user::cluster;
+        let (Some(url), Some(node)) = (&self.cluster, &self.node) else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            cluster::keys::valid_node(node),
+            "--node {node:?}: use 1-64 letters, digits, '.', '_' or '-'"
+        );
+        Ok(Some(cluster::Config {
+            endpoints: cluster::parse_url(url)?,
+            node: node.clone(),
+            keys: cluster::Keys::new(&self.cluster_prefix),
+            cache: self
+                .cluster_cache
+                .clone()
+                .unwrap_or_else(|| cluster::default_cache(node)),
+        }))
+    }
 }
 
 impl ServeArgs {
@@ -335,7 +404,7 @@ mod tests {
     fn serve(args: &[&str]) -> ServeArgs {
         let argv = ["xdp-mountd", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(a) => a,
+            Command::Serve(a) => *a,
             other => panic!("{other:?}"),
         }
     }
@@ -480,6 +549,58 @@ mod tests {
             let argv = std::iter::once(&"xdp-mountd").chain(bad);
             assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn cluster_flags() {
+        assert!(serve(&[]).cluster.config().unwrap().is_none(), "standalone");
+        let a = serve(&[
+            "--cluster",
+            "etcd://127.0.0.1:2379,127.0.0.2:2379",
+            "--node",
+            "a",
+            "--cluster-cache",
+            "/tmp/c",
+        ]);
+        let c = a.cluster.config().unwrap().unwrap();
+        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!(c.keys.exports(), "/xdp-mountd/exports");
+        assert_eq!(c.cache, PathBuf::from("/tmp/c"));
+        let c = serve(&["--cluster", "etcd://h:1", "--node", "b"])
+            .cluster
+            .config()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.cache,
+            PathBuf::from("/var/lib/xdp-mountd/cluster-b.exports")
+        );
+        let err = Cli::try_parse_from([
+            "xdp-mountd",
+            "serve",
+            "--cluster",
+            "etcd://h:1",
+            "--node",
+            "a",
+            "--exports",
+            "e",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--exports") && err.contains("cannot be used"),
+            "{err}"
+        );
+        for bad in [
+            &["serve", "--cluster", "etcd://h:1"][..],
+            &["serve", "--node", "a"],
+            &["cluster", "publish", "--cluster", "etcd://h:1"],
+        ] {
+            let argv = std::iter::once(&"xdp-mountd").chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+        let bad_node = serve(&["--cluster", "etcd://h:1", "--node", "a/b"]);
+        assert!(bad_node.cluster.config().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! load generator is the `mount-storm` crate; the binary runs it as `xdp-mountd storm`.
 
 pub mod afxdp;
+pub mod cluster;
 pub mod exports;
 pub mod log_throttle;
 pub mod metrics;

@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 mod check;
 mod cli;
+mod cluster_cmd;
 mod gateway;
 mod manpage;
 mod reload_cmd;
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Check(args) => check::run(args),
         Command::Stats(args) => stats_cmd::run(args),
         Command::Storm(args) => mount_storm::run(args),
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Manpage(args) => manpage::run(args),
+        Command::Cluster(args) => cluster_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,9 @@ pub struct ControlArgs {
     #[arg(long, value_name = "PORT", default_value_t = 644)]
     pub port: u16,
 
-    /// The daemon's stats socket (overrides --port).
-    #[arg(long, value_name = "PATH")]
+    /// The daemon's stats socket (overrides --port); also spelled --stats-socket, as
+    /// `serve` names it.
+    #[arg(long, alias = "stats-socket", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 }
 

@@ -48,14 +48,34 @@ impl Ganesha {
         dir: &std::path::Path,
         export_id: u32,
     ) -> Ganesha {
+        Ganesha::start_at(
+            &pair.dir,
+            rpcbind,
+            dir,
+            export_id,
+            pair.srv_v4(),
+            pair.srv_v4(),
+        )
+    }
+
+    /// Start Ganesha beside `rpcbind` (in whatever namespace that runs), bound to `bind`
+    /// (0.0.0.0: every address), its configuration and log in `scratch`; wait (bounded)
+    /// until its MOUNT answers rpcinfo at `probe`.
+    pub fn start_at(
+        scratch: &std::path::Path,
+        rpcbind: &SharedRpcbind,
+        dir: &std::path::Path,
+        export_id: u32,
+        bind: std::net::IpAddr,
+        probe: std::net::IpAddr,
+    ) -> Ganesha {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let conf = pair.write_file(
-            &format!("ganesha-{seq}.conf"),
-            &config(pair.srv_v4(), dir, export_id),
-        );
-        let log = pair.dir.join(format!("ganesha-{seq}.log"));
-        let pidfile = pair.dir.join(format!("ganesha-{seq}.pid"));
+        let conf = scratch.join(format!("ganesha-{seq}.conf"));
+        std::fs::write(&conf, config(bind, dir, export_id))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", conf.display()));
+        let log = scratch.join(format!("ganesha-{seq}.log"));
+        let pidfile = scratch.join(format!("ganesha-{seq}.pid"));
         let child = rpcbind
             .command()
             .args(["ganesha.nfsd", "-F", "-f"])
@@ -75,7 +95,7 @@ impl Ganesha {
         };
         let port = GANESHA_MNT_PORT.to_string();
         let prog = GANESHA_MNT_PROG.to_string();
-        let addr = pair.srv_v4().to_string();
+        let addr = probe.to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = rpcbind

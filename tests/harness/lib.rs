@@ -12,6 +12,9 @@
 //! - [`transport`]: UDP and TCP record-marking clients.
 //! - [`fixtures`]: the standard exports file the protocol tests run against.
 //! - [`afxdp`]: with `--xdp` on, proof at stop that UDP calls went through AF_XDP.
+//! - [`cluster`]: cluster mode's bed: N nodes behind an ECMP service address, etcd, one
+//!   `serve --cluster` daemon per node.
+//! - [`cluster_ops`]: MOUNT calls through one cluster node, the cluster tests' helpers.
 //! - [`ganesha`]: NFS-Ganesha as the upstream server of gateway mode, beside a shared rpcbind.
 //!
 //! Client sockets are created on a thread that `setns`-es into the client namespace
@@ -19,6 +22,8 @@
 
 pub mod afxdp;
 pub mod capture;
+pub mod cluster;
+pub mod cluster_ops;
 pub mod daemon;
 pub mod fixtures;
 pub mod ganesha;

@@ -36,6 +36,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "openssh-server",
     "lintian",
     "curl",
+    // Cluster mode (`serve --cluster`): etcd for its tests and bench, and protoc, which
+    // the etcd-client crate's build script needs to compile etcd's gRPC definitions.
+    "etcd-server",
+    "protobuf-compiler",
 ];
 
 /// The cargo-fuzz release `cargo xtask fuzz` runs, installed into `.tools/`.

@@ -45,6 +45,8 @@ pub struct Reloader {
     /// Reloads that swapped a new table in, and reloads that failed (for the metrics).
     done: AtomicU64,
     failed: AtomicU64,
+    /// Cluster mode: the exports are this published text set (origin, text), not the files.
+    texts: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl Reloader {
@@ -63,6 +65,7 @@ impl Reloader {
             logged: Mutex::new(HashSet::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            texts: Mutex::new(None),
         }
     }
 
@@ -97,11 +100,41 @@ impl Reloader {
         &self.sources
     }
 
+    /// Cluster mode: from now on the exports are `texts` ((origin, text) pairs, as
+    /// published); compiles and swaps them in as [`reload`](Self::reload) does.
+    /// On error the texts before stay the ones a later reload compiles.
+    pub fn reload_texts(&self, why: &str, texts: Vec<(String, String)>) -> ReloadReport {
+        let before = self.texts.lock().replace(texts);
+        let report = self.reload(why);
+        if !report.ok {
+            *self.texts.lock() = before;
+        }
+        report
+    }
+
+    /// Cluster mode: the exports are `texts` ((origin, text) pairs), not the files; the
+    /// table in force is not touched.
+    pub fn set_texts(&self, texts: Vec<(String, String)>) {
+        *self.texts.lock() = Some(texts);
+    }
+
     /// Loads the sources again (blocking: reads files, resolves names) and swaps the new
-    /// table in; on error the current table keeps serving. Logs the outcome.
+    /// table in; on error the current table keeps serving. Logs the outcome. In cluster
+    /// mode the published texts are compiled again instead of the files.
     pub fn reload(&self, why: &str) -> ReloadReport {
         let _one_at_a_time = self.serial.lock();
-        let loaded = load_sources(&self.sources, &SystemResolver).map(|table| {
+        let texts = self.texts.lock().clone();
+        let loaded = match texts {
+            Some(texts) => {
+                let pairs: Vec<(&str, &str)> = texts
+                    .iter()
+                    .map(|(origin, text)| (text.as_str(), origin.as_str()))
+                    .collect();
+                ExportTable::compile_texts(&pairs, &SystemResolver)
+            }
+            None => load_sources(&self.sources, &SystemResolver),
+        };
+        let loaded = loaded.map(|table| {
             if let Some(prepare) = &self.prepare {
                 prepare(&table);
             }

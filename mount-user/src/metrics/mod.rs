@@ -88,7 +88,77 @@ pub fn families(report: &Report) -> Vec<MetricFamily> {
     call_families(report, &mut out);
     xdp_families(report, &mut out);
     service_families(report, &mut out);
+    cluster_families(report, &mut out);
     out
+}
+
+/// Cluster mode's families (`xdp_mountd_cluster_*`, labelled with the node), when on.
+fn cluster_families(report: &Report, out: &mut Vec<MetricFamily>) {
+    let Some(c) = &report.cluster else {
+        return;
+    };
+    let node = [("node", c.node.as_str())];
+    let scalars = [
+        (
+            MetricType::GAUGE,
+            "cluster_generation",
+            "Table generation served: the etcd revision of the exports set compiled.",
+            c.generation,
+        ),
+        (
+            MetricType::GAUGE,
+            "cluster_etcd_connected",
+            "1 while etcd answers.",
+            u64::from(c.etcd_connected),
+        ),
+        (
+            MetricType::GAUGE,
+            "cluster_pending_ops",
+            "Mount-list writes not yet in etcd.",
+            c.pending_ops,
+        ),
+        (
+            MetricType::GAUGE,
+            "cluster_lag_ms",
+            "Age of the oldest mount-list write not yet in etcd, ms.",
+            c.lag_ms,
+        ),
+        (
+            MetricType::GAUGE,
+            "cluster_mounts",
+            "Entries in the cluster-wide mount list.",
+            c.mounts,
+        ),
+        (
+            MetricType::COUNTER,
+            "cluster_dropped_ops_total",
+            "Mount-list ops dropped because the queue was full.",
+            c.dropped_ops,
+        ),
+        (
+            MetricType::COUNTER,
+            "cluster_resyncs_total",
+            "Full reloads from etcd (each reconnect, a compacted watch).",
+            c.resyncs,
+        ),
+        (
+            MetricType::COUNTER,
+            "cluster_etcd_errors_total",
+            "etcd calls that failed or timed out.",
+            c.etcd_errors,
+        ),
+        (
+            MetricType::COUNTER,
+            "cluster_handles_adopted_total",
+            "Gateway handles taken from other nodes instead of asking upstream.",
+            c.handles_adopted,
+        ),
+    ];
+    for (kind, name, help, v) in scalars {
+        let mut f = Family::new(name, help, kind);
+        f.sample(&node, v);
+        push(out, f);
+    }
 }
 
 /// The report as a `/metrics` body.
@@ -475,5 +545,31 @@ mod tests {
         let body = render(&r).unwrap();
         assert!(!body.contains("xdp_mountd_xdp_"), "{body}");
         assert!(!body.contains("xdp_mountd_afxdp_"), "{body}");
+    }
+
+    #[test]
+    fn cluster_families_only_in_cluster_mode() {
+        let mut r = report();
+        assert!(!render(&r).unwrap().contains("xdp_mountd_cluster_"));
+        r.cluster = Some(crate::cluster::ClusterReport {
+            node: "a".into(),
+            generation: 9,
+            etcd_connected: true,
+            dropped_ops: 3,
+            ..Default::default()
+        });
+        let body = render(&r).unwrap();
+        assert!(
+            body.contains("xdp_mountd_cluster_generation{node=\"a\"} 9"),
+            "{body}"
+        );
+        assert!(
+            body.contains("xdp_mountd_cluster_etcd_connected{node=\"a\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("xdp_mountd_cluster_dropped_ops_total{node=\"a\"} 3"),
+            "{body}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use mount_proto::exports::Resolver as _;
 use mount_proto::mount::{ListBudget, Policy, Transport};
 use mount_proto::mountlist::{Limits, MountList};
+use mount_user::cluster::ClusterReport;
 use mount_user::exports::{self, ExportSources, Reloader, SharedExports, SystemResolver};
 use mount_user::privileges::{self, CapSet};
 use mount_user::ratelimit::CallLimiter;
@@ -30,6 +31,7 @@ use control::{Control, ControlHooks, KernelCounts, ReportExtras};
 use registration::Watch;
 use xdp::DropWatch;
 
+mod cluster;
 pub mod control;
 mod registration;
 pub mod xdp;
@@ -46,9 +48,20 @@ const RATE_DROP_REPORT: Duration = Duration::from_secs(1);
 /// returned; the exports error's Display is `FILE:LINE: message` per line.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     check_capabilities(&args)?;
+    let cluster_config = args.cluster.config()?;
     let sources = ExportSources::new(args.exports.clone());
-    let table = exports::load_sources(&sources, &SystemResolver)?;
-    tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
+    // Cluster mode: the exports come from etcd (or the node's cache of them).
+    let (table, cluster_start) = match &cluster_config {
+        Some(config) => {
+            let (table, generation, set) = cluster::initial_table(config);
+            (table, Some((generation, set)))
+        }
+        None => {
+            let table = exports::load_sources(&sources, &SystemResolver)?;
+            tracing::info!(sources = ?sources.paths(), exports = table.exports().len(), "exports loaded");
+            (table, None)
+        }
+    };
     // Gateway mode: the roots' handles are learned before anything is served (bounded).
     let upstream = gateway::start(&args.upstream)?;
     if let Some(up) = &upstream {
@@ -97,6 +110,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(reloader)
     };
     reloader.log_new_warnings(&exports.load());
+    let cluster = match (cluster_config, cluster_start) {
+        (Some(config), Some((generation, set))) => {
+            // SIGHUP and `xdp-mountd reload` compile the published set again, never files.
+            reloader.set_texts(set.pairs());
+            Some(cluster::start(
+                config, &reloader, &mounts, &upstream, generation,
+            )?)
+        }
+        _ => None,
+    };
     let counters = Arc::new(Counters::default());
     // Every call is counted per procedure for `xdp-mountd stats`.
     let counts = KernelCounts {
@@ -159,7 +182,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         datapath.clone(),
         &counts,
         ControlHooks {
-            extras: report_extras(&exports, &mounts, &reloader, &upstream, &restored),
+            extras: report_extras(
+                &exports,
+                &mounts,
+                &reloader,
+                &upstream,
+                &restored,
+                cluster.as_ref().map(|c| c.reporter()),
+            ),
             reload: {
                 let reloader = reloader.clone();
                 Arc::new(move || reloader.reload("xdp-mountd reload"))
@@ -287,6 +317,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if registered || restored.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         registration::unregister();
     }
+    if let Some(cluster) = cluster {
+        // After the listeners: the last ops are queued; their writes are bounded (1 s).
+        cluster.stop();
+    }
     if let Some(persister) = persister {
         persister
             .flush_and_stop()
@@ -368,6 +402,7 @@ fn report_extras(
     reloader: &Arc<Reloader>,
     upstream: &Option<Arc<Upstream>>,
     restored: &Arc<AtomicU64>,
+    cluster: Option<Arc<dyn Fn() -> ClusterReport + Send + Sync>>,
 ) -> Arc<ReportExtras> {
     let (exports, mounts, reloader) = (exports.clone(), mounts.clone(), reloader.clone());
     let (upstream, restored) = (upstream.clone(), restored.clone());
@@ -383,6 +418,7 @@ fn report_extras(
         report.capabilities = CapSet::effective().map(CapSet::names).unwrap_or_default();
         report.upstream = upstream.as_ref().map(|u| u.report());
         report.rpcbind_restored = restored.load(Ordering::Relaxed);
+        report.cluster = cluster.as_ref().map(|c| c());
     })
 }
 

@@ -34,6 +34,9 @@ pub struct Report {
     /// Gateway mode (`--upstream`), when on.
     #[serde(default)]
     pub upstream: Option<crate::upstream::UpstreamReport>,
+    /// Cluster mode (`--cluster`), when on.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterReport>,
     /// Times our rpcbind registrations were found missing and restored.
     #[serde(default)]
     pub rpcbind_restored: u64,
@@ -239,6 +242,9 @@ impl Report {
         if let Some(up) = &self.upstream {
             let _ = write!(s, "\n{}", up.to_lines());
         }
+        if let Some(cluster) = &self.cluster {
+            let _ = write!(s, "\n{}", cluster.to_lines());
+        }
         let _ = writeln!(
             s,
             "\nrpcbind registrations restored: {}",
@@ -386,6 +392,7 @@ mod tests {
             kernel: vec![("tcp_replies".into(), 9)],
             mount_list: vec![("refused_host_cap".into(), 5)],
             upstream: None,
+            cluster: None,
             rpcbind_restored: 0,
             capabilities: vec!["cap_bpf".into(), "cap_net_admin".into()],
             ..Default::default()

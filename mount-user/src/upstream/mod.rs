@@ -90,7 +90,15 @@ pub struct Upstream {
     settled: Condvar,
     jobs: Sender<String>,
     counters: UpstreamCounters,
+    /// Told of every answer learned from upstream (cluster mode shares it).
+    on_learned: std::sync::OnceLock<Box<OnLearned>>,
+    /// Cluster mode: each answer's refresh is put off by a random part of this, so nodes
+    /// that learned together do not all ask upstream together (0: standalone, no jitter).
+    refresh_jitter_ms: std::sync::atomic::AtomicU64,
 }
+
+/// Told of an answer learned from upstream, on the learner thread (must not block).
+pub type OnLearned = dyn Fn(&str, &Learned) + Send + Sync;
 
 impl Upstream {
     /// Start the learner thread; it holds only a weak reference and ends once the
@@ -111,6 +119,8 @@ impl Upstream {
             settled: Condvar::new(),
             jobs,
             counters: UpstreamCounters::default(),
+            on_learned: std::sync::OnceLock::new(),
+            refresh_jitter_ms: std::sync::atomic::AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&upstream);
         std::thread::Builder::new()
@@ -122,6 +132,67 @@ impl Upstream {
     /// The learned handles, for one call of the core.
     pub fn handles(&self) -> Guard<Arc<LearnedHandles>> {
         self.handles.load()
+    }
+
+    /// Installs the hook told of every answer learned from upstream (once).
+    pub fn set_on_learned(&self, hook: Box<OnLearned>) {
+        if self.on_learned.set(hook).is_err() {
+            tracing::error!("upstream: a learned-answer hook is already installed");
+        }
+    }
+
+    /// Cluster mode: put each refresh off by a random part of `max`, so that of nodes
+    /// that learned a path together one asks upstream first and the others adopt its answer.
+    pub fn set_refresh_jitter(&self, max: Duration) {
+        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        self.refresh_jitter_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When an answer learned now counts as learned: now, plus the jitter in cluster mode.
+    fn learned_now(&self) -> Instant {
+        let max = self
+            .refresh_jitter_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if max == 0 {
+            return Instant::now();
+        }
+        // Not cryptographic: spreads refreshes (clock nanos, mixed).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+        let mixed = nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        Instant::now() + Duration::from_millis(mixed % max)
+    }
+
+    /// Takes `learned` for `path` from a cluster peer, as if upstream had answered now (so
+    /// this node's own refresh of it waits); returns true when it changed the answer.
+    pub fn adopt(&self, path: &str, learned: Learned) -> bool {
+        let mut st = self.state.lock();
+        let current = self.handles.load();
+        // Full: a subdirectory is relearned here on demand rather than taken.
+        if current.get(path).is_none() && current.len() >= MAX_LEARNED {
+            return false;
+        }
+        st.learned_at.insert(path.to_string(), self.learned_now());
+        if current.get(path) == Some(&learned) {
+            return false;
+        }
+        let mut map = (**current).clone();
+        let old = map.insert(path, learned);
+        self.handles.store(Arc::new(map));
+        drop(st);
+        self.settled.notify_all();
+        match (old.map(|o| o.v3), learned.v3) {
+            (Some(MntAnswer::Handle(a)), MntAnswer::Handle(b)) if a != b => tracing::warn!(
+                path,
+                old = %a.to_hex(),
+                new = %b.to_hex(),
+                "handle changed upstream (learned by a cluster peer)"
+            ),
+            _ => tracing::debug!(path, "handle adopted from a cluster peer"),
+        }
+        true
     }
 
     /// The configuration.
@@ -278,9 +349,12 @@ impl Upstream {
             );
         }
         let old = map.insert(path, learned);
-        st.learned_at.insert(path.to_string(), Instant::now());
+        st.learned_at.insert(path.to_string(), self.learned_now());
         self.handles.store(Arc::new(map));
         drop(st);
+        if let Some(hook) = self.on_learned.get() {
+            hook(path, &learned);
+        }
         match (old.map(|o| o.v3), learned.v3) {
             (None, MntAnswer::Handle(h)) => {
                 self.counters.bump(&self.counters.learned);

@@ -182,3 +182,32 @@ fn paths_below_roots() {
     assert_eq!(status_name(10006), "SERVERFAULT");
     assert_eq!(status_name(9999), "unknown");
 }
+
+#[test]
+fn learned_answers_reach_the_hook_and_adopted_ones_are_served_without_a_call() {
+    let f = fake(Duration::ZERO);
+    let up = upstream(f.port, Duration::from_secs(600));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    up.set_on_learned(Box::new(move |path, learned| {
+        tx.send((path.to_owned(), *learned)).unwrap();
+    }));
+    let roots = vec!["/srv/a".to_string()];
+    assert!(up
+        .learn_paths(&roots, Instant::now() + Duration::from_secs(5))
+        .is_empty());
+    let (path, learned) = rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(path, "/srv/a");
+    assert_eq!(Some(learned), up.handles().get("/srv/a").copied());
+    // A peer's answer: served at once, upstream not asked, the hook not told.
+    let calls = f.mnt_calls.load(Ordering::SeqCst);
+    let peer = Learned {
+        v3: MntAnswer::Status(2),
+        v1: None,
+    };
+    assert!(up.adopt("/srv/a/sub", peer));
+    assert!(!up.adopt("/srv/a/sub", peer), "same answer: no change");
+    up.wait_for("/srv/a/sub");
+    assert_eq!(up.handles().get("/srv/a/sub").copied(), Some(peer));
+    assert_eq!(f.mnt_calls.load(Ordering::SeqCst), calls);
+    assert!(rx.try_recv().is_err());
+}

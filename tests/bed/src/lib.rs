@@ -19,6 +19,10 @@
 //! Layout:
 //! - [`netns`]: one named namespace: exists, processes in it, removal, running a closure
 //!   in it (`setns` on a thread of its own) or a command (`ip netns exec`), `ip` itself.
+//! - [`ecmp`]: [`Ecmp`], a client, N node namespaces behind one ECMP service address and a
+//!   backbone bridge (cluster mode's deployment picture).
+//! - [`etcd`]: [`Etcd`], one etcd member or a three-member cluster (leader found and
+//!   killed), in a namespace of the test's, removed on drop.
 //! - [`pair`]: [`Pair`], two namespaces and a veth pair with IPv4 and IPv6 addresses,
 //!   removed on drop; unique names, the per-process cap and the sweep of stale namespaces.
 //! - [`mounts`]: a private mount namespace for a command (tmpfs `/run`, an overlay on
@@ -28,6 +32,8 @@
 //! - [`skip`]: [`can_run`], the SKIPPED-unless-CI rule of every privileged test.
 //! - [`scratch`]: [`Scratch`], a scratch directory kept for inspection when a test fails.
 
+pub mod ecmp;
+pub mod etcd;
 pub mod mounts;
 pub mod netns;
 pub mod pair;
@@ -36,6 +42,8 @@ pub mod rpcbind;
 pub mod scratch;
 pub mod skip;
 
+pub use ecmp::Ecmp;
+pub use etcd::Etcd;
 pub use mounts::{PrivateMounts, PrivateRpcbind};
 pub use netns::{ip, CmdOutput};
 pub use pair::{unique_names, End, Pair, PairSpec, UniqueNames};

@@ -161,12 +161,12 @@ fn cap_limit() -> usize {
         .max(1)
 }
 
-/// A place under the cap, given back on drop.
-struct Permit;
+/// A place under the cap, given back on drop (an ECMP bed takes one too).
+pub(crate) struct Permit;
 
 impl Permit {
     /// Waits until fewer than the cap's pairs exist, then takes a place.
-    fn acquire() -> Permit {
+    pub(crate) fn acquire() -> Permit {
         let mut used = CAP.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= cap_limit() {
             used = CAP.freed.wait(used).unwrap_or_else(|e| e.into_inner());
@@ -190,13 +190,18 @@ pub struct Pair {
     _permit: Permit,
 }
 
+/// [`sweep_stale`], the first time any bed of this process is created.
+pub(crate) fn sweep_stale_once() {
+    static SWEEP: Once = Once::new();
+    SWEEP.call_once(sweep_stale);
+}
+
 impl Pair {
     /// Creates the pair: sweeps stale namespaces (once per process), waits for a place
     /// under the cap, removes leftovers of the same names, then builds it. On an error
     /// half-way, what was made is removed.
     pub fn create(spec: PairSpec) -> Result<Pair> {
-        static SWEEP: Once = Once::new();
-        SWEEP.call_once(sweep_stale);
+        sweep_stale_once();
         let permit = Permit::acquire();
         for end in [&spec.server, &spec.client] {
             netns::delete(&end.ns);

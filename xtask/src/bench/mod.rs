@@ -6,6 +6,7 @@
 //! closed loop at saturation, then open loop at half the rate just measured. The figures
 //! (medians over rounds) go to target/bench/latest.{json,md,png}.
 mod chart;
+mod cluster;
 mod cost;
 mod cpu;
 mod ganesha;
@@ -74,8 +75,9 @@ pub struct BenchArgs {
     #[arg(long)]
     update_readme: bool,
     /// Sections to run, comma-separated: `servers` (the side-by-side comparison),
-    /// `hostile` (other clients' service while a flood runs) and `cost` (server CPU per
-    /// MNT by path with threaded NAPI, and the AF_XDP worker's syscalls per call).
+    /// `hostile` (other clients' service while a flood runs), `cost` (server CPU per MNT by
+    /// path with threaded NAPI, and the AF_XDP worker's syscalls per call) and `cluster`
+    /// (one node in cluster mode against standalone; not in the default run: it needs etcd).
     #[arg(
         long,
         value_enum,
@@ -116,6 +118,8 @@ pub enum Section {
     Hostile,
     /// Server CPU per MNT by path, with threaded NAPI.
     Cost,
+    /// MNT/s of one node in cluster mode (etcd beside it) against standalone.
+    Cluster,
 }
 
 impl Section {
@@ -125,6 +129,7 @@ impl Section {
             Section::Servers => "servers",
             Section::Hostile => "hostile",
             Section::Cost => "cost",
+            Section::Cluster => "cluster",
         }
     }
 }
@@ -299,6 +304,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let cluster = if args.sections.contains(&Section::Cluster) {
+        let options = cluster::Options {
+            rounds,
+            duration,
+            warmup,
+            window: args.window,
+            clients: args.clients,
+            afxdp: args.generator == GeneratorIo::Afxdp,
+            generator_cpu: generator_cpu.as_deref(),
+            check_only: args.check_only,
+        };
+        Some(cluster::run(&ctx, &options)?)
+    } else {
+        None
+    };
     if args.check_only {
         return Ok(());
     }
@@ -352,6 +372,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         targets: vec![],
         hostile,
         cost,
+        cluster,
     };
     report.compute_targets();
     write_outputs(&root, &report, args.update_readme)

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+use super::cluster::ClusterSection;
 use super::cost::CostSection;
 use super::hostile::HostileSection;
 
@@ -259,6 +260,9 @@ pub struct Report {
     /// The server-cost section, when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostSection>,
+    /// The cluster-mode section, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
 }
 
 /// ` --sections A,B` unless the sections are the default ones (all).
@@ -387,6 +391,9 @@ impl Report {
         }
         if let Some(cost) = &self.cost {
             s.push_str(&cost.markdown());
+        }
+        if let Some(cluster) = &self.cluster {
+            s.push_str(&cluster.markdown());
         }
         s
     }

@@ -299,12 +299,12 @@ pub fn answer(request: &[u8], client: &Client<'_>, ctx: &Context<'_>, out: &mut 
             };
             let mut buf = NormBuf::new();
             if let Ok(norm) = path::normalise(raw, &mut buf) {
-                ctx.mounts.remove_ip(ip, norm.path);
+                ctx.mounts.umnt(ip, norm.path);
             }
             success(out, call.xid, |_| Ok(false))
         }
         procs::UMNTALL => {
-            ctx.mounts.remove_host(IpText::new(ip).as_str());
+            ctx.mounts.umntall(ip);
             success(out, call.xid, |_| Ok(false))
         }
         procs::EXPORT | procs::EXPORTALL => {
@@ -477,7 +477,7 @@ fn mnt(
     });
     // Only a mount the client hears about goes on the list.
     if matches!(outcome, Outcome::Reply { .. }) {
-        ctx.mounts.add_ip(ip, norm.path);
+        ctx.mounts.mnt(ip, norm.path);
     }
     outcome
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod iptext;
 mod present;
@@ -52,6 +52,20 @@ pub struct MountList {
     /// Entries in `entries`, changed under its write lock (read without it).
     len: AtomicUsize,
     refused: Refused,
+    /// Told of the protocol's MNT/UMNT/UMNTALL (cluster mode); unset when standalone.
+    observer: OnceLock<Box<dyn MountObserver>>,
+}
+
+/// Told of every MNT, UMNT and UMNTALL the protocol core applies, after the local change,
+/// whether or not it changed the list (cluster mode counts mounts per node). Runs on the
+/// caller's hot path: it must not block (queue the op and return).
+pub trait MountObserver: Send + Sync {
+    /// A MNT of `dir` by `ip` was answered.
+    fn mounted(&self, ip: IpAddr, dir: &str);
+    /// A UMNT of `dir` by `ip` was answered.
+    fn unmounted(&self, ip: IpAddr, dir: &str);
+    /// A UMNTALL by `ip` was answered.
+    fn unmounted_all(&self, ip: IpAddr);
 }
 
 /// Caps on the mount list.
@@ -107,6 +121,38 @@ impl MountList {
     /// What the caps refused so far.
     pub fn refused(&self) -> &Refused {
         &self.refused
+    }
+    /// Install the observer of protocol ops (once; a second one is refused and returned).
+    pub fn set_observer(
+        &self,
+        observer: Box<dyn MountObserver>,
+    ) -> Result<(), Box<dyn MountObserver>> {
+        self.observer.set(observer)
+    }
+    /// The protocol's MNT: [`add_ip`](Self::add_ip), then the observer is told.
+    pub fn mnt(&self, ip: IpAddr, dir: &str) -> bool {
+        let added = self.add_ip(ip, dir);
+        if let Some(o) = self.observer.get() {
+            o.mounted(ip, dir);
+        }
+        added
+    }
+    /// The protocol's UMNT: [`remove_ip`](Self::remove_ip), then the observer is told.
+    pub fn umnt(&self, ip: IpAddr, dir: &str) -> bool {
+        let removed = self.remove_ip(ip, dir);
+        if let Some(o) = self.observer.get() {
+            o.unmounted(ip, dir);
+        }
+        removed
+    }
+    /// The protocol's UMNTALL: [`remove_host`](Self::remove_host) of the address's text,
+    /// then the observer is told.
+    pub fn umntall(&self, ip: IpAddr) -> usize {
+        let removed = self.remove_host(IpText::new(ip).as_str());
+        if let Some(o) = self.observer.get() {
+            o.unmounted_all(ip);
+        }
+        removed
     }
     /// Add `(host, dir)`; returns true when it was not there.
     pub fn add(&self, host: &str, dir: &str) -> bool {
@@ -290,6 +336,51 @@ mod tests {
 
     fn dump(list: &MountList) -> Vec<(String, String)> {
         list.snapshot().1
+    }
+
+    #[test]
+    fn the_observer_hears_protocol_ops_only() {
+        use std::sync::{Arc, Mutex};
+        struct Log(Arc<Mutex<Vec<String>>>);
+        impl MountObserver for Log {
+            fn mounted(&self, ip: IpAddr, dir: &str) {
+                self.0.lock().unwrap().push(format!("mnt {ip} {dir}"));
+            }
+            fn unmounted(&self, ip: IpAddr, dir: &str) {
+                self.0.lock().unwrap().push(format!("umnt {ip} {dir}"));
+            }
+            fn unmounted_all(&self, ip: IpAddr) {
+                self.0.lock().unwrap().push(format!("umntall {ip}"));
+            }
+        }
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let l = MountList::new();
+        assert!(l.set_observer(Box::new(Log(heard.clone()))).is_ok());
+        assert!(
+            l.set_observer(Box::new(Log(heard.clone()))).is_err(),
+            "once"
+        );
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(l.mnt(ip, "/a"));
+        assert!(!l.mnt(ip, "/a"), "a repeat is heard too (counts per node)");
+        assert!(l.umnt(ip, "/a"));
+        assert!(!l.umnt(ip, "/never"), "heard although absent here");
+        l.mnt(ip, "/b");
+        assert_eq!(l.umntall(ip), 1);
+        // Applying another node's changes is not a protocol op.
+        l.add("10.0.0.2", "/c");
+        l.remove("10.0.0.2", "/c");
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [
+                "mnt 10.0.0.1 /a",
+                "mnt 10.0.0.1 /a",
+                "umnt 10.0.0.1 /a",
+                "umnt 10.0.0.1 /never",
+                "mnt 10.0.0.1 /b",
+                "umntall 10.0.0.1"
+            ]
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn report(cells: Vec<Cell>) -> Report {
         targets: vec![],
         hostile: None,
         cost: None,
+        cluster: None,
     };
     r.compute_targets();
     r
