@@ -74,7 +74,7 @@ pub fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
             let endpoints = cluster::parse_url(&args.at.cluster)?;
             let keys = Keys::new(&args.at.cluster_prefix);
             let generation = runtime.block_on(async {
-                let mut client = cluster::connect(&endpoints).await?;
+                let mut client = cluster::connect_first(&endpoints).await?;
                 membership::publish(&mut client, &keys, &set).await
             })?;
             println!(
@@ -86,7 +86,7 @@ pub fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
             let endpoints = cluster::parse_url(&args.at.cluster)?;
             let keys = Keys::new(&args.at.cluster_prefix);
             let report = runtime.block_on(async {
-                let mut client = cluster::connect(&endpoints).await?;
+                let mut client = cluster::connect_first(&endpoints).await?;
                 membership::read_status(&mut client, &keys).await
             })?;
             if args.json {

@@ -73,6 +73,28 @@ pub fn parse_url(url: &str) -> anyhow::Result<Vec<String>> {
     Ok(endpoints)
 }
 
+/// The first of `endpoints` that answers a status call, tried in turn.
+///
+/// One endpoint per client, not etcd-client's balanced channel over all of them: that
+/// channel opens its connections lazily and keeps routing calls to a member that died
+/// (`tcp connect error`), so a node given three members stopped writing when one was
+/// killed. A client bound to one member fails fast instead, and the caller moves on.
+pub async fn connect_first(endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
+    let mut errors = Vec::new();
+    for endpoint in endpoints {
+        let answered = async {
+            let mut client = connect(std::slice::from_ref(endpoint)).await?;
+            bounded("status", client.status()).await?;
+            anyhow::Ok(client)
+        };
+        match answered.await {
+            Ok(client) => return Ok(client),
+            Err(e) => errors.push(format!("{endpoint}: {e:#}")),
+        }
+    }
+    anyhow::bail!("no etcd endpoint answered ({})", errors.join("; "))
+}
+
 /// Connects to `endpoints` (lazily: the first call finds out whether etcd answers).
 pub async fn connect(endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
     let options = etcd_client::ConnectOptions::new()
@@ -117,7 +139,7 @@ pub fn initial_exports(config: &Config) -> Initial {
     let key = config.keys.exports();
     let result = runtime.block_on(async {
         let read = async {
-            let mut client = connect(&config.endpoints).await?;
+            let mut client = connect_first(&config.endpoints).await?;
             let resp = bounded("get exports", client.get(key.as_str(), None)).await?;
             match resp.kvs().first() {
                 Some(kv) => {

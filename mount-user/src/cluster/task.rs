@@ -58,6 +58,9 @@ pub(super) struct Task {
     /// The last revision seen (resync or watch event): the next session watches from the
     /// one after it. None: read everything first.
     revision: Option<i64>,
+    /// Index (modulo the count) of the endpoint the next session connects to; a failed
+    /// session moves on to the next, so a dead member is left behind.
+    endpoint: usize,
     throttle: LogThrottle,
 }
 
@@ -81,6 +84,7 @@ impl Task {
             dropped_seen: 0,
             restore: BTreeSet::new(),
             revision: None,
+            endpoint: 0,
             throttle: LogThrottle::new(Duration::from_secs(10)),
         }
     }
@@ -94,6 +98,7 @@ impl Task {
                 Ok(()) => return,
                 Err(e) => {
                     self.counters.errors.fetch_add(1, Relaxed);
+                    self.endpoint = self.endpoint.wrapping_add(1);
                     let was = self.counters.connected.swap(false, Relaxed);
                     if was {
                         tracing::warn!(
@@ -205,7 +210,14 @@ impl Task {
 
     /// Connects, catches up (a resync, or the resumed watch), takes a lease and watches.
     async fn open(&mut self) -> anyhow::Result<Opened> {
-        let mut client = connect(&self.config.endpoints).await?;
+        let endpoints = &self.config.endpoints;
+        let Some(endpoint) = endpoints
+            .get(self.endpoint % endpoints.len().max(1))
+            .cloned()
+        else {
+            anyhow::bail!("no etcd endpoint configured");
+        };
+        let mut client = connect(std::slice::from_ref(&endpoint)).await?;
         // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
         // history until compaction; a compacted start cancels the watch, and the next
         // session reads everything); else read everything now.
@@ -232,7 +244,7 @@ impl Task {
         let watch = bounded("watch", client.watch(self.config.keys.all(), Some(options))).await?;
         self.counters.connected.store(true, Relaxed);
         tracing::info!(
-            endpoints = %self.config.endpoints.join(","),
+            %endpoint,
             node = %self.config.node,
             revision,
             "cluster: connected to etcd"
