@@ -5,7 +5,7 @@
 //! both keep answering; restarted, they converge; a node started without etcd serves its
 //! cached exports. Skips loudly without etcd (Debian etcd-server); with CI=true that fails.
 //! Every wait is bounded.
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use mount_proto::mount::client::{accepted_results, encode_path_call};
 use mount_proto::mount::{procs, MOUNT_PROGRAM};
 use mount_proto::rpc::{encode_call, Credential};
 use mount_proto::xdr::Reader;
+use testbed::etcd::Etcd;
 use testbed::{Process, Scratch, Spawn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_xdp-mountd");
@@ -35,46 +36,9 @@ fn have_etcd() -> bool {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-struct Etcd {
-    process: Process,
-    url: String,
-}
-
-fn start_etcd(dir: &Path, client: u16, peer: u16) -> Etcd {
-    let c = format!("http://127.0.0.1:{client}");
-    let p = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new("etcd");
-    cmd.args(["--name", "t", "--data-dir"])
-        .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args([
-            "--listen-peer-urls",
-            &p,
-            "--initial-advertise-peer-urls",
-            &p,
-        ])
-        .args(["--initial-cluster", &format!("t={p}")])
-        .arg("--unsafe-no-fsync");
-    let mut how = Spawn::new("etcd", dir.join("etcd.log"));
-    how.capture_stdout = false;
-    let mut process = Process::spawn(cmd, how).expect("starting etcd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        process.check_alive().expect("etcd running");
-        assert!(Instant::now() < deadline, "etcd not listening after 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Etcd {
-        process,
-        url: format!("etcd://127.0.0.1:{client}"),
-    }
+/// One etcd member on loopback, data under `dir`, healthy (the test bed's launcher).
+fn start_etcd(dir: &Path) -> Etcd {
+    Etcd::single(None, Ipv4Addr::LOCALHOST.into(), dir).expect("starting etcd")
 }
 
 fn xdp_mountd(args: &[&str]) -> std::process::Output {
@@ -213,9 +177,8 @@ fn two_nodes_share_exports_and_mounts_through_etcd() {
     )
     .expect("scratch");
     let dir = scratch.path();
-    let (client_port, peer_port) = (free_port(), free_port());
-    let mut etcd = start_etcd(dir, client_port, peer_port);
-    let url = etcd.url.clone();
+    let mut etcd = start_etcd(dir);
+    let url = etcd.url();
 
     // A bad set is refused with check's file:line and writes nothing.
     let exports = dir.join("exports");
@@ -298,7 +261,7 @@ fn two_nodes_share_exports_and_mounts_through_etcd() {
     });
 
     // etcd gone: both keep answering from local state, and say so.
-    etcd.process.kill();
+    etcd.kill_all();
     assert_eq!(mnt(&a, "/srv/b"), 0, "a answers without etcd");
     assert_eq!(mnt(&b, "/srv/a"), 0, "b answers without etcd");
     assert_eq!(dump(&a), [entry("/srv/b")], "a's own MNT, locally");
@@ -308,7 +271,7 @@ fn two_nodes_share_exports_and_mounts_through_etcd() {
     assert!(stats(&a)["cluster"]["pending_ops"].as_u64() > Some(0));
 
     // etcd back: the held writes land and both converge.
-    let etcd = start_etcd(dir, client_port, peer_port);
+    etcd.restart_all().expect("etcd restarted");
     converge("converged after etcd returned", || {
         let want = [entry("/srv/a"), entry("/srv/b")];
         dump(&a) == want && dump(&b) == want
@@ -344,8 +307,8 @@ fn gateway_handles_are_shared_and_a_change_upstream_reaches_every_node() {
     )
     .expect("scratch");
     let dir = scratch.path();
-    let etcd = start_etcd(dir, free_port(), free_port());
-    let url = etcd.url.clone();
+    let etcd = start_etcd(dir);
+    let url = etcd.url();
 
     // Upstream: a standalone daemon whose export has an explicit handle.
     let up_exports = dir.join("upstream.exports");
@@ -483,8 +446,10 @@ fn ops_dropped_while_etcd_is_away_are_restored_when_it_returns() {
     )
     .expect("scratch");
     let dir = scratch.path();
-    let (client_port, peer_port) = (free_port(), free_port());
-    let endpoint = format!("http://127.0.0.1:{client_port}");
+    // Started for its ports and data directory, then stopped until the drops are made.
+    let mut etcd = start_etcd(dir);
+    etcd.kill_all();
+    let endpoint = format!("http://{}", etcd.endpoints()[0]);
     let mounts = Arc::new(MountList::with_limits(Limits {
         per_host: 16,
         total: 200_000,
@@ -511,7 +476,7 @@ fn ops_dropped_while_etcd_is_away_are_restored_when_it_returns() {
     converge("ops dropped", || cluster.report().dropped_ops > 0);
     eprintln!("dropped: {}", cluster.report().dropped_ops);
 
-    let _etcd = start_etcd(dir, client_port, peer_port);
+    etcd.restart_all().expect("etcd started");
     let want = i64::try_from(n).unwrap();
     let mounts_prefix = Keys::new(PREFIX).mounts();
     let start = Instant::now();
