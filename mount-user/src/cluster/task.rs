@@ -481,6 +481,11 @@ impl Task {
                 }
             }
         }
+        self.count_pending(now);
+    }
+
+    /// Publishes the pending writes (and queued ops) and their age to the counters.
+    fn count_pending(&self, now: Instant) {
         self.counters
             .pending
             .store((self.pending.len() + self.ops.len()) as u64, Relaxed);
@@ -516,13 +521,7 @@ impl Task {
                 return Err(e);
             }
         }
-        let now = Instant::now();
-        self.counters
-            .pending
-            .store((self.pending.len() + self.ops.len()) as u64, Relaxed);
-        self.counters
-            .lag_ms
-            .store(self.pending.lag(now).as_millis() as u64, Relaxed);
+        self.count_pending(Instant::now());
         Ok(())
     }
 
