@@ -42,6 +42,7 @@ use mount_xdp::xsk::{self, BindMode, Xsk};
 mod answer;
 mod answers;
 mod counters;
+pub mod mnt_answers;
 pub mod worker;
 
 use worker::{QueueCounters, Shared, Worker};
@@ -85,7 +86,9 @@ struct QueueHandle {
 
 /// The running data path. Dropping it shuts it down.
 pub struct Datapath {
-    attachment: Mutex<Option<XdpAttachment>>,
+    attachment: Arc<Mutex<Option<XdpAttachment>>>,
+    /// `--xdp-answers on` and the program may answer some family.
+    answers: bool,
     queues: Vec<QueueHandle>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
@@ -236,13 +239,38 @@ impl Datapath {
             "AF_XDP data path running"
         );
         Ok(Datapath {
-            attachment: Mutex::new(Some(attachment)),
+            attachment: Arc::new(Mutex::new(Some(attachment))),
+            answers: config.answers && answers::families(local) != 0,
             queues,
             workers: Mutex::new(workers),
             stop,
             iface: iface.to_owned(),
             mode: config.mode,
         })
+    }
+
+    /// With answers on: lets the program answer MNT of export roots the mount list holds
+    /// (see [`mnt_answers`]); a no-op otherwise.
+    pub fn answer_mnt(
+        &self,
+        exports: Arc<crate::exports::SharedExports>,
+        mounts: &mount_proto::mountlist::MountList,
+        gateway: bool,
+    ) -> anyhow::Result<()> {
+        if !self.answers {
+            return Ok(());
+        }
+        let hook =
+            mnt_answers::MntAnswers::start(self.attachment.clone(), exports.clone(), gateway)?;
+        if mounts
+            .set_presence_hook(Box::new(mnt_answers::Hook(hook.clone())))
+            .is_err()
+        {
+            bail!("the mount list already has a presence hook");
+        }
+        exports.on_swap(Box::new(move || hook.reloaded()));
+        tracing::info!("the XDP program answers MNT of export roots it has seen recorded");
+        Ok(())
     }
 
     /// Stops steering, drains the workers, unregisters the sockets and detaches the
