@@ -259,3 +259,67 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
         .unwrap();
     assert_steered(&mut xdp, &ok, "removed pair");
 }
+
+/// The program's own cost per answered MNT, printed (a figure, never an assertion):
+/// `cargo test -p mount-user --test xdp_answers_mnt -- --ignored --nocapture` (root).
+/// One run per call, as `xdp_answers`' cost table explains (`repeat` would re-run the
+/// program on its own reply).
+#[test]
+#[ignore = "a benchmark: prints figures"]
+fn mnt_cost_per_frame() {
+    if !privileged() {
+        return;
+    }
+    const CALLS: u32 = 200_000;
+    let table = table();
+    let sys = auth_sys();
+    let frames = [
+        (
+            "MNT v3 IPv4 AUTH_SYS /srv/a, answered",
+            frame(&addressing(false, 800), &mnt_call(3, &sys, 1, b"/srv/a")),
+        ),
+        (
+            "MNT v1 IPv4 AUTH_SYS /srv/a, answered",
+            frame(&addressing(false, 800), &mnt_call(1, &sys, 1, b"/srv/a")),
+        ),
+        (
+            "MNT v3 IPv6 AUTH_NONE /srv/a, answered",
+            frame(
+                &addressing(true, 800),
+                &mnt_call(3, &Credential::None, 1, b"/srv/a"),
+            ),
+        ),
+        (
+            "MNT v3 IPv4 AUTH_SYS /srv/z, not seen: steered",
+            frame(&addressing(false, 800), &mnt_call(3, &sys, 1, b"/srv/z")),
+        ),
+    ];
+    for privileged in [false, true] {
+        let mut xdp = load_as(all_answers(), privileged);
+        for (i, v6) in [false, true].into_iter().enumerate() {
+            mark_seen(
+                &mut xdp,
+                &table,
+                client_ip(v6),
+                "/srv/a",
+                TEMPLATE_MNT_FIRST + 2 * i as u32,
+            );
+        }
+        let who = if privileged {
+            "root"
+        } else {
+            "unprivileged (no CAP_SYS_ADMIN/CAP_PERFMON)"
+        };
+        for (what, f) in &frames {
+            let (mut total, mut action) = (0u64, 0);
+            for _ in 0..CALLS {
+                let (a, _, ns) = xdp.test_run_repeat(f, 1).unwrap();
+                (action, total) = (a, total + u64::from(ns));
+            }
+            println!(
+                "{who}: {what}: {} ns/frame one run per call (action {action}, {CALLS} calls)",
+                total / u64::from(CALLS)
+            );
+        }
+    }
+}
