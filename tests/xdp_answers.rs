@@ -181,3 +181,77 @@ fn reload_is_obeyed_by_the_program_at_once() {
     );
     assert_eq!(d.stop().code(), Some(0));
 }
+
+#[test]
+fn reloads_during_a_mnt_storm_are_obeyed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let Some(pair) = NetPair::new("xdp_answers_mnt_storm") else {
+        return;
+    };
+    let n = pair.n;
+    let file = pair.write_file("exports", &exports(n, true));
+    let mut d = start(&pair, &file);
+    let srv = pair.srv_addr(false, PORT);
+    // Bounded in count and time: at most 60 000 calls, 12 reload rounds, 2 minutes.
+    const MAX_CALLS: usize = 60_000;
+    const ROUNDS: usize = 12;
+    let (epoch, stop) = (Instant::now(), AtomicBool::new(false));
+    let before = answered_mnt(&d);
+    let (log, denied) = std::thread::scope(|s| {
+        let storm = s.spawn(|| {
+            pair.in_client(|| {
+                let mut c = RpcClient::new(Proto::Udp, srv, SrcPort::Privileged).unwrap();
+                let mut log = Vec::new();
+                while log.len() < MAX_CALLS
+                    && !stop.load(Ordering::Relaxed)
+                    && epoch.elapsed() < Duration::from_secs(120)
+                {
+                    let sent = epoch.elapsed();
+                    log.push((sent, c.mnt3("/srv/a").0));
+                }
+                log
+            })
+        });
+        // Windows during which the table in force denies the client: from the moment the
+        // denying reload returned to the moment the next allowing one starts.
+        let mut denied = Vec::new();
+        for _ in 0..ROUNDS {
+            reload(&d, &file, &exports(n, true));
+            std::thread::sleep(Duration::from_millis(40));
+            reload(&d, &file, &exports(n, false));
+            let from = epoch.elapsed();
+            std::thread::sleep(Duration::from_millis(40));
+            denied.push((from, epoch.elapsed()));
+        }
+        stop.store(true, Ordering::Relaxed);
+        (storm.join().expect("the storm thread"), denied)
+    });
+    let mut checked = 0;
+    for (sent, st) in &log {
+        if denied.iter().any(|(from, to)| sent > from && sent < to) {
+            assert_eq!(
+                *st,
+                status::ACCES,
+                "a MNT sent {sent:?} after a denying reload got OK"
+            );
+            checked += 1;
+        }
+    }
+    let ok = log.iter().filter(|(_, st)| *st == status::OK).count();
+    let in_program = answered_mnt(&d) - before;
+    println!(
+        "{} MNTs: {ok} OK, {checked} in denied windows (all ACCES), {in_program} answered \
+         in the program",
+        log.len()
+    );
+    assert!(
+        checked > 0,
+        "no call fell in a denied window: the test proved nothing"
+    );
+    assert!(
+        in_program > 0,
+        "the program answered none: the test proved nothing"
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}
