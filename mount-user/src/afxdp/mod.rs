@@ -119,10 +119,23 @@ impl Datapath {
 
         // The program first: attaching is what refuses a second instance clearly. It
         // steers nothing until every socket is registered and its worker runs.
+        // The answer bits already at load (port 0 steers, so answers, nothing yet): the
+        // loader sizes the MNT map from them.
+        let local = kernel
+            .local_addr()
+            .context("the kernel UDP socket's address")?
+            .ip();
+        let bits = if config.answers {
+            answers::families(local)
+        } else {
+            0
+        };
         let mut attachment = XdpAttachment::attach_with(
             iface,
             config.mode,
-            config.limits.xdp_config(Config::for_port(0)),
+            config
+                .limits
+                .xdp_config(Config::for_port(0).with_answers(bits)),
             config.limits.xdp_source_entries(),
         )?;
         let mut sockets = Vec::with_capacity(queue_count as usize);
@@ -156,10 +169,6 @@ impl Datapath {
 
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
-        let local = kernel
-            .local_addr()
-            .context("the kernel UDP socket's address")?
-            .ip();
         if config.answers {
             answers::enable(&mut attachment, local)?;
         }

@@ -18,8 +18,8 @@ use aya::{
     Ebpf, EbpfLoader, Pod,
 };
 use mount_ebpf::answer::{
-    ReplyTemplate, SeenEntry, SeenKey, SEEN_MAP_NAME, TEMPLATES_MAP_NAME, TEMPLATE_ENTRIES,
-    TEMPLATE_NULL,
+    ReplyTemplate, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, SEEN_ENTRIES, SEEN_MAP_NAME,
+    TEMPLATES_MAP_NAME, TEMPLATE_ENTRIES, TEMPLATE_NULL,
 };
 use mount_ebpf::{
     Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME,
@@ -29,6 +29,10 @@ use mount_ebpf::{
 /// Entries of the per-source rate-limit map when no per-source limit is configured (the
 /// map is preallocated; it stays unused then).
 pub const SOURCES_UNUSED_ENTRIES: u32 = 64;
+
+/// Entries of `MOUNT_SEEN` when the initial config answers no MNT (the map is
+/// preallocated: 65 536 entries take about 14 MB).
+pub const SEEN_UNUSED_ENTRIES: u32 = 64;
 
 /// The XDP object built by `build.rs` (aya-build copies the `mount-xdp` binary to OUT_DIR).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mount-xdp"));
@@ -159,6 +163,13 @@ impl XdpAttachment {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(SOURCES_MAP_NAME, source_entries.max(1));
+        let mnt = initial.answers & (ANSWER_MNT_V4 | ANSWER_MNT_V6) != 0;
+        let seen = if mnt {
+            SEEN_ENTRIES
+        } else {
+            SEEN_UNUSED_ENTRIES
+        };
+        loader.map_max_entries(SEEN_MAP_NAME, seen);
         let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = if is_permission_error(&e) {
                 " (needs CAP_BPF and CAP_NET_ADMIN, and locked memory: CAP_IPC_LOCK or \
