@@ -12,12 +12,87 @@ pub const ANSWER_NULL_V4: u8 = 1;
 /// [`crate::Config::answers`] bit: answer MOUNT NULL calls over IPv6 in the program.
 pub const ANSWER_NULL_V6: u8 = 2;
 
+/// [`crate::Config::answers`] bit: answer MNT of an export root over IPv4 when the
+/// (client, path) pair is in [`SEEN_MAP_NAME`] for the current generation.
+pub const ANSWER_MNT_V4: u8 = 4;
+/// [`crate::Config::answers`] bit: the same over IPv6.
+pub const ANSWER_MNT_V6: u8 = 8;
+
 /// Name of the `BPF_MAP_TYPE_ARRAY` of [`ReplyTemplate`]s, indexed by `TEMPLATE_*`.
 pub const TEMPLATES_MAP_NAME: &str = "MOUNT_TEMPLATES";
 /// Index of the NULL reply (the same bytes for MOUNT v1, v2 and v3).
 pub const TEMPLATE_NULL: u32 = 0;
+/// First index of the MNT reply templates (one per export root, version group and flavor
+/// list; user space assigns them).
+pub const TEMPLATE_MNT_FIRST: u32 = 1;
 /// Entries of [`TEMPLATES_MAP_NAME`].
-pub const TEMPLATE_ENTRIES: u32 = 1;
+pub const TEMPLATE_ENTRIES: u32 = 4096;
+
+/// Name of the `BPF_MAP_TYPE_LRU_HASH` of [`SeenKey`] -> [`SeenEntry`]: the (client, export
+/// root) pairs user space has itself answered, allowed and recorded in the mount list.
+pub const SEEN_MAP_NAME: &str = "MOUNT_SEEN";
+/// Entries of [`SEEN_MAP_NAME`] (an evicted pair only sends its next MNT to user space).
+pub const SEEN_ENTRIES: u32 = 65_536;
+/// Longest export root path the program matches (longer ones always go to user space).
+pub const MNT_PATH_MAX: usize = 128;
+/// The MNT procedure.
+pub const PROC_MNT: u32 = 1;
+/// [`SeenEntry::flags`] bit: the export is `secure` for this client (source port < 1024).
+pub const SEEN_SECURE: u32 = 1;
+/// Reserved ports end here: a `secure` export refuses source ports at or above it.
+pub const IPPORT_RESERVED: u16 = 1024;
+
+/// Key of [`SEEN_MAP_NAME`]: the client's address (IPv4 as `::ffff:a.b.c.d`) and the MNT
+/// path exactly as the call carried it (its XDR length and bytes, zero-padded): the map's
+/// own hash and full-key compare give the "hash, then compare the stored bytes" lookup,
+/// with no collision possible.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenKey {
+    /// The client's address, network byte order.
+    pub addr: [u8; 16],
+    /// Bytes of `path` in use (1..=[`MNT_PATH_MAX`]).
+    pub path_len: u32,
+    /// The path, zero after `path_len`.
+    pub path: [u8; MNT_PATH_MAX],
+}
+
+impl SeenKey {
+    /// The key of `addr` (16 bytes, IPv4-mapped for IPv4) and `path`; None when the path is
+    /// empty or longer than [`MNT_PATH_MAX`].
+    pub fn new(addr: [u8; 16], path: &[u8]) -> Option<Self> {
+        if path.is_empty() || path.len() > MNT_PATH_MAX {
+            return None;
+        }
+        let mut key = SeenKey {
+            addr,
+            path_len: path.len() as u32,
+            path: [0; MNT_PATH_MAX],
+        };
+        key.path[..path.len()].copy_from_slice(path);
+        Some(key)
+    }
+}
+
+// The program writes a `SeenKey` as 37 words at constant offsets; keep the layout so.
+const _: () = assert!(core::mem::size_of::<SeenKey>() == 37 * 4);
+const _: () = assert!(core::mem::size_of::<SeenEntry>() == 16);
+
+/// Value of [`SEEN_MAP_NAME`]: how to answer this pair's MNT, valid while `generation`
+/// equals [`crate::Config::mnt_generation`] (a reload bumps it, so every older entry is
+/// dead at once).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeenEntry {
+    /// The generation of the export table it was decided with (never 0).
+    pub generation: u32,
+    /// [`SEEN_SECURE`] bits.
+    pub flags: u32,
+    /// Template index of the v1/v2 reply (fhstatus).
+    pub template_v1: u32,
+    /// Template index of the v3 reply (mountres3 with the client's flavors).
+    pub template_v3: u32,
+}
 /// Longest reply a template holds (a MNT v3 reply with a 64-byte handle and a few flavors
 /// fits with room to spare).
 pub const TEMPLATE_MAX: usize = 256;

@@ -83,8 +83,9 @@ pub struct Config {
     /// Which calls the program answers itself with XDP_TX ([`answer`]): a set of
     /// `answer::ANSWER_*` bits; 0 (the default) answers nothing in the program.
     pub answers: u8,
-    /// Explicit padding so the layout has no hidden bytes; always 0.
-    pub reserved: [u8; 4],
+    /// The export table's generation for MNT answers: a [`answer::SeenEntry`] of another
+    /// generation is not answered by the program (0: none is).
+    pub mnt_generation: u32,
     /// Calls per source prefix ([`Gcra::OFF`]: no per-source limit).
     pub per_source: Gcra,
     /// Calls in all, after the per-source limit ([`Gcra::OFF`]: no ceiling).
@@ -228,7 +229,7 @@ impl Config {
             port: port.to_be(),
             match_source: 0,
             answers: 0,
-            reserved: [0; 4],
+            mnt_generation: 0,
             per_source: Gcra::OFF,
             global: Gcra::OFF,
             v4_mask: v4_mask(32),
@@ -279,6 +280,14 @@ impl Config {
         Self { answers, ..self }
     }
 
+    /// This configuration with MNT answers valid for `generation`.
+    pub const fn with_mnt_generation(self, mnt_generation: u32) -> Self {
+        Self {
+            mnt_generation,
+            ..self
+        }
+    }
+
     /// The steered port in host byte order (0 = steering off).
     pub const fn port_host(&self) -> u16 {
         u16::from_be(self.port)
@@ -317,10 +326,12 @@ pub enum Counter {
     DroppedRateGlobal = 11,
     /// A MOUNT NULL call answered by the program itself (XDP_TX).
     AnsweredNull = 12,
+    /// A MNT of an export root answered by the program itself (XDP_TX).
+    AnsweredMnt = 13,
 }
 
 /// Number of entries in the counter array (one per [`Counter`] variant).
-pub const COUNTER_COUNT: u32 = 13;
+pub const COUNTER_COUNT: u32 = 14;
 
 impl Counter {
     /// Every counter, in index order.
@@ -338,6 +349,7 @@ impl Counter {
         Counter::DroppedRateSource,
         Counter::DroppedRateGlobal,
         Counter::AnsweredNull,
+        Counter::AnsweredMnt,
     ];
 
     /// Stable snake_case name for metrics and logs.
@@ -356,6 +368,7 @@ impl Counter {
             Counter::DroppedRateSource => "dropped_rate_source",
             Counter::DroppedRateGlobal => "dropped_rate_global",
             Counter::AnsweredNull => "answered_null",
+            Counter::AnsweredMnt => "answered_mnt",
         }
     }
 

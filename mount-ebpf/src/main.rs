@@ -93,10 +93,11 @@ mod program {
                 return XDP_DROP;
             }
         }
-        // Admitted: answered here when it is a plain NULL call and answers are on.
+        // Admitted: answered here when it is a plain NULL call, or a MNT user space has
+        // already answered for this client and path, and answers are on.
         if config.answers != 0 {
-            if let Some(action) = answer::try_answer(ctx, config, family) {
-                bump(Counter::AnsweredNull);
+            if let Some((action, counter)) = answer::try_answer(ctx, config, family) {
+                bump(counter);
                 return action;
             }
         }

@@ -1,6 +1,8 @@
 //! Answers in the program (XDP_TX): a MOUNT NULL call (v1-v3, IPv4 or IPv6) is answered
 //! with the reply template user space encoded, when the call is plain enough that
-//! user space's parser and encoder would give exactly that reply. Anything else (IP
+//! user space's parser and encoder would give exactly that reply; so is a MNT whose
+//! (client, exact path) pair user space put in `MOUNT_SEEN` for the current generation
+//! (it answered, allowed and recorded that pair itself, docs/xdp-answers.md). Anything else (IP
 //! options, odd lengths, an unknown credential flavor, a group address, a bad IPv4
 //! header checksum, ...) returns None and goes to AF_XDP as before.
 //!
@@ -13,23 +15,33 @@ use aya_ebpf::{
         bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
-    maps::Array,
+    maps::{Array, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use mount_ebpf::answer::{
-    fold, udp_checksum, ReplyTemplate, ANSWER_NULL_V4, ANSWER_NULL_V6, AUTH_NONE, AUTH_SYS,
-    CALL_FIXED_LEN, MAX_AUTH_BYTES, MAX_GIDS, MAX_MACHINE_NAME, MOUNT_MAX_VERSION,
-    MOUNT_MIN_VERSION, MOUNT_PROGRAM, MSG_CALL, PROC_NULL, REPLY_TTL, RPC_VERSION,
-    TEMPLATE_ENTRIES, TEMPLATE_MAX, TEMPLATE_MIN, TEMPLATE_NULL,
+    fold, udp_checksum, ReplyTemplate, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6,
+    ANSWER_NULL_V4, ANSWER_NULL_V6, AUTH_NONE, AUTH_SYS, CALL_FIXED_LEN, IPPORT_RESERVED,
+    MAX_AUTH_BYTES, MAX_GIDS, MAX_MACHINE_NAME, MNT_PATH_MAX, MOUNT_MAX_VERSION, MOUNT_MIN_VERSION,
+    MOUNT_PROGRAM, MSG_CALL, PROC_MNT, PROC_NULL, REPLY_TTL, RPC_VERSION, SEEN_ENTRIES,
+    SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MAX, TEMPLATE_MIN, TEMPLATE_NULL,
 };
 use mount_ebpf::wire::{ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN};
-use mount_ebpf::Config;
+use mount_ebpf::{Config, Counter};
 
 use super::ptr_at;
 
 /// The reply templates user space encoded (`TEMPLATE_*` indices).
 #[map(name = "MOUNT_TEMPLATES")]
 static TEMPLATES: Array<ReplyTemplate> = Array::with_max_entries(TEMPLATE_ENTRIES, 0);
+
+/// The (client, export root) pairs user space answered, allowed and recorded itself.
+#[map(name = "MOUNT_SEEN")]
+static SEEN: LruHashMap<SeenKey, SeenEntry> = LruHashMap::with_max_entries(SEEN_ENTRIES, 0);
+
+/// Where a MNT call's `MOUNT_SEEN` key is built: 148 bytes do not fit the program's stack
+/// beside the rest.
+#[map(name = "MOUNT_SEEN_KEY")]
+static SEEN_KEY: PerCpuArray<SeenKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Longest call payload answered here (a NULL call is 40 bytes plus credential and
 /// verifier, each at most 400).
@@ -47,37 +59,51 @@ pub enum Family {
 }
 
 /// The action for a call the program answers itself (XDP_TX, or XDP_DROP when the frame
-/// was already resized and could not be finished), or None to steer it as before.
+/// was already resized and could not be finished) and the counter to bump, or None to
+/// steer it as before.
 #[inline(always)]
-pub fn try_answer(ctx: &XdpContext, config: &Config, family: Family) -> Option<u32> {
-    // The cheap test first: most steered calls are not NULL, and they should pay a few
-    // loads for answers being on, not the header copies and checks below (which cost far
-    // more when the verifier adds its Spectre barriers to an unprivileged load).
-    match family {
-        Family::V4 if config.answers & ANSWER_NULL_V4 != 0 => {
-            is_mount_null::<V4_PAYLOAD>(ctx).then(|| answer_v4(ctx))?
-        }
-        Family::V6 if config.answers & ANSWER_NULL_V6 != 0 => {
-            is_mount_null::<V6_PAYLOAD>(ctx).then(|| answer_v6(ctx))?
-        }
-        _ => None,
+pub fn try_answer(ctx: &XdpContext, config: &Config, family: Family) -> Option<(u32, Counter)> {
+    // The cheap test first: most steered calls are neither NULL nor MNT, and they should
+    // pay a few loads for answers being on, not the header copies and checks below (which
+    // cost far more when the verifier adds its Spectre barriers to an unprivileged load).
+    let (null_bit, mnt_bit) = match family {
+        Family::V4 => (ANSWER_NULL_V4, ANSWER_MNT_V4),
+        Family::V6 => (ANSWER_NULL_V6, ANSWER_MNT_V6),
+        Family::Other => return None,
+    };
+    let proc_ = match family {
+        Family::V4 => mount_proc::<V4_PAYLOAD>(ctx)?,
+        _ => mount_proc::<V6_PAYLOAD>(ctx)?,
+    };
+    let (bit, counter) = if proc_ == PROC_NULL {
+        (null_bit, Counter::AnsweredNull)
+    } else {
+        (mnt_bit, Counter::AnsweredMnt)
+    };
+    if config.answers & bit == 0 {
+        return None;
     }
+    let action = match family {
+        Family::V4 => answer_v4(ctx, config, proc_)?,
+        _ => answer_v6(ctx, config, proc_)?,
+    };
+    Some((action, counter))
 }
 
-/// Whether the payload at `P` starts like a MOUNT NULL call (CALL, RPC v2, MOUNT v1-v3,
-/// proc 0): word loads straight from the frame, no copies.
+/// The procedure (NULL or MNT) when the payload at `P` starts like a MOUNT NULL or MNT
+/// call (CALL, RPC v2, MOUNT v1-v3): word loads straight from the frame, no copies.
 #[inline(always)]
-fn is_mount_null<const P: usize>(ctx: &XdpContext) -> bool {
-    let Some(h) = ptr_at::<[[u8; 4]; 6], P>(ctx) else {
-        return false;
-    };
+fn mount_proc<const P: usize>(ctx: &XdpContext) -> Option<u32> {
+    let h = ptr_at::<[[u8; 4]; 6], P>(ctx)?;
     // SAFETY: `ptr_at` checked that the 24 bytes lie inside the frame.
     let word = |i: usize| u32::from_be_bytes(unsafe { (*h)[i] });
-    word(5) == PROC_NULL
+    let proc_ = word(5);
+    ((proc_ == PROC_NULL || proc_ == PROC_MNT)
         && word(3) == MOUNT_PROGRAM
         && word(1) == MSG_CALL
         && word(2) == RPC_VERSION
-        && (MOUNT_MIN_VERSION..=MOUNT_MAX_VERSION).contains(&word(4))
+        && (MOUNT_MIN_VERSION..=MOUNT_MAX_VERSION).contains(&word(4)))
+    .then_some(proc_)
 }
 
 const V4_UDP: usize = ETH_HDR_LEN + IPV4_HDR_LEN;
@@ -116,7 +142,7 @@ fn frame_basics<const UDP: usize>(ctx: &XdpContext) -> Option<Frame> {
 }
 
 #[inline(always)]
-fn answer_v4(ctx: &XdpContext) -> Option<u32> {
+fn answer_v4(ctx: &XdpContext, config: &Config, proc_: u32) -> Option<u32> {
     // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
     let ip = unsafe { *ptr_at::<[u8; IPV4_HDR_LEN], ETH_HDR_LEN>(ctx)? };
     let f = frame_basics::<V4_UDP>(ctx)?;
@@ -142,15 +168,23 @@ fn answer_v4(ctx: &XdpContext) -> Option<u32> {
     if !v4_unicast(src) || !v4_unicast(dst) {
         return None;
     }
-    let xid = null_call::<V4_PAYLOAD>(ctx, (udp_len - UDP_HDR_LEN) as u32)?;
-    let template = TEMPLATES.get(TEMPLATE_NULL)?;
+    // `::ffff:a.b.c.d`, as user space keys IPv4 clients.
+    let addr = [
+        0,
+        0,
+        u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+        u32::from_ne_bytes(src),
+    ];
+    let len = (udp_len - UDP_HDR_LEN) as u32;
+    let (xid, index) = call::<V4_PAYLOAD>(ctx, len, proc_, config, addr, &f)?;
+    let template = TEMPLATES.get(index)?;
     let tlen = template_len(template)?;
     resize(ctx, f.len, V4_PAYLOAD + tlen)?;
     Some(emit_v4(ctx, &f, src, dst, xid, template, tlen).unwrap_or(XDP_DROP))
 }
 
 #[inline(always)]
-fn answer_v6(ctx: &XdpContext) -> Option<u32> {
+fn answer_v6(ctx: &XdpContext, config: &Config, proc_: u32) -> Option<u32> {
     // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
     let ip = unsafe { *ptr_at::<[u8; IPV6_HDR_LEN], ETH_HDR_LEN>(ctx)? };
     let f = frame_basics::<V6_UDP>(ctx)?;
@@ -170,8 +204,11 @@ fn answer_v6(ctx: &XdpContext) -> Option<u32> {
     if !v6_unicast(&src) || !v6_unicast(&dst) {
         return None;
     }
-    let xid = null_call::<V6_PAYLOAD>(ctx, (udp_len - UDP_HDR_LEN) as u32)?;
-    let template = TEMPLATES.get(TEMPLATE_NULL)?;
+    let len = (udp_len - UDP_HDR_LEN) as u32;
+    let w = |i: usize| u32::from_ne_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]);
+    let addr = [w(0), w(4), w(8), w(12)];
+    let (xid, index) = call::<V6_PAYLOAD>(ctx, len, proc_, config, addr, &f)?;
+    let template = TEMPLATES.get(index)?;
     let tlen = template_len(template)?;
     resize(ctx, f.len, V6_PAYLOAD + tlen)?;
     Some(emit_v6(ctx, &f, &src, &dst, xid, template, tlen).unwrap_or(XDP_DROP))
@@ -225,12 +262,108 @@ fn load_be32(ctx: &XdpContext, offset: u32) -> Option<u32> {
     (r == 0).then_some(u32::from_be_bytes(word))
 }
 
-/// The xid of a MOUNT NULL call at `P` (`len` payload bytes) that user space would answer
-/// with the plain NULL reply: RPC v2 CALL to MOUNT v1-v3 proc 0, an AUTH_NONE credential
-/// or an AUTH_SYS one that decodes, a verifier of at most 400 bytes, everything XDR-aligned
-/// and inside the datagram (bytes after the verifier are ignored, as user space does).
+/// The xid and reply template of a NULL or MNT call at `P` (`len` payload bytes) from
+/// `addr` (IPv4-mapped for IPv4) that user space would answer with that template.
 #[inline(always)]
-fn null_call<const P: usize>(ctx: &XdpContext, len: u32) -> Option<[u8; 4]> {
+fn call<const P: usize>(
+    ctx: &XdpContext,
+    len: u32,
+    proc_: u32,
+    config: &Config,
+    addr: [u32; 4],
+    f: &Frame,
+) -> Option<([u8; 4], u32)> {
+    let (xid, vers, args) = rpc_call::<P>(ctx, len, proc_)?;
+    if proc_ == PROC_NULL {
+        return Some((xid, TEMPLATE_NULL));
+    }
+    let entry = seen_mnt::<P>(ctx, len, args, addr)?;
+    // 0 is "no generation": a zeroed Config answers no MNT.
+    if config.mnt_generation == 0 || entry.generation != config.mnt_generation {
+        return None;
+    }
+    let port = u16::from_be_bytes([f.udp[0], f.udp[1]]);
+    if entry.flags & SEEN_SECURE != 0 && port >= IPPORT_RESERVED {
+        return None;
+    }
+    Some((
+        xid,
+        if vers == 3 {
+            entry.template_v3
+        } else {
+            entry.template_v1
+        },
+    ))
+}
+
+/// The `MOUNT_SEEN` entry of the MNT path at offset `args` (a `dirpath`: length, bytes,
+/// padding, all inside the `len`-byte payload at `P`) from `addr`; None when the path is
+/// empty, longer than `MNT_PATH_MAX`, or the pair is not in the map.
+#[inline(always)]
+fn seen_mnt<const P: usize>(
+    ctx: &XdpContext,
+    len: u32,
+    args: u32,
+    addr: [u32; 4],
+) -> Option<SeenEntry> {
+    let path_len = load_be32(ctx, args)?;
+    if path_len == 0 || path_len > MNT_PATH_MAX as u32 {
+        return None;
+    }
+    if args + 4 + ((path_len + 3) & !3) > P as u32 + len {
+        return None;
+    }
+    let key = SEEN_KEY.get_ptr_mut(0)?;
+    // SAFETY: the per-CPU slot is this program run's own; nothing else runs on this CPU
+    // until the program returns.
+    let words = key.cast::<u32>();
+    // Word by word at constant offsets: an aggregate copy or fill becomes a byte loop, and
+    // a loop's changing offset into a map value is refused without CAP_PERFMON ("pointer
+    // arithmetic ... prohibited for !root").
+    macro_rules! put {
+        ($($i:literal = $v:expr;)*) => {
+            // SAFETY: `SeenKey` is 37 words (repr(C), 4-aligned) in this CPU's own slot.
+            unsafe { $(core::ptr::write_volatile(words.add($i), $v);)* }
+        };
+    }
+    macro_rules! zero {
+        ($($i:literal)*) => { put!($($i = 0;)*); };
+    }
+    put!(0 = addr[0]; 1 = addr[1]; 2 = addr[2]; 3 = addr[3]; 4 = path_len;);
+    zero!(5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36);
+    // SAFETY: as above; nothing else runs on this CPU until the program returns.
+    let key = unsafe { &mut *key };
+    // The helper's size must provably lie in 1..=MNT_PATH_MAX where the verifier sees it
+    // (see `put_reply`): the identity for the lengths checked above.
+    let mut n = path_len as u64;
+    // SAFETY: register arithmetic only, no memory access.
+    unsafe {
+        core::arch::asm!(
+            "{n} += -1",
+            "{n} &= 127",
+            "{n} += 1",
+            n = inout(reg) n,
+            options(pure, nomem, nostack),
+        );
+    }
+    // SAFETY: the helper bounds-checks `args + 4 .. + n` against the frame and writes `n`
+    // bytes into `key.path`, which holds MNT_PATH_MAX.
+    let r =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, args + 4, key.path.as_mut_ptr().cast(), n as u32) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: the map lookup returns a pointer into the map's value, read once here.
+    unsafe { SEEN.get(key).copied() }
+}
+
+/// The xid, version and the offset of the arguments of a MOUNT call at `P` (`len` payload
+/// bytes) for procedure `proc_` that user space would decode alike: RPC v2 CALL to MOUNT
+/// v1-v3, an AUTH_NONE credential or an AUTH_SYS one that decodes, a verifier of at most
+/// 400 bytes, everything XDR-aligned and inside the datagram (bytes after the verifier are
+/// the arguments, which NULL ignores as user space does).
+#[inline(always)]
+fn rpc_call<const P: usize>(ctx: &XdpContext, len: u32, proc_: u32) -> Option<([u8; 4], u32, u32)> {
     if len % 4 != 0 || len < CALL_FIXED_LEN + 8 || len > MAX_CALL_LEN {
         return None;
     }
@@ -241,7 +374,7 @@ fn null_call<const P: usize>(ctx: &XdpContext, len: u32) -> Option<[u8; 4]> {
         return None;
     }
     let vers = word(16);
-    if !(MOUNT_MIN_VERSION..=MOUNT_MAX_VERSION).contains(&vers) || word(20) != PROC_NULL {
+    if !(MOUNT_MIN_VERSION..=MOUNT_MAX_VERSION).contains(&vers) || word(20) != proc_ {
         return None;
     }
     let (flavor, cred_len) = (word(24), word(28));
@@ -261,7 +394,7 @@ fn null_call<const P: usize>(ctx: &XdpContext, len: u32) -> Option<[u8; 4]> {
     {
         return None;
     }
-    Some([h[0], h[1], h[2], h[3]])
+    Some(([h[0], h[1], h[2], h[3]], vers, verf + 8 + verf_len))
 }
 
 /// Whether an AUTH_SYS body of `cred_len` bytes at `P + 32` decodes as user space's

@@ -1,11 +1,11 @@
 //! Turning on the XDP program's own answers (`--xdp-answers on`, docs/xdp-answers.md): the
-//! NULL reply template from the protocol core, and which families the program may answer
+//! NULL reply template from the protocol core (MNT's are `mnt_answers`'), and which families the program may answer
 //! given the address the kernel socket is bound to (the AF_XDP worker answers only calls
 //! that socket would receive, and so must the program).
 use std::net::IpAddr;
 
 use anyhow::Context as _;
-use mount_ebpf::answer::{ANSWER_NULL_V4, ANSWER_NULL_V6};
+use mount_ebpf::answer::{ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6};
 use mount_proto::mount::templates;
 use mount_xdp::ebpf::{XdpAttachment, XdpMode};
 
@@ -14,8 +14,10 @@ use mount_xdp::ebpf::{XdpAttachment, XdpMode};
 /// addresses are ours, so it would answer calls the worker drops).
 pub fn families(local: IpAddr) -> u8 {
     match local {
-        IpAddr::V6(l) if l.is_unspecified() => ANSWER_NULL_V4 | ANSWER_NULL_V6,
-        IpAddr::V4(l) if l.is_unspecified() => ANSWER_NULL_V4,
+        IpAddr::V6(l) if l.is_unspecified() => {
+            ANSWER_NULL_V4 | ANSWER_NULL_V6 | ANSWER_MNT_V4 | ANSWER_MNT_V6
+        }
+        IpAddr::V4(l) if l.is_unspecified() => ANSWER_NULL_V4 | ANSWER_MNT_V4,
         _ => 0,
     }
 }
@@ -46,7 +48,7 @@ pub fn enable(attachment: &mut XdpAttachment, local: IpAddr) -> anyhow::Result<(
     tracing::info!(
         ipv4 = bits & ANSWER_NULL_V4 != 0,
         ipv6 = bits & ANSWER_NULL_V6 != 0,
-        "the XDP program answers MOUNT NULL itself"
+        "the XDP program answers MOUNT NULL itself (and MNT of recorded export roots)"
     );
     Ok(())
 }
@@ -68,8 +70,9 @@ mod tests {
     #[test]
     fn families_follow_the_bind_address() {
         let f = |s: &str| families(s.parse().unwrap());
-        assert_eq!(f("::"), ANSWER_NULL_V4 | ANSWER_NULL_V6);
-        assert_eq!(f("0.0.0.0"), ANSWER_NULL_V4);
+        let all = ANSWER_NULL_V4 | ANSWER_NULL_V6 | ANSWER_MNT_V4 | ANSWER_MNT_V6;
+        assert_eq!(f("::"), all);
+        assert_eq!(f("0.0.0.0"), ANSWER_NULL_V4 | ANSWER_MNT_V4);
         assert_eq!(f("10.0.0.1"), 0);
         assert_eq!(f("fd00::1"), 0);
     }

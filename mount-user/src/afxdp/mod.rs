@@ -42,6 +42,7 @@ use mount_xdp::xsk::{self, BindMode, Xsk};
 mod answer;
 mod answers;
 mod counters;
+pub mod mnt_answers;
 pub mod worker;
 
 use worker::{QueueCounters, Shared, Worker};
@@ -85,7 +86,9 @@ struct QueueHandle {
 
 /// The running data path. Dropping it shuts it down.
 pub struct Datapath {
-    attachment: Mutex<Option<XdpAttachment>>,
+    attachment: Arc<Mutex<Option<XdpAttachment>>>,
+    /// `--xdp-answers on` and the program may answer some family.
+    answers: bool,
     queues: Vec<QueueHandle>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
@@ -116,10 +119,23 @@ impl Datapath {
 
         // The program first: attaching is what refuses a second instance clearly. It
         // steers nothing until every socket is registered and its worker runs.
+        // The answer bits already at load (port 0 steers, so answers, nothing yet): the
+        // loader sizes the MNT map from them.
+        let local = kernel
+            .local_addr()
+            .context("the kernel UDP socket's address")?
+            .ip();
+        let bits = if config.answers {
+            answers::families(local)
+        } else {
+            0
+        };
         let mut attachment = XdpAttachment::attach_with(
             iface,
             config.mode,
-            config.limits.xdp_config(Config::for_port(0)),
+            config
+                .limits
+                .xdp_config(Config::for_port(0).with_answers(bits)),
             config.limits.xdp_source_entries(),
         )?;
         let mut sockets = Vec::with_capacity(queue_count as usize);
@@ -153,10 +169,6 @@ impl Datapath {
 
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
-        let local = kernel
-            .local_addr()
-            .context("the kernel UDP socket's address")?
-            .ip();
         if config.answers {
             answers::enable(&mut attachment, local)?;
         }
@@ -236,13 +248,38 @@ impl Datapath {
             "AF_XDP data path running"
         );
         Ok(Datapath {
-            attachment: Mutex::new(Some(attachment)),
+            attachment: Arc::new(Mutex::new(Some(attachment))),
+            answers: config.answers && answers::families(local) != 0,
             queues,
             workers: Mutex::new(workers),
             stop,
             iface: iface.to_owned(),
             mode: config.mode,
         })
+    }
+
+    /// With answers on: lets the program answer MNT of export roots the mount list holds
+    /// (see [`mnt_answers`]); a no-op otherwise.
+    pub fn answer_mnt(
+        &self,
+        exports: Arc<crate::exports::SharedExports>,
+        mounts: &mount_proto::mountlist::MountList,
+        gateway: bool,
+    ) -> anyhow::Result<()> {
+        if !self.answers {
+            return Ok(());
+        }
+        let hook =
+            mnt_answers::MntAnswers::start(self.attachment.clone(), exports.clone(), gateway)?;
+        if mounts
+            .set_presence_hook(Box::new(mnt_answers::Hook(hook.clone())))
+            .is_err()
+        {
+            bail!("the mount list already has a presence hook");
+        }
+        exports.on_swap(Box::new(move || hook.reloaded()));
+        tracing::info!("the XDP program answers MNT of export roots it has seen recorded");
+        Ok(())
     }
 
     /// Stops steering, drains the workers, unregisters the sockets and detaches the

@@ -3,7 +3,7 @@
 use arc_swap::{ArcSwap, Guard};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use mount_proto::exports::{ExportTable, ExportsError};
 
@@ -14,6 +14,8 @@ pub struct SharedExports {
     current: ArcSwap<ExportTable>,
     /// Tables published so far (for metrics; readers never look at it).
     generation: AtomicU64,
+    /// Run after every swap (the XDP program's MNT answers move to the new table).
+    swapped: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SharedExports {
@@ -22,6 +24,7 @@ impl SharedExports {
         Self {
             current: ArcSwap::from_pointee(table),
             generation: AtomicU64::new(1),
+            swapped: OnceLock::new(),
         }
     }
     /// Tables published so far: 1 for the first, +1 per [`replace`](Self::replace).
@@ -44,7 +47,16 @@ impl SharedExports {
     pub fn swap(&self, table: ExportTable) -> Arc<ExportTable> {
         let old = self.current.swap(Arc::new(table));
         self.generation.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = self.swapped.get() {
+            f();
+        }
         old
+    }
+    /// Run `f` after every swap, before the swap returns (once; a second is ignored).
+    pub fn on_swap(&self, f: Box<dyn Fn() + Send + Sync>) {
+        if self.swapped.set(f).is_err() {
+            tracing::warn!("a second exports swap hook was ignored");
+        }
     }
     /// Load `path` and swap it in; on error the current table stays in force.
     pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {

@@ -223,7 +223,11 @@ fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
         "MOUNT calls the XDP program answered itself with XDP_TX (--xdp-answers on), by \
          procedure; not in xdp_mountd_calls_total, which counts the workers and sockets.",
     );
-    for p in report.procedures.iter().filter(|p| p.name == "null") {
+    for p in report
+        .procedures
+        .iter()
+        .filter(|p| p.name == "null" || p.name == "mnt")
+    {
         answers.sample(&[("proc", &p.name)], p.xdp_tx);
     }
     push(out, answers);

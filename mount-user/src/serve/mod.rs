@@ -173,6 +173,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    if let Some(d) = &datapath {
+        if let Err(e) = d.answer_mnt(exports.clone(), &mounts, upstream.is_some()) {
+            udp.stop();
+            return Err(e);
+        }
+    }
     let control = Control::start(
         &args
             .stats_socket

@@ -53,8 +53,9 @@ pub struct XdpArgs {
     #[arg(long, value_name = "USECS", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub afxdp_busy_poll: u32,
-    /// Let the XDP program answer MOUNT NULL calls itself (XDP_TX), after the rate limits,
-    /// without waking a worker; everything else still goes to AF_XDP. Only with --iface,
+    /// Let the XDP program answer MOUNT NULL calls, and MNT of export roots a client has
+    /// already mounted (recorded), itself (XDP_TX), after the rate limits, without waking a
+    /// worker; everything else still goes to AF_XDP. Only with --iface,
     /// and only for calls to any address (--bind :: or 0.0.0.0). On a veth in native mode
     /// the other end needs an XDP program of its own, or veth drops the replies.
     #[arg(long, value_enum, value_name = "on|off", default_value = "off")]

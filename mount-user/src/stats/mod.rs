@@ -286,9 +286,14 @@ pub fn add_program_answers(report: &mut Report) {
             .find(|(name, _)| name == verdict)
             .map_or(0, |(_, v)| *v)
     };
-    let null = answered(mount_ebpf::Counter::AnsweredNull.name());
-    if let Some(row) = report.procedures.iter_mut().find(|p| p.name == "null") {
-        row.xdp_tx = null;
+    for (proc_, counter) in [
+        ("null", mount_ebpf::Counter::AnsweredNull),
+        ("mnt", mount_ebpf::Counter::AnsweredMnt),
+    ] {
+        let n = answered(counter.name());
+        if let Some(row) = report.procedures.iter_mut().find(|p| p.name == proc_) {
+            row.xdp_tx = n;
+        }
     }
 }
 

@@ -13,11 +13,14 @@ use std::os::fd::AsRawFd;
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
-    maps::{Array, MapData, PerCpuArray, XskMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, XskMap},
     programs::{links::FdLink, Link as _, ProgramError, Xdp, XdpError},
     Ebpf, EbpfLoader, Pod,
 };
-use mount_ebpf::answer::{ReplyTemplate, TEMPLATES_MAP_NAME, TEMPLATE_NULL};
+use mount_ebpf::answer::{
+    ReplyTemplate, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, SEEN_ENTRIES, SEEN_MAP_NAME,
+    TEMPLATES_MAP_NAME, TEMPLATE_ENTRIES, TEMPLATE_NULL,
+};
 use mount_ebpf::{
     Config, Counter, CONFIG_MAP_NAME, COUNTERS_MAP_NAME, COUNTER_COUNT, PROGRAM_NAME,
     SOURCES_MAP_NAME, XSK_MAP_NAME,
@@ -26,6 +29,10 @@ use mount_ebpf::{
 /// Entries of the per-source rate-limit map when no per-source limit is configured (the
 /// map is preallocated; it stays unused then).
 pub const SOURCES_UNUSED_ENTRIES: u32 = 64;
+
+/// Entries of `MOUNT_SEEN` when the initial config answers no MNT (the map is
+/// preallocated: 65 536 entries take about 14 MB).
+pub const SEEN_UNUSED_ENTRIES: u32 = 64;
 
 /// The XDP object built by `build.rs` (aya-build copies the `mount-xdp` binary to OUT_DIR).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mount-xdp"));
@@ -74,6 +81,23 @@ struct PodTemplate(ReplyTemplate);
 // every bit pattern is a valid value.
 unsafe impl Pod for PodTemplate {}
 
+/// [`SeenKey`] as a map key.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct PodSeenKey(pub SeenKey);
+
+// SAFETY: `SeenKey` is `#[repr(C)]`, `Copy`, bytes then a u32 then bytes (no padding), and
+// every bit pattern is a valid value.
+unsafe impl Pod for PodSeenKey {}
+
+/// [`SeenEntry`] as a map value.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct PodSeenEntry(SeenEntry);
+
+// SAFETY: `SeenEntry` is `#[repr(C)]`, `Copy`, four u32, and every bit pattern is valid.
+unsafe impl Pod for PodSeenEntry {}
+
 /// A snapshot of the program's counters, summed over all CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -106,6 +130,7 @@ pub struct XdpAttachment {
     counters: PerCpuArray<MapData, u64>,
     xsks: XskMap<MapData>,
     templates: Array<MapData, PodTemplate>,
+    seen: HashMap<MapData, PodSeenKey, PodSeenEntry>,
 }
 
 impl XdpAttachment {
@@ -138,6 +163,13 @@ impl XdpAttachment {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(SOURCES_MAP_NAME, source_entries.max(1));
+        let mnt = initial.answers & (ANSWER_MNT_V4 | ANSWER_MNT_V6) != 0;
+        let seen = if mnt {
+            SEEN_ENTRIES
+        } else {
+            SEEN_UNUSED_ENTRIES
+        };
+        loader.map_max_entries(SEEN_MAP_NAME, seen);
         let mut ebpf = loader.load(OBJECT).map_err(|e| {
             let hint = if is_permission_error(&e) {
                 " (needs CAP_BPF and CAP_NET_ADMIN, and locked memory: CAP_IPC_LOCK or \
@@ -154,6 +186,7 @@ impl XdpAttachment {
         let counters = take_map(&mut ebpf, COUNTERS_MAP_NAME)?;
         let xsks = take_map(&mut ebpf, XSK_MAP_NAME)?;
         let templates = take_map(&mut ebpf, TEMPLATES_MAP_NAME)?;
+        let seen = take_map(&mut ebpf, SEEN_MAP_NAME)?;
         program_of(&mut ebpf)?.load().map_err(|e| {
             // The verifier log is in the error's Display; keep it whole, it is the only clue.
             anyhow!("the kernel rejected the XDP program: {e}")
@@ -168,6 +201,7 @@ impl XdpAttachment {
             counters,
             xsks,
             templates,
+            seen,
         })
     }
 
@@ -225,6 +259,50 @@ impl XdpAttachment {
             .context("writing the XDP config map")?;
         self.current = next;
         Ok(())
+    }
+
+    /// Writes template `index` (1..TEMPLATE_ENTRIES: 0 is NULL's) from `reply`, a reply as
+    /// the protocol core encodes it (its xid is ignored).
+    pub fn set_template(&mut self, index: u32, reply: &[u8]) -> anyhow::Result<()> {
+        if index == TEMPLATE_NULL || index >= TEMPLATE_ENTRIES {
+            bail!("template index {index} outside 1..{TEMPLATE_ENTRIES}");
+        }
+        let template = ReplyTemplate::new(reply).ok_or_else(|| {
+            anyhow!(
+                "a reply of {} bytes cannot be a template (24..=256, XDR-aligned)",
+                reply.len()
+            )
+        })?;
+        self.templates
+            .set(index, PodTemplate(template), 0)
+            .with_context(|| format!("writing XDP reply template {index}"))
+    }
+
+    /// Makes the program answer only MNT pairs of `generation` (0: none): a reload moves
+    /// to a new generation, and every older `MOUNT_SEEN` entry is dead at once.
+    pub fn set_mnt_generation(&mut self, generation: u32) -> anyhow::Result<()> {
+        let next = self.current.with_mnt_generation(generation);
+        self.config
+            .set(0, PodConfig(next), 0)
+            .context("writing the XDP config map")?;
+        self.current = next;
+        Ok(())
+    }
+
+    /// Lets the program answer MNT of `key`'s path from `key`'s address with `entry`.
+    pub fn seen_insert(&mut self, key: &SeenKey, entry: SeenEntry) -> anyhow::Result<()> {
+        self.seen
+            .insert(PodSeenKey(*key), PodSeenEntry(entry), 0)
+            .context("writing the XDP MOUNT_SEEN map")
+    }
+
+    /// Sends the next MNT of `key` to user space again; absent is fine.
+    pub fn seen_remove(&mut self, key: &SeenKey) -> anyhow::Result<()> {
+        match self.seen.remove(&PodSeenKey(*key)) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).context("deleting from the XDP MOUNT_SEEN map"),
+        }
     }
 
     /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN, needs CAP_BPF or root):
@@ -437,6 +515,7 @@ mod tests {
             SOURCES_MAP_NAME,
             mount_ebpf::GLOBAL_MAP_NAME,
             TEMPLATES_MAP_NAME,
+            SEEN_MAP_NAME,
         ] {
             assert!(
                 obj.maps.contains_key(name),

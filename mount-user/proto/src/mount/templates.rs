@@ -2,12 +2,86 @@
 //! reply form the program sends is produced here by [`super::answer`] itself, on a
 //! synthetic call, so the program copies exactly what the user-space path would send.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{answer, procs, Client, Context, Outcome, Policy, MAX_VERSION, MOUNT_PROGRAM};
-use crate::exports::ExportTable;
+use crate::exports::{ClientCheck, ExportTable, HandleSource};
 use crate::mountlist::MountList;
 use crate::rpc::{encode_call, Credential};
+use crate::xdr::Writer;
+
+/// What the XDP program needs to answer a client's MNT of one export root itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MntReplies {
+    /// The export is `secure` for this client: only source ports below 1024 get the reply.
+    pub secure: bool,
+    /// The MNT v1/v2 reply (fhstatus), xid 0.
+    pub v1: Vec<u8>,
+    /// The MNT v3 reply (mountres3 with the client's flavors), xid 0.
+    pub v3: Vec<u8>,
+}
+
+/// The MNT replies for `ip`'s MNT of `path` when the path is exactly an export's and the
+/// table decides the client by its address alone (CIDR, address, everyone rules: no host
+/// name, wildcard or netgroup before the matching rule) and allows it. None otherwise,
+/// and for a gateway export (`gateway`: `--upstream`) whose handle comes from upstream:
+/// those answers are user space's alone.
+pub fn mnt_replies(
+    table: &ExportTable,
+    ip: IpAddr,
+    path: &str,
+    gateway: bool,
+) -> Option<MntReplies> {
+    let export = table.lookup_exact(path.as_bytes())?;
+    if gateway && *export.handle_source() != HandleSource::Explicit {
+        return None;
+    }
+    let ClientCheck::Allowed(options) = export.check_client(ip, None) else {
+        return None;
+    };
+    let reply = |vers: u32| -> Option<Vec<u8>> {
+        let mut args = [0u8; 1100];
+        let mut w = Writer::new(&mut args);
+        w.put_string(path.as_bytes(), super::MNTPATHLEN).ok()?;
+        let n = w.position();
+        let mut call = [0u8; 1200];
+        let len = encode_call(
+            &mut call,
+            0,
+            MOUNT_PROGRAM,
+            vers,
+            procs::MNT,
+            &Credential::None,
+            &args[..n],
+        )
+        .ok()?;
+        let (mounts, policy) = (MountList::new(), Policy::default());
+        let ctx = Context {
+            exports: table,
+            mounts: &mounts,
+            policy: &policy,
+            upstream: None,
+        };
+        // A reserved port: the reply for a port the `secure` rule refuses is user space's.
+        let client = Client {
+            addr: SocketAddr::new(ip, 1),
+            host: None,
+        };
+        let mut out = [0u8; 512];
+        let Outcome::Reply { len, .. } = answer(&call[..len], &client, &ctx, &mut out) else {
+            return None;
+        };
+        // Accepted (word 2 = 0), SUCCESS (word 5 = 0), mount status OK (word 6 = 0).
+        let word = |i: usize| out.get(4 * i..4 * i + 4);
+        (len > 28 && word(2)? == [0; 4] && word(5)? == [0; 4] && word(6)? == [0; 4])
+            .then(|| out[..len].to_vec())
+    };
+    Some(MntReplies {
+        secure: options.secure,
+        v1: reply(1)?,
+        v3: reply(3)?,
+    })
+}
 
 /// The reply to a MOUNT NULL call, xid 0: the same bytes for every version and
 /// credential (NULL has no results and every reply carries an AUTH_NONE verifier).
@@ -59,6 +133,48 @@ mod tests {
     }
 
     #[test]
+    fn mnt_replies_only_for_exact_roots_of_allowed_address_clients() {
+        use crate::exports::StaticResolver;
+        let text = "/srv/a 10.0.0.0/8(rw,sec=sys:krb5) *.example(rw)\n\
+                    /srv/b host.example(rw) 10.0.0.0/8(rw)\n\
+                    /srv/c 192.168.0.0/16(rw,insecure)\n";
+        let table = ExportTable::parse_str_with(text, "t", &StaticResolver::default()).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = mnt_replies(&table, ip("10.1.2.3"), "/srv/a", false).unwrap();
+        assert!(a.secure);
+        // v3: header, status, handle, flavor count 2 at the end.
+        assert_eq!(a.v3[a.v3.len() - 12..a.v3.len() - 8], [0, 0, 0, 2]);
+        // v1: header, status, 32-byte handle.
+        assert_eq!(a.v1.len(), 24 + 4 + 32);
+        assert!(
+            mnt_replies(&table, ip("11.0.0.1"), "/srv/a", false).is_none(),
+            "name rule after"
+        );
+        assert!(
+            mnt_replies(&table, ip("10.1.2.3"), "/srv/b", false).is_none(),
+            "name rule first"
+        );
+        assert!(
+            mnt_replies(&table, ip("10.1.2.3"), "/srv/c", false).is_none(),
+            "denied"
+        );
+        assert!(
+            !mnt_replies(&table, ip("192.168.1.1"), "/srv/c", false)
+                .unwrap()
+                .secure
+        );
+        assert!(
+            mnt_replies(&table, ip("10.1.2.3"), "/srv/a/", false).is_none(),
+            "not exact"
+        );
+        assert!(mnt_replies(&table, ip("10.1.2.3"), "/srv", false).is_none());
+        assert!(
+            mnt_replies(&table, ip("10.1.2.3"), "/srv/a", true).is_none(),
+            "gateway"
+        );
+    }
+
+    #[test]
     fn the_program_checks_calls_against_the_same_constants() {
         use crate::rpc;
         use mount_ebpf::answer as prog;
@@ -66,6 +182,9 @@ mod tests {
         assert_eq!(prog::MOUNT_MIN_VERSION, super::super::MIN_VERSION);
         assert_eq!(prog::MOUNT_MAX_VERSION, MAX_VERSION);
         assert_eq!(prog::PROC_NULL, procs::NULL);
+        assert_eq!(prog::PROC_MNT, procs::MNT);
+        assert_eq!(prog::IPPORT_RESERVED, rpc::IPPORT_RESERVED);
+        const { assert!(prog::MNT_PATH_MAX <= super::super::MNTPATHLEN) };
         assert_eq!(prog::MSG_CALL, rpc::MSG_CALL);
         assert_eq!(prog::RPC_VERSION, rpc::RPC_VERSION);
         assert_eq!(prog::AUTH_NONE, rpc::AUTH_NONE);

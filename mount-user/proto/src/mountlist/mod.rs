@@ -54,6 +54,20 @@ pub struct MountList {
     refused: Refused,
     /// Told of the protocol's MNT/UMNT/UMNTALL (cluster mode); unset when standalone.
     observer: OnceLock<Box<dyn MountObserver>>,
+    /// Told which address entries are recorded (the XDP program's MNT answers); unset
+    /// unless those are on.
+    presence: OnceLock<Box<dyn PresenceHook>>,
+}
+
+/// Keeps a cache of recorded `(address, dir)` entries exact (the XDP program's `MOUNT_SEEN`
+/// map, docs/xdp-answers.md): `recorded` runs under the list's read lock after a protocol
+/// MNT found the entry recorded, `removed` under its write lock when the entry goes, so a
+/// removal can never come between the check and `recorded`. Both run on the hot path.
+pub trait PresenceHook: Send + Sync {
+    /// A protocol MNT of `dir` by `ip` was answered and the entry is in the list.
+    fn recorded(&self, ip: IpAddr, dir: &str);
+    /// The entry `(ip, dir)` left the list.
+    fn removed(&self, ip: IpAddr, dir: &str);
 }
 
 /// Told of every MNT, UMNT and UMNTALL the protocol core applies, after the local change,
@@ -134,8 +148,22 @@ impl MountList {
         let added = self.add_ip(ip, dir);
         if let Some(o) = self.observer.get() {
             o.mounted(ip, dir);
+        } else if let Some(hook) = self.presence.get() {
+            // Not in cluster mode: there every MNT must reach the observer, which a MNT
+            // answered by the XDP program would not.
+            let _no_removal = read(&self.entries);
+            if self.present.contains(ip, dir) {
+                hook.recorded(ip, dir);
+            }
         }
         added
+    }
+    /// Install the presence hook (once; a second one is refused and returned).
+    pub fn set_presence_hook(
+        &self,
+        hook: Box<dyn PresenceHook>,
+    ) -> Result<(), Box<dyn PresenceHook>> {
+        self.presence.set(hook)
     }
     /// The protocol's UMNT: [`remove_ip`](Self::remove_ip), then the observer is told.
     pub fn umnt(&self, ip: IpAddr, dir: &str) -> bool {
@@ -248,6 +276,9 @@ impl MountList {
         if removed {
             if let Some(ip) = ip {
                 self.present.remove(ip, dir);
+                if let Some(hook) = self.presence.get() {
+                    hook.removed(ip, dir);
+                }
             }
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
@@ -274,6 +305,9 @@ impl MountList {
         if let Some(ip) = ip_key(host) {
             for dir in &dirs {
                 self.present.remove(ip, dir);
+                if let Some(hook) = self.presence.get() {
+                    hook.removed(ip, dir);
+                }
             }
         }
         if !dirs.is_empty() {
@@ -499,5 +533,48 @@ mod tests {
         }
         assert_eq!(l.len(), 400);
         assert_eq!(l.generation(), 400);
+    }
+
+    #[derive(Default)]
+    struct Log(std::sync::Mutex<Vec<String>>);
+
+    impl PresenceHook for std::sync::Arc<Log> {
+        fn recorded(&self, ip: IpAddr, dir: &str) {
+            self.0.lock().unwrap().push(format!("+{ip} {dir}"));
+        }
+        fn removed(&self, ip: IpAddr, dir: &str) {
+            self.0.lock().unwrap().push(format!("-{ip} {dir}"));
+        }
+    }
+
+    #[test]
+    fn presence_hook_sees_every_recorded_mnt_and_every_removal() {
+        let log = std::sync::Arc::new(Log::default());
+        let list = MountList::with_limits(Limits {
+            per_host: 2,
+            total: 10,
+        });
+        assert!(list.set_presence_hook(Box::new(log.clone())).is_ok());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        list.mnt(ip, "/a");
+        list.mnt(ip, "/a"); // a repeat is told again (the cache may have lost it)
+        list.mnt(ip, "/b");
+        list.mnt(ip, "/c"); // over the per-host cap: not recorded, not told
+        list.umnt(ip, "/a");
+        list.umnt(ip, "/a"); // absent: nothing
+        list.mnt(ip, "/a");
+        list.umntall(ip);
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [
+                "+10.0.0.1 /a",
+                "+10.0.0.1 /a",
+                "+10.0.0.1 /b",
+                "-10.0.0.1 /a",
+                "+10.0.0.1 /a",
+                "-10.0.0.1 /a",
+                "-10.0.0.1 /b",
+            ]
+        );
     }
 }
