@@ -15,10 +15,6 @@ use mount_proto::rpc::{encode_call, AuthSys, Call, Credential, OpaqueAuth};
 use mount_proto::xdr::Writer;
 use mount_xdp::ebpf::XdpAttachment;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
 #[path = "support/xdp_answer.rs"]
 mod xdp_answer;
 use xdp_answer::*;
@@ -62,21 +58,8 @@ fn raw_call(vers: u32, cred: (u32, &[u8]), verf: (u32, &[u8]), args: &[u8]) -> V
 
 /// The program answers `frame` with exactly the user-space reply.
 fn assert_answered(xdp: &mut XdpAttachment, frame: &[u8], what: &str) {
-    let (action, out) = xdp.test_run(frame).unwrap();
-    assert_eq!(action, XDP_TX, "{what}: action");
     let expected = user_space_reply(frame).expect("user space answers it");
-    assert_eq!(
-        out, expected,
-        "{what}: the program's frame differs from user space's"
-    );
-    verify_checksums(&out);
-}
-
-/// The program leaves `frame` alone (XDP_PASS: steered on as before).
-fn assert_steered(xdp: &mut XdpAttachment, frame: &[u8], what: &str) {
-    let (action, out) = xdp.test_run(frame).unwrap();
-    assert_eq!(action, XDP_PASS, "{what}: action");
-    assert_eq!(out, frame, "{what}: frame changed");
+    assert_tx(xdp, frame, expected, what);
 }
 
 fn auth_sys(name: &[u8], gids: &[u32]) -> AuthSys<'static> {

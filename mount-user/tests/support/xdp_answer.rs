@@ -11,6 +11,31 @@ use mount_xdp::ebpf::XdpAttachment;
 
 /// The MOUNT port of the test frames.
 pub const PORT: u16 = 644;
+/// XDP verdicts as BPF_PROG_TEST_RUN reports them.
+pub const XDP_DROP: u32 = 1;
+/// Passed on (here: steered, as there is no AF_XDP socket in the tests).
+pub const XDP_PASS: u32 = 2;
+/// Answered by the program itself.
+pub const XDP_TX: u32 = 3;
+
+/// The program answers `frame` with exactly `expected` (user space's reply), with valid
+/// checksums.
+pub fn assert_tx(xdp: &mut XdpAttachment, frame: &[u8], expected: Vec<u8>, what: &str) {
+    let (action, out) = xdp.test_run(frame).unwrap();
+    assert_eq!(action, XDP_TX, "{what}: action");
+    assert_eq!(
+        out, expected,
+        "{what}: the program's frame differs from user space's"
+    );
+    verify_checksums(&out);
+}
+
+/// The program leaves `frame` alone (XDP_PASS: steered on as before).
+pub fn assert_steered(xdp: &mut XdpAttachment, frame: &[u8], what: &str) {
+    let (action, out) = xdp.test_run(frame).unwrap();
+    assert_eq!(action, XDP_PASS, "{what}: action");
+    assert_eq!(out, frame, "{what}: frame changed");
+}
 
 pub fn privileged() -> bool {
     testbed::can_run(&testbed::current_test())
