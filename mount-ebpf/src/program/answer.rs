@@ -19,11 +19,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use mount_ebpf::answer::{
-    fold, udp_checksum, ReplyTemplate, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6,
-    ANSWER_NULL_V4, ANSWER_NULL_V6, AUTH_NONE, AUTH_SYS, CALL_FIXED_LEN, IPPORT_RESERVED,
-    MAX_AUTH_BYTES, MAX_GIDS, MAX_MACHINE_NAME, MNT_PATH_MAX, MOUNT_MAX_VERSION, MOUNT_MIN_VERSION,
-    MOUNT_PROGRAM, MSG_CALL, PROC_MNT, PROC_NULL, REPLY_TTL, RPC_VERSION, SEEN_ENTRIES,
-    SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MAX, TEMPLATE_MIN, TEMPLATE_NULL,
+    fold, udp_checksum, ReplyTemplate, SeenEntry, SeenKey, SeenLookup, ANSWER_MNT_V4,
+    ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6, AUTH_NONE, AUTH_SYS, CALL_FIXED_LEN,
+    IPPORT_RESERVED, MAX_AUTH_BYTES, MAX_GIDS, MAX_MACHINE_NAME, MNT_PATH_MAX, MOUNT_MAX_VERSION,
+    MOUNT_MIN_VERSION, MOUNT_PROGRAM, MSG_CALL, PATH_HEAD, PROC_MNT, PROC_NULL, REPLY_TTL,
+    RPC_VERSION, SEEN_ENTRIES, SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MAX, TEMPLATE_MIN,
+    TEMPLATE_NULL,
 };
 use mount_ebpf::wire::{ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN};
 use mount_ebpf::{Config, Counter};
@@ -38,10 +39,10 @@ static TEMPLATES: Array<ReplyTemplate> = Array::with_max_entries(TEMPLATE_ENTRIE
 #[map(name = "MOUNT_SEEN")]
 static SEEN: LruHashMap<SeenKey, SeenEntry> = LruHashMap::with_max_entries(SEEN_ENTRIES, 0);
 
-/// Where a MNT call's `MOUNT_SEEN` key is built: 148 bytes do not fit the program's stack
-/// beside the rest.
+/// Where a MNT call's `MOUNT_SEEN` key and path tail are built: they do not fit the
+/// program's stack beside the rest.
 #[map(name = "MOUNT_SEEN_KEY")]
-static SEEN_KEY: PerCpuArray<SeenKey> = PerCpuArray::with_max_entries(1, 0);
+static SEEN_KEY: PerCpuArray<SeenLookup> = PerCpuArray::with_max_entries(1, 0);
 
 /// Longest call payload answered here (a NULL call is 40 bytes plus credential and
 /// verifier, each at most 400).
@@ -305,7 +306,7 @@ fn seen_mnt<const P: usize>(
     len: u32,
     args: u32,
     addr: [u32; 4],
-) -> Option<SeenEntry> {
+) -> Option<SeenHit> {
     let path_len = load_be32(ctx, args)?;
     if path_len == 0 || path_len > MNT_PATH_MAX as u32 {
         return None;
@@ -313,16 +314,16 @@ fn seen_mnt<const P: usize>(
     if args + 4 + ((path_len + 3) & !3) > P as u32 + len {
         return None;
     }
-    let key = SEEN_KEY.get_ptr_mut(0)?;
+    let lookup = SEEN_KEY.get_ptr_mut(0)?;
     // SAFETY: the per-CPU slot is this program run's own; nothing else runs on this CPU
     // until the program returns.
-    let words = key.cast::<u32>();
+    let words = lookup.cast::<u32>();
     // Word by word at constant offsets: an aggregate copy or fill becomes a byte loop, and
     // a loop's changing offset into a map value is refused without CAP_PERFMON ("pointer
     // arithmetic ... prohibited for !root").
     macro_rules! put {
         ($($i:literal = $v:expr;)*) => {
-            // SAFETY: `SeenKey` is 37 words (repr(C), 4-aligned) in this CPU's own slot.
+            // SAFETY: `SeenLookup` is 46 words (repr(C), 4-aligned) in this CPU's own slot.
             unsafe { $(core::ptr::write_volatile(words.add($i), $v);)* }
         };
     }
@@ -330,31 +331,122 @@ fn seen_mnt<const P: usize>(
         ($($i:literal)*) => { put!($($i = 0;)*); };
     }
     put!(0 = addr[0]; 1 = addr[1]; 2 = addr[2]; 3 = addr[3]; 4 = path_len;);
-    zero!(5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36);
+    zero!(5 6 7 8 9 10 11 12);
     // SAFETY: as above; nothing else runs on this CPU until the program returns.
-    let key = unsafe { &mut *key };
-    // The helper's size must provably lie in 1..=MNT_PATH_MAX where the verifier sees it
-    // (see `put_reply`): the identity for the lengths checked above.
-    let mut n = path_len as u64;
+    let lookup = unsafe { &mut *lookup };
+    let head = if path_len > PATH_HEAD as u32 {
+        PATH_HEAD as u32
+    } else {
+        path_len
+    };
+    // The helper's size must provably lie in 1..=PATH_HEAD where the verifier sees it (see
+    // `put_reply`): the identity for 1..=32.
+    let n = bounded::<{ PATH_HEAD as u64 - 1 }>(head);
+    // SAFETY: the helper bounds-checks `args + 4 .. + n` against the frame and writes `n`
+    // bytes into `path_head`, which holds PATH_HEAD.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            args + 4,
+            lookup.key.path_head.as_mut_ptr().cast(),
+            n,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let long = path_len > PATH_HEAD as u32;
+    if long {
+        read_tail(ctx, lookup, args, path_len)?;
+    }
+    // SAFETY: the map lookup returns a pointer into the map's value, valid until the
+    // program returns.
+    let entry = unsafe { SEEN.get(&lookup.key)? };
+    if long && !same_tail(lookup, entry) {
+        return None;
+    }
+    Some(SeenHit {
+        generation: entry.generation,
+        flags: entry.flags,
+        template_v1: entry.template_v1,
+        template_v3: entry.template_v3,
+    })
+}
+
+/// What [`call`] needs of a `MOUNT_SEEN` entry (not its path tail).
+struct SeenHit {
+    generation: u32,
+    flags: u32,
+    template_v1: u32,
+    template_v3: u32,
+}
+
+/// Reads the call's path bytes after `PATH_HEAD` (`path_len` > `PATH_HEAD` in all) into
+/// the scratch's tail, zero-padded. Before the map lookup, so that no entry pointer has to
+/// live across the helper call (the stack has no room for it).
+#[inline(always)]
+fn read_tail(ctx: &XdpContext, lookup: &mut SeenLookup, args: u32, path_len: u32) -> Option<()> {
+    let words = lookup.tail.as_mut_ptr().cast::<u64>();
+    macro_rules! zero {
+        ($($i:literal)*) => {
+            // SAFETY: `tail` is 16 u64 words, 8-aligned, in this CPU's own slot.
+            unsafe { $(core::ptr::write_volatile(words.add($i), 0);)* }
+        };
+    }
+    zero!(0 1 2 3 4 5 6 7 8 9 10 11);
+    // 1..=96 for the lengths `seen_mnt` accepted; the mask bounds it by 128, the buffer.
+    let n = bounded::<127>(path_len - PATH_HEAD as u32);
+    // SAFETY: the helper bounds-checks the frame range and writes `n` bytes into `tail`,
+    // which holds 128.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            args + 4 + PATH_HEAD as u32,
+            lookup.tail.as_mut_ptr().cast(),
+            n,
+        )
+    };
+    (r == 0).then_some(())
+}
+
+/// Whether the tail [`read_tail`] read equals the entry's.
+#[inline(always)]
+fn same_tail(lookup: &SeenLookup, entry: &SeenEntry) -> bool {
+    let (theirs, ours) = (
+        lookup.tail.as_ptr().cast::<u64>(),
+        entry.path_tail.as_ptr().cast::<u64>(),
+    );
+    let mut diff = 0u64;
+    macro_rules! cmp {
+        ($($i:literal)*) => {
+            // SAFETY: both are 12 u64 words at constant offsets, 8-aligned (the structs
+            // are `align(8)`): the entry's tail and this CPU's scratch.
+            unsafe { $(diff |= *ours.add($i) ^ *theirs.add($i);)* }
+        };
+    }
+    cmp!(0 1 2 3 4 5 6 7 8 9 10 11);
+    diff == 0
+}
+
+/// `n` masked into 1..=MASK+1 where the verifier sees it (a helper's size must provably lie
+/// inside the buffer): for `n` in that range already, `n` itself. A Rust comparison may be
+/// made on a copy of the register the call then uses, and the verifier loses the bound;
+/// masking in assembly cannot be moved. MASK+1 must be a power of two.
+#[inline(always)]
+fn bounded<const MASK: u64>(n: u32) -> u32 {
+    let mut n = n as u64;
     // SAFETY: register arithmetic only, no memory access.
     unsafe {
         core::arch::asm!(
             "{n} += -1",
-            "{n} &= 127",
+            "{n} &= {mask}",
             "{n} += 1",
             n = inout(reg) n,
+            mask = const MASK,
             options(pure, nomem, nostack),
         );
     }
-    // SAFETY: the helper bounds-checks `args + 4 .. + n` against the frame and writes `n`
-    // bytes into `key.path`, which holds MNT_PATH_MAX.
-    let r =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, args + 4, key.path.as_mut_ptr().cast(), n as u32) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: the map lookup returns a pointer into the map's value, read once here.
-    unsafe { SEEN.get(key).copied() }
+    n as u32
 }
 
 /// The xid, version and the offset of the arguments of a MOUNT call at `P` (`len` payload
@@ -367,9 +459,12 @@ fn rpc_call<const P: usize>(ctx: &XdpContext, len: u32, proc_: u32) -> Option<([
     if len % 4 != 0 || len < CALL_FIXED_LEN + 8 || len > MAX_CALL_LEN {
         return None;
     }
-    // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
-    let h = unsafe { *ptr_at::<[u8; 32], P>(ctx)? };
-    let word = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    // The fixed header and the credential body's first two words (for AUTH_NONE, the
+    // verifier: `len` holds at least those 40 bytes), read in place: a helper call costs
+    // more.
+    let h = ptr_at::<[[u8; 4]; 10], P>(ctx)?;
+    // SAFETY: `ptr_at` checked that the 40 bytes lie inside the frame.
+    let word = |i: usize| u32::from_be_bytes(unsafe { (*h)[i / 4] });
     if word(4) != MSG_CALL || word(8) != RPC_VERSION || word(12) != MOUNT_PROGRAM {
         return None;
     }
@@ -383,7 +478,7 @@ fn rpc_call<const P: usize>(ctx: &XdpContext, len: u32, proc_: u32) -> Option<([
     }
     match flavor {
         AUTH_NONE => {}
-        AUTH_SYS => auth_sys::<P>(ctx, cred_len)?,
+        AUTH_SYS => auth_sys::<P>(ctx, cred_len, word(36))?,
         _ => return None,
     }
     let verf = P as u32 + CALL_FIXED_LEN + cred_len;
@@ -394,16 +489,15 @@ fn rpc_call<const P: usize>(ctx: &XdpContext, len: u32, proc_: u32) -> Option<([
     {
         return None;
     }
-    Some(([h[0], h[1], h[2], h[3]], vers, verf + 8 + verf_len))
+    Some((word(0).to_be_bytes(), vers, verf + 8 + verf_len))
 }
 
-/// Whether an AUTH_SYS body of `cred_len` bytes at `P + 32` decodes as user space's
-/// `AuthSys::parse` wants: stamp, machine name of at most 255 bytes (padding present),
-/// uid, gid, at most 16 gids, all inside the body.
+/// Whether an AUTH_SYS body of `cred_len` bytes at `P + 32`, whose machine name is
+/// `name_len` bytes, decodes as user space's `AuthSys::parse` wants: stamp, machine name
+/// of at most 255 bytes (padding present), uid, gid, at most 16 gids, all inside the body.
 #[inline(always)]
-fn auth_sys<const P: usize>(ctx: &XdpContext, cred_len: u32) -> Option<()> {
+fn auth_sys<const P: usize>(ctx: &XdpContext, cred_len: u32, name_len: u32) -> Option<()> {
     let body = P as u32 + CALL_FIXED_LEN;
-    let name_len = load_be32(ctx, body + 4)?;
     if name_len > MAX_MACHINE_NAME {
         return None;
     }
@@ -429,10 +523,8 @@ fn put_reply<const P: usize>(
     tlen: usize,
 ) -> Option<()> {
     // Bounded again where the verifier sees it: the helper's size must provably lie in
-    // 1..=TEMPLATE_MAX. A Rust comparison may be made on a copy of the register the call
-    // then uses (the verifier loses the bound); masking in assembly cannot be moved.
-    // For a `tlen` that `template_len` accepted (a multiple of 4 in 24..=256) this is
-    // `tlen` itself.
+    // 1..=TEMPLATE_MAX (see `bounded`), here also a multiple of 4. For a `tlen` that
+    // `template_len` accepted (a multiple of 4 in 24..=256) this is `tlen` itself.
     let mut n = tlen as u64;
     // SAFETY: register arithmetic only, no memory access.
     unsafe {
