@@ -6,7 +6,7 @@ use aya_ebpf::{
 use mount_ebpf::answer::{fold, udp_checksum, ReplyTemplate, REPLY_TTL};
 use mount_ebpf::wire::{ETH_HDR_LEN, IPPROTO_UDP, IPV4_HDR_LEN, UDP_HDR_LEN};
 
-use super::{ptr_at, V4_PAYLOAD, V4_UDP, V6_PAYLOAD, V6_UDP};
+use super::{bounded, ptr_at, V4_PAYLOAD, V4_UDP, V6_PAYLOAD, V6_UDP};
 
 /// Copies the template into the frame at `P` and patches its xid.
 #[inline(always)]
@@ -16,21 +16,10 @@ fn put_reply<const P: usize>(
     template: &ReplyTemplate,
     tlen: usize,
 ) -> Option<()> {
-    // Bounded again where the verifier sees it: the helper's size must provably lie in
-    // 1..=TEMPLATE_MAX (see `bounded`), here also a multiple of 4. For a `tlen` that
-    // `template_len` accepted (a multiple of 4 in 24..=256) this is `tlen` itself.
-    let mut n = tlen as u64;
-    // SAFETY: register arithmetic only, no memory access.
-    unsafe {
-        core::arch::asm!(
-            "{n} += -4",
-            "{n} &= 252",
-            "{n} += 4",
-            n = inout(reg) n,
-            options(pure, nomem, nostack),
-        );
-    }
-    let n = n as u32;
+    // Bounded again where the verifier sees it (see `bounded`): the helper's size must
+    // provably lie in 1..=TEMPLATE_MAX. For a `tlen` that `template_len` accepted (a
+    // multiple of 4 in 24..=256) this is `tlen` itself.
+    let n = bounded::<63>(tlen as u32 / 4) * 4;
     // SAFETY: the helper bounds-checks `P..P + n` against the frame and reads `n` bytes of
     // the template, which holds TEMPLATE_MAX.
     let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, P as u32, template.bytes.as_ptr() as *mut _, n) };

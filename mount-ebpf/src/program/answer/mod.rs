@@ -62,8 +62,8 @@ pub enum Family {
 #[inline(always)]
 pub fn try_answer(ctx: &XdpContext, config: &Config, family: Family) -> Option<(u32, Counter)> {
     // The cheap test first: most steered calls are neither NULL nor MNT, and they should
-    // pay a few loads for answers being on, not the header copies and checks below (which
-    // cost far more when the verifier adds its Spectre barriers to an unprivileged load).
+    // pay a few loads for answers being on, not the header checks below (which cost far
+    // more when the verifier adds its Spectre barriers to an unprivileged load).
     let (null_bit, mnt_bit) = match family {
         Family::V4 => (ANSWER_NULL_V4, ANSWER_MNT_V4),
         Family::V6 => (ANSWER_NULL_V6, ANSWER_MNT_V6),
@@ -123,7 +123,8 @@ fn frame_basics<const UDP: usize>(ctx: &XdpContext) -> Option<(usize, usize, u16
     }
     let udp = ptr_at::<[[u8; 2]; 4], UDP>(ctx)?;
     // SAFETY: `ptr_at` checked that the bytes lie inside the frame.
-    let (port, udp_len) = unsafe { (u16::from_be_bytes((*udp)[0]), u16::from_be_bytes((*udp)[2])) };
+    let (port, udp_len) = unsafe { ((*udp)[0], (*udp)[2]) };
+    let (port, udp_len) = (u16::from_be_bytes(port), u16::from_be_bytes(udp_len));
     // Source port 0 cannot be answered (user space's parser refuses it).
     if port == 0 {
         return None;

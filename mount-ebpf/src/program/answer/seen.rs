@@ -44,7 +44,8 @@ pub(super) fn seen_mnt<const P: usize>(
     // arithmetic ... prohibited for !root").
     macro_rules! put {
         ($($i:literal = $v:expr;)*) => {
-            // SAFETY: `SeenLookup` is 46 words (repr(C), 4-aligned) in this CPU's own slot.
+            // SAFETY: `SeenLookup` starts with the key's 13 words (repr(C)) in this CPU's
+            // own slot.
             unsafe { $(core::ptr::write_volatile(words.add($i), $v);)* }
         };
     }
@@ -61,7 +62,7 @@ pub(super) fn seen_mnt<const P: usize>(
         path_len
     };
     // The helper's size must provably lie in 1..=PATH_HEAD where the verifier sees it (see
-    // `put_reply`): the identity for 1..=32.
+    // `bounded`): the identity for 1..=32.
     let n = bounded::<{ PATH_HEAD as u64 - 1 }>(head);
     // SAFETY: the helper bounds-checks `args + 4 .. + n` against the frame and writes `n`
     // bytes into `path_head`, which holds PATH_HEAD.
