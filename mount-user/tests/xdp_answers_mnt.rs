@@ -9,8 +9,8 @@
 use std::net::IpAddr;
 
 use mount_ebpf::answer::{
-    SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6, SEEN_SECURE,
-    TEMPLATE_MNT_FIRST,
+    path_tail, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6,
+    MNT_PATH_MAX, PATH_HEAD, SEEN_SECURE, TEMPLATE_MNT_FIRST,
 };
 use mount_ebpf::{Config, Counter};
 use mount_proto::exports::{ExportTable, StaticResolver};
@@ -31,8 +31,27 @@ const EXPORTS: &str = "/srv/a 10.14.0.0/16(rw,sec=sys:krb5) fd00:14::/64(rw)\n\
                        /srv/b 10.14.0.2(rw,insecure) fd00:14::2(rw,insecure)\n\
                        /srv/c 10.99.0.0/16(rw)\n";
 
+/// An export root of exactly `len` bytes (`len` >= 6) ending in `last`: the lengths
+/// around the key's path head (`PATH_HEAD` bytes in the key, the rest in the entry).
+fn root_of_len(len: usize, last: char) -> String {
+    format!("/srv/{}{last}", "p".repeat(len - 6))
+}
+
+/// The long roots exported beside `EXPORTS`: just inside the key, one byte into the
+/// entry's tail, in the middle, and the longest the program matches.
+fn long_roots() -> Vec<String> {
+    [PATH_HEAD, PATH_HEAD + 1, 100, MNT_PATH_MAX]
+        .iter()
+        .map(|&n| root_of_len(n, 'z'))
+        .collect()
+}
+
 fn table() -> ExportTable {
-    ExportTable::parse_str_with(EXPORTS, "test exports", &StaticResolver::default()).unwrap()
+    let mut text = EXPORTS.to_owned();
+    for root in long_roots() {
+        text.push_str(&format!("{root} 10.14.0.0/16(rw) fd00:14::/64(rw)\n"));
+    }
+    ExportTable::parse_str_with(&text, "test exports", &StaticResolver::default()).unwrap()
 }
 
 fn all_answers() -> Config {
@@ -67,6 +86,7 @@ fn mark_seen(xdp: &mut XdpAttachment, table: &ExportTable, ip: IpAddr, path: &st
         flags: if r.secure { SEEN_SECURE } else { 0 },
         template_v1: slot,
         template_v3: slot + 1,
+        path_tail: path_tail(path.as_bytes()),
     };
     xdp.seen_insert(&key, entry).unwrap();
 }
@@ -128,6 +148,22 @@ fn mnt_of_a_seen_root_is_answered_byte_exact_for_every_form() {
                     assert_answered(&mut xdp, &table, &f, &what);
                     answered += 1;
                 }
+            }
+        }
+    }
+    // Roots around and past the key's path head, every byte compared.
+    for (i, root) in long_roots().iter().enumerate() {
+        for v6 in [false, true] {
+            mark_seen(&mut xdp, &table, client_ip(v6), root, slot);
+            slot += 2;
+            for vers in [1, 3] {
+                let f = frame(
+                    &addressing(v6, 800),
+                    &mnt_call(vers, &auth_sys(), 0xc000 + i as u32, root.as_bytes()),
+                );
+                let what = format!("MNT v{vers} of a {}-byte root ipv6={v6}", root.len());
+                assert_answered(&mut xdp, &table, &f, &what);
+                answered += 1;
             }
         }
     }
@@ -212,6 +248,46 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
     for (what, f) in &cases {
         assert_steered(&mut xdp, f, what);
     }
+    // Long roots: a path differing from a seen one only in the entry's tail (its last
+    // byte, or the first byte past the head), only in the key's last head byte, or a
+    // prefix of it, is never answered.
+    for &len in &[PATH_HEAD + 1, 100, MNT_PATH_MAX] {
+        let root = root_of_len(len, 'z');
+        mark_seen(
+            &mut xdp,
+            &table,
+            client_ip(false),
+            &root,
+            TEMPLATE_MNT_FIRST,
+        );
+        let ok = frame(&v4, &mnt_call(3, &cred, 1, root.as_bytes()));
+        assert_eq!(
+            xdp.test_run(&ok).unwrap().0,
+            XDP_TX,
+            "{len}-byte root, control"
+        );
+        let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut last = root.clone().into_bytes();
+        *last.last_mut().unwrap() = b'y';
+        variants.push((format!("{len}-byte root, last byte differs"), last));
+        let mut first_tail = root.clone().into_bytes();
+        first_tail[PATH_HEAD] ^= 1;
+        variants.push((
+            format!("{len}-byte root, byte {PATH_HEAD} differs"),
+            first_tail,
+        ));
+        let mut head_end = root.clone().into_bytes();
+        head_end[PATH_HEAD - 1] ^= 1;
+        variants.push((
+            format!("{len}-byte root, byte {} differs", PATH_HEAD - 1),
+            head_end,
+        ));
+        let prefix = root.as_bytes()[..len - 1].to_vec();
+        variants.push((format!("{len}-byte root, one byte short"), prefix));
+        for (what, path) in &variants {
+            assert_steered(&mut xdp, &frame(&v4, &mnt_call(3, &cred, 1, path)), what);
+        }
+    }
     // The path's padding cut off: a string whose bytes pass the end of the datagram.
     let mut short = mnt_call(3, &cred, 1, b"/srv/a");
     short.truncate(short.len() - 4);
@@ -276,6 +352,13 @@ fn mnt_cost_per_frame() {
             ),
         ),
         (
+            "MNT v3 IPv4 AUTH_SYS 100-byte root, answered",
+            frame(
+                &addressing(false, 800),
+                &mnt_call(3, &sys, 1, root_of_len(100, 'z').as_bytes()),
+            ),
+        ),
+        (
             "MNT v3 IPv4 AUTH_SYS /srv/z, not seen: steered",
             frame(&addressing(false, 800), &mnt_call(3, &sys, 1, b"/srv/z")),
         ),
@@ -291,6 +374,13 @@ fn mnt_cost_per_frame() {
                 TEMPLATE_MNT_FIRST + 2 * i as u32,
             );
         }
+        mark_seen(
+            &mut xdp,
+            &table,
+            client_ip(false),
+            &root_of_len(100, 'z'),
+            TEMPLATE_MNT_FIRST + 4,
+        );
         let who = if privileged {
             "root"
         } else {

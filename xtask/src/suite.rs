@@ -16,8 +16,8 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and `cargo clippy -D warnings`.
     #[arg(long)]
     no_lint: bool,
-    /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic, and
-    /// native with --xdp-answers on).
+    /// Skip the end-to-end suite's extra runs over AF_XDP (--xdp native and generic, each
+    /// also with --xdp-answers on).
     #[arg(long)]
     no_xdp_suite: bool,
     /// Skip the fuzz smoke run (every cargo-fuzz target for a few seconds).
@@ -43,6 +43,16 @@ pub fn run(args: TestArgs) -> Result<()> {
     if !args.no_lint {
         run_checked(cargo().args(["fmt", "--all", "--check"]))?;
         run_checked(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+        // Not a default member (see below); its host-side part is linted all the same.
+        run_checked(cargo().args([
+            "clippy",
+            "-p",
+            "mount-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     }
     // The end-to-end tests run the real binary: build it first.
     run_checked(cargo().args(["build", "-p", "mount-user", "--bin", "xdp-mountd"]))?;
@@ -66,6 +76,14 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.env("XMD_DEB", deb);
     }
     let mut totals = run_counting(&mut test)?;
+    // The eBPF crate is not a default member (its binary builds only for BPF); its shared
+    // layouts and helpers have host-side unit tests all the same.
+    if args.cargo_test_args.is_empty() {
+        let t = run_counting(cargo().args(["test", "-p", "mount-ebpf", "--lib"]))?;
+        totals.passed += t.passed;
+        totals.failed += t.failed;
+        totals.ignored += t.ignored;
+    }
     match package {
         Ok(_) => totals.passed += 1,
         Err(e) => {
@@ -75,12 +93,14 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     // The whole end-to-end suite again over the AF_XDP data path, native and generic XDP
     // (the harness proves from the daemon's stats that UDP calls went through AF_XDP), and
-    // once more with the XDP program answering NULL itself (docs/xdp-answers.md).
+    // with the XDP program answering NULL and MNT itself, native and generic
+    // (docs/xdp-answers.md).
     if args.cargo_test_args.is_empty() && !args.no_xdp_suite {
         for daemon_args in [
             "--iface veth0 --xdp native",
             "--iface veth0 --xdp generic",
             "--iface veth0 --xdp native --xdp-answers on",
+            "--iface veth0 --xdp generic --xdp-answers on",
         ] {
             println!("xtask: end-to-end suite with {daemon_args}");
             let mut e2e = cargo();

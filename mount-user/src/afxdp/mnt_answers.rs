@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use mount_ebpf::answer::{SeenEntry, SeenKey, SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MNT_FIRST};
+use mount_ebpf::answer::{
+    path_tail, SeenEntry, SeenKey, SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MNT_FIRST,
+};
 use mount_proto::mount::templates;
 use mount_proto::mountlist::PresenceHook;
 use mount_xdp::ebpf::XdpAttachment;
@@ -160,6 +162,7 @@ impl PresenceHook for Hook {
             flags: if replies.secure { SEEN_SECURE } else { 0 },
             template_v1: v1,
             template_v3: v3,
+            path_tail: path_tail(dir.as_bytes()),
         };
         if let Err(e) = a.seen_insert(&key, entry) {
             tracing::debug!(error = %format!("{e:#}"), "MNT pair not cached in the XDP program");
