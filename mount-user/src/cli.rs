@@ -115,9 +115,11 @@ pub enum Command {
                       xdp-mountd storm --target 10.0.0.1:644 --paths /srv --count 200000\n  \
                       xdp-mountd storm --target 10.0.0.1:644 --transport tcp --clients 8 --window 256 --mix null=1,export3=1\n  \
                       xdp-mountd storm --target 10.0.0.1:644 --rate 20000 --duration 5 --paths-file paths --json -\n  \
-                      xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv"
+                      xdp-mountd storm --target 10.0.0.1:644 --io afxdp --iface eth1 --clients 64 --paths /srv\n  \
+                      xdp-mountd storm --target 10.0.0.1:644 --mix null --pass-through-xdp veth1"
     )]
-    Storm(mount_storm::StormArgs),
+    // Boxed: storm's options are several times the size of any other command's.
+    Storm(Box<mount_storm::StormArgs>),
     /// Cluster mode: publish the exports to etcd, or show the nodes' state.
     #[command(
         long_about = "Cluster mode (serve --cluster): several nodes share the exports, the \

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Check(args) => check::run(args),
         Command::Stats(args) => stats_cmd::run(args),
-        Command::Storm(args) => mount_storm::run(args),
+        Command::Storm(args) => mount_storm::run(*args),
         Command::Reload(args) => match reload_cmd::run(&args) {
             Ok(code) => return code,
             Err(e) => Err(e),

@@ -65,6 +65,10 @@ pub struct DaemonOpts {
     /// Run in the mount namespace of this process (a shared rpcbind's, see
     /// [`crate::ganesha::SharedRpcbind`]) and register with that rpcbind.
     pub mount_ns_of: Option<u32>,
+    /// With `--xdp-answers on` in native mode: leave the client's veth end without the
+    /// harness's pass-through XDP program (a test that puts its own there, e.g. `storm
+    /// --pass-through-xdp`, or that shows what happens without one).
+    pub client_xdp_free: bool,
 }
 
 impl DaemonOpts {
@@ -87,6 +91,7 @@ impl DaemonOpts {
             untrusted: false,
             etc: None,
             mount_ns_of: None,
+            client_xdp_free: false,
         }
     }
 }
@@ -188,7 +193,7 @@ impl NetPair {
             .filter(|_| crate::afxdp::xdp_mode(&opts.extra))
             .map(|socket| (socket, opts.kernel_udp_ok));
 
-        if crate::afxdp::xdp_answers_native(&opts.extra) {
+        if crate::afxdp::xdp_answers_native(&opts.extra) && !opts.client_xdp_free {
             self.let_client_receive_xdp_tx()?;
         }
         let mut cmd = testbed::netns::command(&self.srv);

@@ -318,6 +318,24 @@ impl Datapath {
         }
     }
 
+    /// The kernel's run accounting of the program (None once detached or unreadable:
+    /// a stats request never fails for it, the field is only absent).
+    pub fn program_runs(&self) -> Option<crate::stats::ProgramRunsReport> {
+        let runs = match self.attachment.lock().as_ref().map(|a| a.program_runs()) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                tracing::debug!("{e:#}");
+                return None;
+            }
+            None => return None,
+        };
+        Some(crate::stats::ProgramRunsReport {
+            runs: runs.count,
+            run_time_ns: runs.time_ns,
+            bpf_stats_enabled: mount_xdp::ebpf::bpf_stats_enabled(),
+        })
+    }
+
     /// The per-queue, socket and program counters.
     pub fn report(&self) -> XdpReport {
         let program = self.program_counters().map_or_else(Vec::new, |c| {
@@ -355,6 +373,7 @@ impl Datapath {
             program,
             queues,
             latency,
+            program_runs: self.program_runs(),
         }
     }
 

@@ -7,14 +7,13 @@
 //! metrics` and every Prometheus version read. The metric families are built from the
 //! report on each scrape rather than registered, because every value already lives in a
 //! counter the daemon owns.
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::TextEncoder;
 
 use crate::stats::{calls, Report};
 
 pub mod http;
+mod xdp;
 
 /// The Content-Type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -43,6 +42,12 @@ impl Family {
 
     /// Adds one sample with `labels`.
     fn sample(&mut self, labels: &[(&str, &str)], value: u64) -> &mut Self {
+        // Counters above 2^53 lose precision as f64, which Prometheus stores anyway.
+        self.sample_f64(labels, value as f64)
+    }
+
+    /// Adds one sample with `labels` and a fractional value (e.g. seconds).
+    fn sample_f64(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
         let mut metric = Metric::default();
         metric.set_label(
             labels
@@ -55,8 +60,6 @@ impl Family {
                 })
                 .collect(),
         );
-        // Counters above 2^53 lose precision as f64, which Prometheus stores anyway.
-        let value = value as f64;
         match self.inner.get_field_type() {
             MetricType::COUNTER => {
                 let mut c = Counter::default();
@@ -86,7 +89,7 @@ fn push(out: &mut Vec<MetricFamily>, family: Family) {
 pub fn families(report: &Report) -> Vec<MetricFamily> {
     let mut out = Vec::new();
     call_families(report, &mut out);
-    xdp_families(report, &mut out);
+    xdp::families(report, &mut out);
     service_families(report, &mut out);
     cluster_families(report, &mut out);
     out
@@ -203,166 +206,6 @@ fn call_families(report: &Report, out: &mut Vec<MetricFamily>) {
     }
     push(out, calls_total);
     push(out, errors);
-}
-
-fn xdp_families(report: &Report, out: &mut Vec<MetricFamily>) {
-    let Some(xdp) = &report.xdp else {
-        return;
-    };
-    let mut seen = Family::counter(
-        "xdp_frames_seen_total",
-        "Frames the XDP program ran on (the sum of xdp_mountd_xdp_frames_total).",
-    );
-    let mut verdicts = Family::counter(
-        "xdp_frames_total",
-        "Frames by the XDP program's verdict: redirected into AF_XDP, passed to the \
-         kernel and why, dropped over a rate limit, or answered by the program itself.",
-    );
-    let mut answers = Family::counter(
-        "xdp_answers_total",
-        "MOUNT calls the XDP program answered itself with XDP_TX (--xdp-answers on), by \
-         procedure; not in xdp_mountd_calls_total, which counts the workers and sockets.",
-    );
-    for p in report
-        .procedures
-        .iter()
-        .filter(|p| p.name == "null" || p.name == "mnt")
-    {
-        answers.sample(&[("proc", &p.name)], p.xdp_tx);
-    }
-    push(out, answers);
-    for (name, v) in &xdp.program {
-        if name == "seen" {
-            seen.sample(&[], *v);
-        } else {
-            verdicts.sample(&[("verdict", name)], *v);
-        }
-    }
-    push(out, seen);
-    push(out, verdicts);
-    if xdp.latency.count() > 0 {
-        out.push(latency_family(&xdp.latency));
-    }
-
-    type Field = fn(&crate::stats::QueueReport) -> u64;
-    let per_queue: [(&str, &str, Field); 11] = [
-        ("afxdp_rx_frames_total", "Frames received on the AF_XDP socket.", |q| q.rx),
-        ("afxdp_tx_frames_total", "Replies sent through the AF_XDP TX ring.", |q| q.tx),
-        ("afxdp_dropped_frames_total", "Frames answered with nothing.", |q| q.dropped),
-        (
-            "afxdp_via_kernel_total",
-            "Replies sent through the kernel UDP socket instead (larger than the MTU, or to a broadcast/multicast call).",
-            |q| q.via_kernel,
-        ),
-        (
-            "afxdp_name_lookups_total",
-            "Calls handed to the host-name lookup thread.",
-            |q| q.name_lookups,
-        ),
-        (
-            "afxdp_truncated_replies_total",
-            "Replies whose list was cut to the UDP reply limit.",
-            |q| q.truncated,
-        ),
-        (
-            "afxdp_batches_total",
-            "Rounds that took calls off the RX ring.",
-            |q| q.batches,
-        ),
-        (
-            "afxdp_polls_total",
-            "poll() calls: the worker slept waiting for RX.",
-            |q| q.polls,
-        ),
-        ("afxdp_tx_kicks_total", "sendto() calls: TX kicks.", |q| q.tx_kicks),
-        (
-            "afxdp_fill_kicks_total",
-            "recvfrom() calls: fill-ring wakeups.",
-            |q| q.fill_kicks,
-        ),
-        (
-            "afxdp_busy_polls_total",
-            "recvfrom() calls that busy-polled the queue.",
-            |q| q.busy_polls,
-        ),
-    ];
-    for (name, help, field) in per_queue {
-        let mut f = Family::counter(name, help);
-        for q in &xdp.queues {
-            f.sample(&[("queue", &q.queue.to_string())], field(q));
-        }
-        push(out, f);
-    }
-
-    type XskField = fn(&mount_xdp::xsk::XskStatistics) -> u64;
-    let socket_stats: [(&str, &str, XskField); 6] = [
-        ("xsk_rx_dropped_total", "XDP_STATISTICS rx_dropped.", |s| {
-            s.rx_dropped
-        }),
-        (
-            "xsk_rx_invalid_descs_total",
-            "XDP_STATISTICS rx_invalid_descs.",
-            |s| s.rx_invalid_descs,
-        ),
-        (
-            "xsk_tx_invalid_descs_total",
-            "XDP_STATISTICS tx_invalid_descs.",
-            |s| s.tx_invalid_descs,
-        ),
-        (
-            "xsk_rx_ring_full_total",
-            "XDP_STATISTICS rx_ring_full.",
-            |s| s.rx_ring_full,
-        ),
-        (
-            "xsk_rx_fill_ring_empty_total",
-            "XDP_STATISTICS rx_fill_ring_empty_descs.",
-            |s| s.rx_fill_ring_empty_descs,
-        ),
-        (
-            "xsk_tx_ring_empty_total",
-            "XDP_STATISTICS tx_ring_empty_descs.",
-            |s| s.tx_ring_empty_descs,
-        ),
-    ];
-    for (name, help, field) in socket_stats {
-        let mut f = Family::counter(name, help);
-        for q in &xdp.queues {
-            if let Some(s) = &q.xsk {
-                f.sample(&[("queue", &q.queue.to_string())], field(s));
-            }
-        }
-        push(out, f);
-    }
-}
-
-/// The AF_XDP answer-time histogram (classic buckets, cumulative, in seconds).
-fn latency_family(latency: &crate::stats::latency::LatencyReport) -> MetricFamily {
-    let mut histogram = Histogram::default();
-    histogram.set_sample_count(latency.count());
-    histogram.set_sample_sum(latency.sum_seconds);
-    histogram.set_bucket(
-        latency
-            .cumulative()
-            .into_iter()
-            .map(|(bound, count)| {
-                let mut b = Bucket::default();
-                b.set_upper_bound(bound);
-                b.set_cumulative_count(count);
-                b
-            })
-            .collect(),
-    );
-    let mut metric = Metric::default();
-    metric.set_histogram(histogram);
-    let mut family = Family::new(
-        "afxdp_answer_duration_seconds",
-        "Per call answered through AF_XDP, the time its RX batch took from the ring to \
-         the TX kick (an upper bound of the call's time inside the daemon).",
-        MetricType::HISTOGRAM,
-    );
-    family.inner.mut_metric().push(metric);
-    family.inner
 }
 
 fn service_families(report: &Report, out: &mut Vec<MetricFamily>) {
@@ -497,6 +340,11 @@ mod tests {
                     xsk: Some(Default::default()),
                     ..Default::default()
                 }],
+                program_runs: Some(crate::stats::ProgramRunsReport {
+                    runs: 12,
+                    run_time_ns: 1_500_000_000,
+                    bpf_stats_enabled: Some(true),
+                }),
             }),
             procedures: vec![crate::stats::ProcRow {
                 name: "null".into(),
@@ -533,6 +381,9 @@ mod tests {
             r#"xdp_mountd_afxdp_answer_duration_seconds_bucket{le="0.000002"} 9"#,
             r#"xdp_mountd_afxdp_answer_duration_seconds_bucket{le="+Inf"} 9"#,
             "xdp_mountd_afxdp_answer_duration_seconds_count 9",
+            "xdp_mountd_xdp_program_runs_total 12",
+            "xdp_mountd_xdp_program_run_seconds_total 1.5",
+            "# TYPE xdp_mountd_xdp_program_run_seconds_total counter",
         ] {
             assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
         }
@@ -540,6 +391,24 @@ mod tests {
         for l in body.lines().filter(|l| !l.starts_with('#')) {
             assert!(l.starts_with("xdp_mountd_"), "{l}");
         }
+    }
+
+    #[test]
+    fn program_run_help_says_when_the_kernel_counts() {
+        let body = render(&report()).unwrap();
+        for name in ["xdp_program_runs_total", "xdp_program_run_seconds_total"] {
+            let help = body
+                .lines()
+                .find(|l| l.starts_with(&format!("# HELP xdp_mountd_{name} ")))
+                .unwrap_or_else(|| panic!("no HELP for {name} in\n{body}"));
+            assert!(help.contains("kernel.bpf_stats_enabled=1"), "{help}");
+        }
+        // Unreadable run accounting: the families are absent, not zero.
+        let mut r = report();
+        if let Some(x) = r.xdp.as_mut() {
+            x.program_runs = None;
+        }
+        assert!(!render(&r).unwrap().contains("xdp_program_run"));
     }
 
     #[test]

@@ -96,6 +96,41 @@ pub struct XdpReport {
     /// Per call, the time its RX batch took to be answered (summed over the queues).
     #[serde(default)]
     pub latency: latency::LatencyReport,
+    /// The kernel's run accounting of the program; None when it could not be read (the
+    /// program detached, or the info call failed: stats never fail for it).
+    #[serde(default)]
+    pub program_runs: Option<ProgramRunsReport>,
+}
+
+/// The XDP program's runs as the kernel accounts them (`bpf_prog_info`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProgramRunsReport {
+    /// Runs counted (only while `kernel.bpf_stats_enabled` is 1).
+    pub runs: u64,
+    /// Their summed run time, ns (the kernel's sched_clock around each run included).
+    pub run_time_ns: u64,
+    /// `kernel.bpf_stats_enabled` when the report was built (None: unreadable).
+    pub bpf_stats_enabled: Option<bool>,
+}
+
+impl ProgramRunsReport {
+    /// One line for the text table.
+    pub fn to_line(&self) -> String {
+        let per_run = if self.runs > 0 {
+            format!("{:.1} ns/run", self.run_time_ns as f64 / self.runs as f64)
+        } else {
+            "– ns/run".to_owned()
+        };
+        let state = match self.bpf_stats_enabled {
+            Some(true) => "counting: kernel.bpf_stats_enabled=1",
+            Some(false) => "not counting: kernel.bpf_stats_enabled=0",
+            None => "kernel.bpf_stats_enabled unreadable",
+        };
+        format!(
+            "XDP program runs: {} in {} ns ({per_run}; {state})",
+            self.runs, self.run_time_ns
+        )
+    }
 }
 
 /// One queue's socket and worker.
@@ -213,6 +248,9 @@ impl Report {
                 let _ = writeln!(s, "\nXDP program counters:");
                 for (name, v) in &x.program {
                     let _ = writeln!(s, "  {name:<20} {v:>12}");
+                }
+                if let Some(runs) = &x.program_runs {
+                    let _ = writeln!(s, "{}", runs.to_line());
                 }
             }
         }
@@ -377,6 +415,11 @@ mod tests {
                 iface: "veth0".into(),
                 mode: "native".into(),
                 program: vec![("redirected".into(), 42)],
+                program_runs: Some(ProgramRunsReport {
+                    runs: 40,
+                    run_time_ns: 1000,
+                    bpf_stats_enabled: Some(true),
+                }),
                 queues: vec![QueueReport {
                     queue: 1,
                     core: Some(0),
@@ -420,9 +463,36 @@ mod tests {
             .lines()
             .any(|l| l.split_whitespace().eq(["mnt", "0", "3", "0", "1"])));
         assert!(t.contains("capabilities: cap_bpf,cap_net_admin"), "{t}");
+        assert!(
+            t.contains("XDP program runs: 40 in 1000 ns (25.0 ns/run; counting"),
+            "{t}"
+        );
         let json = serde_json::to_string(&report).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["xdp"]["program_runs"]["runs"], 40);
+        assert_eq!(value["xdp"]["program_runs"]["run_time_ns"], 1000);
+    }
+
+    #[test]
+    fn program_runs_line_says_whether_the_kernel_counts() {
+        let mut r = ProgramRunsReport {
+            runs: 0,
+            run_time_ns: 0,
+            bpf_stats_enabled: Some(false),
+        };
+        assert_eq!(
+            r.to_line(),
+            "XDP program runs: 0 in 0 ns (– ns/run; not counting: kernel.bpf_stats_enabled=0)"
+        );
+        r.bpf_stats_enabled = None;
+        assert!(r.to_line().ends_with("unreadable)"), "{}", r.to_line());
+        // An older daemon's XDP report (no program_runs) still reads.
+        let x: XdpReport =
+            serde_json::from_str(r#"{"iface":"v","mode":"native","program":[],"queues":[]}"#)
+                .unwrap();
+        assert_eq!(x.program_runs, None);
     }
 
     #[test]

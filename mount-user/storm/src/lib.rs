@@ -100,6 +100,16 @@ pub struct StormArgs {
     #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
     pub xdp: XdpModeArg,
 
+    /// --io socket: attach a pass-through XDP program (native mode; it steers nothing,
+    /// every frame goes on to the kernel) to IF for storm's lifetime. A veth whose peer
+    /// answers with XDP_TX in native mode (`serve --xdp-answers on`) drops those frames
+    /// unless this end has an XDP program too; with it they reach storm's sockets. It
+    /// changes this end's receive path (the program runs per frame in the veth's NAPI).
+    /// Detached when storm exits (also on an error or Ctrl-C; if storm is killed, the
+    /// kernel detaches it with storm's bpf_link). Needs root.
+    #[arg(long, value_name = "IF")]
+    pub pass_through_xdp: Option<String>,
+
     /// Procedure mix: NAME[=WEIGHT],... with NAME one of null, mnt, umnt, export, dump
     /// followed by an optional MOUNT version 1-3 (default 3); weight 0 disables.
     #[arg(long, value_name = "MIX", default_value = mix::DEFAULT_MIX)]
@@ -256,6 +266,12 @@ fn plan(args: &StormArgs) -> anyhow::Result<Plan> {
         IoKind::Afxdp => 1,
         IoKind::Socket => args.threads.min(args.clients).min(window),
     };
+    if args.io == IoKind::Afxdp && args.pass_through_xdp.is_some() {
+        bail!("--pass-through-xdp is for --io socket (--io afxdp attaches storm's own XDP program to --iface)");
+    }
+    if args.pass_through_xdp.as_deref() == Some("") {
+        bail!("--pass-through-xdp needs an interface name");
+    }
     if args.io == IoKind::Afxdp && args.transport == TransportKind::Tcp {
         bail!("--io afxdp speaks UDP only; use --io socket for TCP");
     }
@@ -295,6 +311,11 @@ pub fn execute(
         .unwrap_or(1)
         ^ std::process::id();
 
+    // Held until execute returns, whichever way: dropping it detaches the program.
+    let _pass_through = match &args.pass_through_xdp {
+        Some(iface) => Some(attach_pass_through(iface, progress_bar)?),
+        None => None,
+    };
     // Transports are opened here, before the clock starts.
     let mut ios: Vec<Box<dyn Transport + Send>> = Vec::new();
     let mut afxdp_info = None;
@@ -460,6 +481,19 @@ pub fn execute(
         afxdp: afxdp_info,
     };
     Ok(Report::new(info, &total))
+}
+
+/// `--pass-through-xdp`: the XDP program of `mount-xdp` steering port 0 (nothing): every
+/// frame passes to the kernel, but the veth end now has an XDP program, which a native-XDP
+/// veth needs to keep the frames its peer sends back with XDP_TX.
+fn attach_pass_through(iface: &str, say: bool) -> anyhow::Result<mount_xdp::ebpf::XdpAttachment> {
+    let attached =
+        mount_xdp::ebpf::XdpAttachment::attach(iface, mount_xdp::ebpf::XdpMode::Native, 0)
+            .with_context(|| format!("--pass-through-xdp {iface}"))?;
+    if say {
+        eprintln!("storm: pass-through XDP program on {iface} (detached on exit)");
+    }
+    Ok(attached)
 }
 
 fn new_bar(count: u64) -> indicatif::ProgressBar {

@@ -116,6 +116,27 @@ impl Counters {
     }
 }
 
+/// The kernel's run accounting of one BPF program (`bpf_prog_info.run_cnt` and
+/// `run_time_ns`). The kernel adds to them only while `kernel.bpf_stats_enabled` is 1 (or
+/// some process holds a `BPF_ENABLE_STATS` fd): both stay constant otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramRuns {
+    /// Runs counted.
+    pub count: u64,
+    /// Their summed run time, ns (sched_clock around each run, so it includes that timing).
+    pub time_ns: u64,
+}
+
+/// Where the kernel's switch for BPF run accounting is.
+pub const BPF_STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// `kernel.bpf_stats_enabled`: Some(true) when the kernel counts program runs, None when
+/// the sysctl is unreadable (an old kernel, or /proc/sys not mounted).
+pub fn bpf_stats_enabled() -> Option<bool> {
+    let text = std::fs::read_to_string(BPF_STATS_SYSCTL).ok()?;
+    Some(text.trim() != "0")
+}
+
 /// The XDP program loaded and attached to one interface. Dropping it detaches it.
 pub struct XdpAttachment {
     /// Owns the program (and keeps it loaded while the link holds it).
@@ -333,6 +354,21 @@ impl XdpAttachment {
             .context("BPF_PROG_TEST_RUN of the XDP program")?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out, result.duration.as_nanos() as u32))
+    }
+
+    /// The kernel's run count and run time of the program (one BPF_OBJ_GET_INFO_BY_FD):
+    /// cheap enough to read on every stats request.
+    pub fn program_runs(&self) -> anyhow::Result<ProgramRuns> {
+        let info = self
+            ._ebpf
+            .program(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("XDP object has no program {PROGRAM_NAME}"))?
+            .info()
+            .context("reading the XDP program's info (BPF_OBJ_GET_INFO_BY_FD)")?;
+        Ok(ProgramRuns {
+            count: info.run_count(),
+            time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+        })
     }
 
     /// The interface the program is attached to.

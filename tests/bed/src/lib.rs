@@ -19,6 +19,8 @@
 //! Layout:
 //! - [`netns`]: one named namespace: exists, processes in it, removal, running a closure
 //!   in it (`setns` on a thread of its own) or a command (`ip netns exec`), `ip` itself.
+//! - [`bpf_stats`]: [`bpf_stats::BpfStats`], `kernel.bpf_stats_enabled` at 1 while held
+//!   (lock file across processes), put back on drop.
 //! - [`ecmp`]: [`Ecmp`], a client, N node namespaces behind one ECMP service address and a
 //!   backbone bridge (cluster mode's deployment picture).
 //! - [`etcd`]: [`Etcd`], one etcd member or a three-member cluster (leader found and
@@ -32,6 +34,7 @@
 //! - [`skip`]: [`can_run`], the SKIPPED-unless-CI rule of every privileged test.
 //! - [`scratch`]: [`Scratch`], a scratch directory kept for inspection when a test fails.
 
+pub mod bpf_stats;
 pub mod ecmp;
 pub mod etcd;
 pub mod mounts;

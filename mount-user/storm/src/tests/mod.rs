@@ -88,6 +88,36 @@ fn cli_defaults_and_refusals() {
             "::1",
         ],
         &["--target", "nonsense", "--mix", "null"],
+        // The pass-through program is for kernel sockets; AF_XDP has its own program.
+        &[
+            "--target",
+            "127.0.0.1:644",
+            "--mix",
+            "null",
+            "--io",
+            "afxdp",
+            "--iface",
+            "lo",
+            "--pass-through-xdp",
+            "lo",
+        ],
+        &[
+            "--target",
+            "127.0.0.1:644",
+            "--mix",
+            "null",
+            "--pass-through-xdp",
+            "",
+        ],
+        // No such interface: refused before any traffic (also as root).
+        &[
+            "--target",
+            "127.0.0.1:644",
+            "--mix",
+            "null",
+            "--pass-through-xdp",
+            "xmd-nosuch0",
+        ],
     ] {
         assert!(
             execute(&args(bad), stop(), false).is_err(),

@@ -14,6 +14,15 @@
 //! and over kernel sockets (what real clients use); under the kernel-socket generator
 //! each path is also run open loop at fixed rates, with the AF_XDP worker's syscalls per
 //! call read from its counters (`xdp-mountd stats`). Figures are printed, never asserted.
+//!
+//! The XDP program's own cost per frame in this real data path comes from the kernel's
+//! run accounting (`kernel.bpf_stats_enabled`, set to 1 for the section through
+//! [`testbed::bpf_stats::BpfStats`] and put back after, also on an error): the daemon's
+//! `stats --json` reports its program's run count and run time, read before and after
+//! each run. Under the kernel-socket generator the xdp_tx path gets a pass-through XDP
+//! program on the client's veth end (`storm --pass-through-xdp`), without which a
+//! native-XDP veth drops every XDP_TX answer; only there, since elsewhere it would change
+//! the client side of what is measured.
 mod napi;
 mod report;
 
@@ -22,14 +31,20 @@ use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-pub use report::{CostRun, CostSection, WorkerCalls};
+pub use report::{CostRun, CostSection, ProgramRuns, WorkerCalls};
 
 use super::server::{Launch, Server};
 use super::storm::{self, Load, StormSpec};
 use super::variants::{Ctx, GeneratorIo, Variant};
 use super::PORT;
+use testbed::bpf_stats::BpfStats;
 use testbed::{End, Pair, PairSpec};
+
+/// How long the section waits for another holder of kernel.bpf_stats_enabled (a test or
+/// another bench measuring BPF run times) before going on without the program's figures.
+const BPF_STATS_WAIT: Duration = Duration::from_secs(120);
 
 /// The section's own namespace pair (not the servers section's: the kthread names and
 /// the offload settings stay with this section's interfaces).
@@ -125,6 +140,19 @@ pub fn run(bench_ctx: &Ctx<'_>, options: &Options) -> Result<CostSection> {
         println!("cost: xdp_tx skipped: {why}");
         Some(why.to_owned())
     };
+    // Held until the section returns (dropped on every `?` too): the sysctl goes back.
+    let (_bpf_stats, program_runs_skipped) = if options.check_only {
+        (None, None)
+    } else {
+        match BpfStats::enable(BPF_STATS_WAIT) {
+            Ok(held) => (Some(held), None),
+            Err(e) => {
+                let why = format!("kernel.bpf_stats_enabled could not be set: {e:#}");
+                println!("cost: program ns/frame not measured: {why}");
+                (None, Some(why))
+            }
+        }
+    };
     let bench = Bench {
         ctx: &ctx,
         options,
@@ -145,6 +173,7 @@ pub fn run(bench_ctx: &Ctx<'_>, options: &Options) -> Result<CostSection> {
         server_cpu,
         generator_cpu,
         xdp_tx_skipped,
+        program_runs_skipped,
         runs,
     })
 }
@@ -238,12 +267,19 @@ impl Bench<'_> {
                     client_napi: napi::cpu_ns(client_napi)?,
                 })
             };
-            let before = self.worker_calls(path)?;
+            let before = self.daemon_counters(path)?;
             let spec = self.spec(generator, path, load);
             let (run, span) = storm::measure_sampled(&spec, load, 1, ctx.stop, sample)?;
-            let after = self.worker_calls(path)?;
+            let after = self.daemon_counters(path)?;
             server.check_alive()?;
-            let cost = report::cost_run(
+            let (worker, program) = match (before, after) {
+                (Some(b), Some(a)) => (
+                    Some(a.worker.since(&b.worker)),
+                    a.program.zip(b.program).map(|(a, b)| a.since(&b)),
+                ),
+                _ => (None, None),
+            };
+            let mut cost = report::cost_run(
                 gen_id,
                 path.id(),
                 load,
@@ -255,8 +291,10 @@ impl Bench<'_> {
                     client_napi: b.client_napi.saturating_sub(a.client_napi),
                     ticks_per_sec: 1_000_000_000,
                 }),
-                before.zip(after).map(|(b, a)| a.since(&b)),
+                worker,
+                program,
             );
+            cost.client_xdp_pass = client_xdp_pass(generator, path);
             println!("{}", cost.progress_line());
             runs.push(cost);
         }
@@ -322,12 +360,17 @@ impl Bench<'_> {
             warmup: self.options.warmup,
             json: ctx.work.join(format!("{tag}.json")),
             log: ctx.work.join(format!("{tag}.log")),
-            extra: vec![],
+            extra: if client_xdp_pass(generator, path) {
+                vec!["--pass-through-xdp".into(), ctx.net.client.ifname.clone()]
+            } else {
+                vec![]
+            },
         }
     }
 
-    /// The AF_XDP worker's counters summed over the queues (None for the socket path).
-    fn worker_calls(&self, path: ServerPath) -> Result<Option<WorkerCalls>> {
+    /// The AF_XDP worker's counters summed over the queues and the program's run
+    /// accounting (None for the socket path, which has no XDP).
+    fn daemon_counters(&self, path: ServerPath) -> Result<Option<DaemonCounters>> {
         if path == ServerPath::Socket {
             return Ok(None);
         }
@@ -345,8 +388,28 @@ impl Bench<'_> {
         }
         let stats: Value =
             serde_json::from_slice(&out.stdout).context("parsing xdp-mountd stats --json")?;
-        Ok(Some(WorkerCalls::from_stats(&stats)))
+        Ok(Some(DaemonCounters {
+            worker: WorkerCalls::from_stats(&stats),
+            program: ProgramRuns::from_stats(&stats),
+        }))
     }
+}
+
+/// What the section reads from `xdp-mountd stats --json` around each run.
+#[derive(Debug, Clone, Copy)]
+struct DaemonCounters {
+    worker: WorkerCalls,
+    /// None when the daemon reports no run accounting.
+    program: Option<ProgramRuns>,
+}
+
+/// Whether storm gives the client's veth end a pass-through XDP program: only for the
+/// xdp_tx path under the kernel-socket generator, where a native-XDP veth would drop every
+/// XDP_TX answer without one (the AF_XDP generator has its own program there already).
+/// Elsewhere it would add a program run to the client's receive path and change what is
+/// measured.
+fn client_xdp_pass(generator: GeneratorIo, path: ServerPath) -> bool {
+    generator == GeneratorIo::Socket && path == ServerPath::XdpTx
 }
 
 /// The generator's name in the report.

@@ -19,6 +19,10 @@ pub struct CostSection {
     pub generator_cpu: usize,
     /// Why the xdp_tx path was not measured, if it was not.
     pub xdp_tx_skipped: Option<String>,
+    /// Why the XDP program's run time was not measured (kernel.bpf_stats_enabled could
+    /// not be set), if it was not.
+    #[serde(default)]
+    pub program_runs_skipped: Option<String>,
     /// Every run, by generator, path and load.
     pub runs: Vec<CostRun>,
 }
@@ -91,6 +95,64 @@ impl WorkerCalls {
     }
 }
 
+/// The daemon's XDP program as the kernel accounts its runs (`xdp.program_runs` of
+/// `xdp-mountd stats --json`, counting while kernel.bpf_stats_enabled=1), and the MNTs
+/// the daemon answered on every path (workers, kernel sockets, XDP_TX) read at the same
+/// moment, so that runs per MNT compares like with like.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProgramRuns {
+    /// Program runs.
+    pub runs: u64,
+    /// Their summed run time, ns.
+    pub run_time_ns: u64,
+    /// MNTs answered, all paths.
+    pub mnt_answered: u64,
+}
+
+impl ProgramRuns {
+    /// Picked out of `xdp-mountd stats --json`; None when the daemon has no XDP program or
+    /// reports no run accounting (an older daemon, or the info call failed).
+    pub fn from_stats(stats: &Value) -> Option<ProgramRuns> {
+        let runs = stats.get("xdp")?.get("program_runs")?;
+        let mnt = stats
+            .get("procedures")
+            .and_then(Value::as_array)
+            .and_then(|rows| rows.iter().find(|r| r.get("name") == Some(&"mnt".into())));
+        let mnt_answered = mnt.map_or(0, |row| {
+            ["afxdp", "udp", "tcp", "xdp_tx"]
+                .iter()
+                .map(|col| row.get(*col).and_then(Value::as_u64).unwrap_or(0))
+                .sum()
+        });
+        Some(ProgramRuns {
+            runs: runs.get("runs")?.as_u64()?,
+            run_time_ns: runs.get("run_time_ns")?.as_u64()?,
+            mnt_answered,
+        })
+    }
+
+    /// The growth since `before`.
+    pub fn since(&self, before: &ProgramRuns) -> ProgramRuns {
+        ProgramRuns {
+            runs: self.runs.saturating_sub(before.runs),
+            run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
+            mnt_answered: self.mnt_answered.saturating_sub(before.mnt_answered),
+        }
+    }
+
+    /// Run time per run, ns (None without runs: accounting off, or no frames).
+    pub fn ns_per_frame(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.run_time_ns as f64 / self.runs as f64)
+    }
+
+    /// Program runs per MNT answered (~1: each call frame runs it once; ARP/NDP and the
+    /// like add a few).
+    pub fn runs_per_mnt(&self) -> Option<f64> {
+        (self.runs > 0 && self.mnt_answered > 0)
+            .then(|| self.runs as f64 / self.mnt_answered as f64)
+    }
+}
+
 /// CPU time over a run's measured window, in units of `ticks_per_sec` (ns from schedstat).
 pub struct TickSpan {
     /// Seconds between the two samples.
@@ -142,6 +204,14 @@ pub struct CostRun {
     pub busy_fraction: f64,
     /// The AF_XDP worker's counters over the run (warm-up included).
     pub worker: Option<WorkerCalls>,
+    /// The daemon's XDP program runs over the run (warm-up included).
+    #[serde(default)]
+    pub program: Option<ProgramRuns>,
+    /// The client's veth end had a pass-through XDP program (storm --pass-through-xdp):
+    /// the xdp_tx path under the kernel-socket generator, whose answers a native-XDP veth
+    /// would drop otherwise.
+    #[serde(default)]
+    pub client_xdp_pass: bool,
 }
 
 /// One run's figures.
@@ -152,6 +222,7 @@ pub fn cost_run(
     run: &Run,
     span: Option<TickSpan>,
     worker: Option<WorkerCalls>,
+    program: Option<ProgramRuns>,
 ) -> CostRun {
     let s = &run.storm;
     let per_call = |ticks: u64, span: &TickSpan| {
@@ -189,6 +260,8 @@ pub fn cost_run(
         client_napi_us_per_call: client_napi,
         busy_fraction: run.cpu_busy_fraction,
         worker,
+        program,
+        client_xdp_pass: false,
     }
 }
 
@@ -197,12 +270,21 @@ fn num(v: Option<f64>, digits: usize) -> String {
 }
 
 impl CostRun {
+    /// The path's cell: marked when the client end had a pass-through XDP program.
+    pub fn path_label(&self) -> String {
+        if self.client_xdp_pass {
+            format!("{} (+client XDP)", self.path)
+        } else {
+            self.path.clone()
+        }
+    }
+
     /// One line for the terminal while the bench runs.
     pub fn progress_line(&self) -> String {
         format!(
-            "cost: gen {:<6} path {:<11} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p50 {:>5.0} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch, {} syscalls/batch",
+            "cost: gen {:<6} path {:<11} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p50 {:>5.0} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch, {} syscalls/batch | program {} ns/frame, {} runs/MNT",
             self.generator,
-            self.path,
+            self.path_label(),
             self.load,
             self.calls_per_sec,
             num(self.server_us_per_call, 2),
@@ -214,6 +296,8 @@ impl CostRun {
             num(self.worker.and_then(|w| w.syscalls_per_call()), 3),
             num(self.worker.and_then(|w| w.calls_per_batch()), 1),
             num(self.worker.and_then(|w| w.syscalls_per_batch()), 2),
+            num(self.program.and_then(|p| p.ns_per_frame()), 1),
+            num(self.program.and_then(|p| p.runs_per_mnt()), 3),
         )
     }
 }
@@ -227,20 +311,23 @@ impl CostSection {
         if let Some(why) = &self.xdp_tx_skipped {
             let _ = writeln!(s, "xdp_tx not measured: {why}.\n");
         }
+        if let Some(why) = &self.program_runs_skipped {
+            let _ = writeln!(s, "XDP program run time not measured: {why}.\n");
+        }
         let _ = writeln!(
             s,
-            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p50 µs | p99 µs | lost | worker syscalls/call | calls/batch | syscalls/batch |"
+            "| generator | server path | load | MNT/s | server µs/MNT | of which NAPI thread | machine − generator µs/MNT | p50 µs | p99 µs | lost | worker syscalls/call | calls/batch | syscalls/batch | program ns/frame | program runs/MNT |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.runs {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
                 r.generator,
-                r.path,
+                r.path_label(),
                 r.load,
                 r.calls_per_sec,
                 num(r.server_us_per_call, 2),
@@ -252,6 +339,8 @@ impl CostSection {
                 num(r.worker.and_then(|w| w.syscalls_per_call()), 3),
                 num(r.worker.and_then(|w| w.calls_per_batch()), 1),
                 num(r.worker.and_then(|w| w.syscalls_per_batch()), 2),
+                num(r.program.and_then(|p| p.ns_per_frame()), 1),
+                num(r.program.and_then(|p| p.runs_per_mnt()), 3),
             );
         }
         s
@@ -276,7 +365,21 @@ pub fn note(server_cpu: usize, generator_cpu: usize) -> String {
          under 5000/s give one call per wakeup). afxdp_busy: AF_XDP with `--afxdp-busy-poll {BUSY_POLL_US}` \
          (the worker spins in recvfrom(), running the NAPI poll itself, up to \
          {BUSY_POLL_US} µs after each burst). Open loop: the kernel-socket generator at a fixed rate (it may \
-         fall short: see MNT/s)."
+         fall short: see MNT/s). Program ns/frame: the daemon's XDP program as the kernel \
+         accounts it with kernel.bpf_stats_enabled=1 (set for this section, put back after): \
+         run_time_ns ÷ run_cnt growth from `xdp-mountd stats --json` over the run (warm-up \
+         included), i.e. the program alone in the real data path, every frame it saw \
+         (redirected into AF_XDP, answered with XDP_TX, or passed); the kernel's own timing \
+         (sched_clock around each run) is inside and adds tens of ns; the redirect, the \
+         XDP_TX transmit and the socket work after the verdict are not. Program runs/MNT: \
+         runs ÷ MNTs the daemon answered on every path over the same span (~1; ARP/NDP add \
+         a few). xdp_tx (+client XDP): under the kernel-socket generator the client's veth \
+         end gets a pass-through XDP program (storm --pass-through-xdp: steers nothing), \
+         because a native-XDP veth drops the frames its peer sends back with XDP_TX unless \
+         its own end has an XDP program; that program runs on the client side's receive \
+         path (its cost is the client NAPI thread's, not the server's), so that row's \
+         client side differs from the other rows', which keep it off lest it change what \
+         they measure."
     )
 }
 
@@ -337,6 +440,11 @@ mod tests {
             &run,
             Some(span),
             None,
+            Some(ProgramRuns {
+                runs: 202_000,
+                run_time_ns: 10_100_000,
+                mnt_answered: 200_000,
+            }),
         );
         let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
         assert!(
@@ -350,16 +458,33 @@ mod tests {
         assert!(close(c.machine_minus_generator_us, 6.0));
         assert_eq!(c.load, "closed 64");
         assert!(c.progress_line().contains("afxdp"));
+        assert!(
+            c.progress_line()
+                .ends_with("| program 50.0 ns/frame, 1.010 runs/MNT"),
+            "{}",
+            c.progress_line()
+        );
+        let mut passed = c.clone();
+        passed.path = "xdp_tx".into();
+        passed.client_xdp_pass = true;
+        passed.program = None;
         let md = CostSection {
             note: String::new(),
             server_cpu: 0,
             generator_cpu: 1,
             xdp_tx_skipped: Some("no flag".into()),
-            runs: vec![c],
+            program_runs_skipped: None,
+            runs: vec![c, passed],
         }
         .markdown();
         assert!(
             md.contains("| socket | afxdp | closed 64 | 100000 | 3.00 |"),
+            "{md}"
+        );
+        assert!(md.contains(" | 50.0 | 1.010 |\n"), "{md}");
+        assert!(
+            md.contains("| socket | xdp_tx (+client XDP) | closed 64 |")
+                && md.contains(" | – | – |\n"),
             "{md}"
         );
         // Header, rule and rows have as many columns.
@@ -368,7 +493,43 @@ mod tests {
             .filter(|l| l.starts_with('|'))
             .map(|l| l.matches('|').count())
             .collect();
-        assert_eq!(columns.len(), 3, "{md}");
+        assert_eq!(columns.len(), 4, "{md}");
         assert!(columns.iter().all(|&n| n == columns[0]), "{md}");
+    }
+
+    #[test]
+    fn program_runs_are_read_diffed_and_divided() {
+        let stats = |runs: u64, ns: u64, afxdp: u64, xdp_tx: u64| {
+            serde_json::json!({
+                "xdp": {"program_runs": {"runs": runs, "run_time_ns": ns, "bpf_stats_enabled": true}},
+                "procedures": [
+                    {"name": "null", "afxdp": 1000, "udp": 0, "tcp": 0, "xdp_tx": 1000},
+                    {"name": "mnt", "afxdp": afxdp, "udp": 2, "tcp": 1, "xdp_tx": xdp_tx}
+                ]
+            })
+        };
+        let before = ProgramRuns::from_stats(&stats(100, 5_000, 10, 0)).unwrap();
+        assert_eq!(before.mnt_answered, 13);
+        let after = ProgramRuns::from_stats(&stats(1_100, 65_000, 20, 980)).unwrap();
+        let d = after.since(&before);
+        assert_eq!(
+            (d.runs, d.run_time_ns, d.mnt_answered),
+            (1_000, 60_000, 990)
+        );
+        assert_eq!(d.ns_per_frame(), Some(60.0));
+        assert!(d
+            .runs_per_mnt()
+            .is_some_and(|r| (r - 1000.0 / 990.0).abs() < 1e-12));
+        // Accounting off: runs do not move, nothing is claimed.
+        let off = before.since(&before);
+        assert_eq!((off.ns_per_frame(), off.runs_per_mnt()), (None, None));
+        // No XDP, or a daemon without program_runs (or null): no figures at all.
+        for v in [
+            serde_json::json!({"xdp": null}),
+            serde_json::json!({"xdp": {"program_runs": null}}),
+            serde_json::json!({"xdp": {"queues": []}}),
+        ] {
+            assert_eq!(ProgramRuns::from_stats(&v), None, "{v}");
+        }
     }
 }
