@@ -116,6 +116,22 @@ const _: () = assert!(core::mem::size_of::<SeenEntry>() == 16 + PATH_TAIL);
 const _: () = assert!(core::mem::offset_of!(SeenLookup, tail) % 8 == 0);
 const _: () = assert!(core::mem::offset_of!(SeenEntry, path_tail) % 8 == 0);
 
+/// Bytes of a call after its fixed header that the program copies to read at offsets that
+/// depend on the credential's length (credential, verifier, the MNT path's length and first
+/// [`PATH_HEAD`] bytes); a call whose parts lie further is left to user space.
+pub const CALL_COPY_MAX: usize = 512;
+
+/// The program's per-CPU copy of a call's bytes after its fixed header, with room for a
+/// word read at any offset below [`CALL_COPY_MAX`].
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct CallCopy {
+    /// The bytes; only the first `copied` (see the program) are this call's.
+    pub bytes: [u8; CALL_COPY_MAX + 8],
+}
+
+const _: () = assert!(CALL_COPY_MAX.is_power_of_two());
+
 /// Value of [`SEEN_MAP_NAME`]: how to answer this pair's MNT, valid while `generation`
 /// equals [`crate::Config::mnt_generation`] (a reload bumps it, so every older entry is
 /// dead at once).

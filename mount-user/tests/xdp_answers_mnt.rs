@@ -17,7 +17,7 @@ use mount_proto::exports::{ExportTable, StaticResolver};
 use mount_proto::mount::{self, procs, templates};
 use mount_proto::mountlist::MountList;
 use mount_proto::packet::{self, IpPair};
-use mount_proto::rpc::{encode_call, AuthSys, Credential};
+use mount_proto::rpc::{encode_call, AuthSys, Call, Credential, OpaqueAuth};
 use mount_proto::xdr::Writer;
 use mount_xdp::ebpf::XdpAttachment;
 
@@ -111,6 +111,53 @@ fn mnt_call(vers: u32, cred: &Credential<'_>, xid: u32, path: &[u8]) -> Vec<u8> 
     out
 }
 
+/// An AUTH_SYS body: stamp, machine name (`name_len` bytes), uid, gid, `gids` gids.
+fn auth_sys_body(name_len: usize, gids: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&7u32.to_be_bytes());
+    b.extend_from_slice(&(name_len as u32).to_be_bytes());
+    b.extend(std::iter::repeat_n(b'm', name_len));
+    b.resize(b.len().next_multiple_of(4), 0);
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&gids.to_be_bytes());
+    for g in 0..gids {
+        b.extend_from_slice(&g.to_be_bytes());
+    }
+    b
+}
+
+/// A MNT v3 call of `path` with an AUTH_SYS credential `cred` and a verifier of
+/// `verf_len` bytes (flavor 6, which the program and user space do not inspect).
+fn mnt_call_with(cred: &[u8], verf_len: usize, path: &[u8]) -> Vec<u8> {
+    let mut args = vec![0u8; 256];
+    let mut w = Writer::new(&mut args);
+    w.put_string(path, mount::MNTPATHLEN).unwrap();
+    let n = w.position();
+    let verf = vec![9u8; verf_len];
+    let mut out = vec![0u8; 2048];
+    let mut w = Writer::new(&mut out);
+    Call {
+        xid: 0x5151_0001,
+        prog: mount::MOUNT_PROGRAM,
+        vers: 3,
+        proc_: procs::MNT,
+        cred: OpaqueAuth {
+            flavor: 1,
+            body: cred,
+        },
+        verf: OpaqueAuth {
+            flavor: 6,
+            body: &verf,
+        },
+        args: &args[..n],
+    }
+    .emit(&mut w)
+    .unwrap();
+    let len = w.position();
+    out.truncate(len);
+    out
+}
+
 fn auth_sys() -> Credential<'static> {
     Credential::Sys(AuthSys::new(7, b"client1", 0, 0, &[1, 2, 3]).unwrap())
 }
@@ -166,6 +213,23 @@ fn mnt_of_a_seen_root_is_answered_byte_exact_for_every_form() {
                 answered += 1;
             }
         }
+    }
+    // Arguments after a long verifier, and the longest AUTH_SYS credential, still inside
+    // what the program copies: answered.
+    for (cred, verf_len, what) in [
+        (auth_sys_body(7, 3), 200, "200-byte verifier"),
+        (
+            auth_sys_body(255, 16),
+            100,
+            "255-byte machine name, 16 gids, 100-byte verifier",
+        ),
+    ] {
+        let f = frame(
+            &addressing(false, 800),
+            &mnt_call_with(&cred, verf_len, b"/srv/a"),
+        );
+        assert_answered(&mut xdp, &table, &f, what);
+        answered += 1;
     }
     // `/srv/b` is `insecure`: a high port is answered too.
     let f = frame(
@@ -288,6 +352,24 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
             assert_steered(&mut xdp, &frame(&v4, &mnt_call(3, &cred, 1, path)), what);
         }
     }
+    // The path past what the program copies (a 340-byte credential and a 400-byte
+    // verifier): user space answers it.
+    let far = mnt_call_with(&auth_sys_body(255, 16), 400, b"/srv/a");
+    assert_steered(
+        &mut xdp,
+        &frame(&v4, &far),
+        "arguments past the program's copy",
+    );
+    assert!(user_space_reply_with(&frame(&v4, &far), &table, &MountList::new()).is_some());
+    // An AUTH_SYS body that claims more gids than it holds.
+    let mut short_gids = auth_sys_body(7, 2);
+    let at = short_gids.len() - 12;
+    short_gids[at..at + 4].copy_from_slice(&3u32.to_be_bytes());
+    assert_steered(
+        &mut xdp,
+        &frame(&v4, &mnt_call_with(&short_gids, 0, b"/srv/a")),
+        "gid count past the credential",
+    );
     // The path's padding cut off: a string whose bytes pass the end of the datagram.
     let mut short = mnt_call(3, &cred, 1, b"/srv/a");
     short.truncate(short.len() - 4);

@@ -21,7 +21,7 @@ mod seen;
 
 use aya_ebpf::{
     bindings::xdp_action::XDP_DROP,
-    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::generated::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len},
     macros::map,
     maps::Array,
     programs::XdpContext,
@@ -247,16 +247,6 @@ fn resize(ctx: &XdpContext, old_len: usize, new_len: usize) -> Option<()> {
     Some(())
 }
 
-/// Reads one big-endian word at a run-time offset of the frame.
-#[inline(always)]
-fn load_be32(ctx: &XdpContext, offset: u32) -> Option<u32> {
-    let mut word = [0u8; 4];
-    // SAFETY: the helper bounds-checks `offset..offset + 4` against the frame and writes
-    // 4 bytes into `word`.
-    let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset, word.as_mut_ptr().cast(), 4) };
-    (r == 0).then_some(u32::from_be_bytes(word))
-}
-
 /// The xid and reply template of a NULL or MNT call at `P` (`len` payload bytes) from
 /// `addr` (IPv4-mapped for IPv4), source port `port`, that user space would answer with
 /// that template.
@@ -269,11 +259,11 @@ fn call<const P: usize>(
     addr: [u32; 4],
     port: u16,
 ) -> Option<([u8; 4], u32)> {
-    let (xid, vers, args) = rpc::rpc_call::<P>(ctx, len, proc_)?;
+    let call = rpc::rpc_call::<P>(ctx, len, proc_)?;
     if proc_ == PROC_NULL {
-        return Some((xid, TEMPLATE_NULL));
+        return Some((call.xid, TEMPLATE_NULL));
     }
-    let entry = seen::seen_mnt::<P>(ctx, len, args, addr)?;
+    let entry = seen::seen_mnt::<P>(ctx, &call, len, addr)?;
     // 0 is "no generation": a zeroed Config answers no MNT.
     if config.mnt_generation == 0 || entry.generation != config.mnt_generation {
         return None;
@@ -282,8 +272,8 @@ fn call<const P: usize>(
         return None;
     }
     Some((
-        xid,
-        if vers == 3 {
+        call.xid,
+        if call.vers == 3 {
             entry.template_v3
         } else {
             entry.template_v1

@@ -5,9 +5,12 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use mount_ebpf::answer::{SeenEntry, SeenKey, SeenLookup, MNT_PATH_MAX, PATH_HEAD, SEEN_ENTRIES};
+use mount_ebpf::answer::{
+    SeenEntry, SeenKey, SeenLookup, CALL_FIXED_LEN, MNT_PATH_MAX, PATH_HEAD, SEEN_ENTRIES,
+};
 
-use super::{bounded, load_be32};
+use super::bounded;
+use super::rpc::{copied_be32, Call};
 
 /// The (client, export root) pairs user space answered, allowed and recorded itself.
 #[map(name = "MOUNT_SEEN")]
@@ -18,21 +21,28 @@ static SEEN: LruHashMap<SeenKey, SeenEntry> = LruHashMap::with_max_entries(SEEN_
 #[map(name = "MOUNT_SEEN_KEY")]
 static SEEN_KEY: PerCpuArray<SeenLookup> = PerCpuArray::with_max_entries(1, 0);
 
-/// The `MOUNT_SEEN` entry of the MNT path at offset `args` (a `dirpath`: length, bytes,
-/// padding, all inside the `len`-byte payload at `P`) from `addr`; None when the path is
-/// empty, longer than `MNT_PATH_MAX`, or the pair is not in the map.
+/// The `MOUNT_SEEN` entry of the MNT path of `call` (a `dirpath` at its arguments: length,
+/// bytes, padding, all inside the `len`-byte payload at `P`) from `addr`; None when the
+/// path is empty, longer than `MNT_PATH_MAX`, not in the call's copy, or the pair is not
+/// in the map.
 #[inline(always)]
 pub(super) fn seen_mnt<const P: usize>(
     ctx: &XdpContext,
+    call: &Call,
     len: u32,
-    args: u32,
     addr: [u32; 4],
 ) -> Option<SeenHit> {
-    let path_len = load_be32(ctx, args)?;
+    let args = call.args;
+    // The length must lie in the copy (it does but for calls with verifiers of hundreds of
+    // bytes, which go to user space).
+    if args + 4 > call.copied {
+        return None;
+    }
+    let path_len = copied_be32(call.copy, args);
     if path_len == 0 || path_len > MNT_PATH_MAX as u32 {
         return None;
     }
-    if args + 4 + ((path_len + 3) & !3) > P as u32 + len {
+    if CALL_FIXED_LEN + args + 4 + ((path_len + 3) & !3) > len {
         return None;
     }
     let lookup = SEEN_KEY.get_ptr_mut(0)?;
@@ -56,6 +66,10 @@ pub(super) fn seen_mnt<const P: usize>(
     zero!(5 6 7 8 9 10 11 12);
     // SAFETY: as above; nothing else runs on this CPU until the program returns.
     let lookup = unsafe { &mut *lookup };
+    // The path's bytes from the frame, not from the copy: cutting copied words at the
+    // path's end takes a branch per word, and the verifier, following every combination,
+    // gave up (E2BIG) on the unprivileged load.
+    let args = P as u32 + CALL_FIXED_LEN + args;
     let head = if path_len > PATH_HEAD as u32 {
         PATH_HEAD as u32
     } else {
