@@ -37,10 +37,11 @@ fn root_of_len(len: usize, last: char) -> String {
     format!("/srv/{}{last}", "p".repeat(len - 6))
 }
 
-/// The long roots exported beside `EXPORTS`: just inside the key, one byte into the
-/// entry's tail, in the middle, and the longest the program matches.
+/// The roots exported beside `EXPORTS`: around word boundaries of the key's path head
+/// (the program cuts the last word at the path's end), just inside the key, one byte into
+/// the entry's tail, in the middle, and the longest the program matches.
 fn long_roots() -> Vec<String> {
-    [PATH_HEAD, PATH_HEAD + 1, 100, MNT_PATH_MAX]
+    [7, 8, 9, 12, 31, PATH_HEAD, PATH_HEAD + 1, 100, MNT_PATH_MAX]
         .iter()
         .map(|&n| root_of_len(n, 'z'))
         .collect()
@@ -214,6 +215,13 @@ fn mnt_of_a_seen_root_is_answered_byte_exact_for_every_form() {
             }
         }
     }
+    // Pad bytes after the path are not zero: user space ignores them, so does the program.
+    let mut odd_pad = mnt_call(3, &auth_sys(), 0xd00d, b"/srv/a");
+    let n = odd_pad.len();
+    odd_pad[n - 2..].copy_from_slice(&[0xaa, 0x55]);
+    let f = frame(&addressing(false, 800), &odd_pad);
+    assert_answered(&mut xdp, &table, &f, "non-zero pad bytes after the path");
+    answered += 1;
     // Arguments after a long verifier, and the longest AUTH_SYS credential, still inside
     // what the program copies: answered.
     for (cred, verf_len, what) in [

@@ -6,7 +6,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use mount_ebpf::answer::{
-    SeenEntry, SeenKey, SeenLookup, CALL_FIXED_LEN, MNT_PATH_MAX, PATH_HEAD, SEEN_ENTRIES,
+    SeenEntry, SeenKey, SeenLookup, CALL_COPY_MAX, CALL_FIXED_LEN, MNT_PATH_MAX, PATH_HEAD,
+    SEEN_ENTRIES,
 };
 
 use super::bounded;
@@ -33,9 +34,9 @@ pub(super) fn seen_mnt<const P: usize>(
     addr: [u32; 4],
 ) -> Option<SeenHit> {
     let args = call.args;
-    // The length must lie in the copy (it does but for calls with verifiers of hundreds of
-    // bytes, which go to user space).
-    if args + 4 > call.copied {
+    // The length and the head's bytes must lie in the copy (they do but for calls with
+    // verifiers of hundreds of bytes, which go to user space).
+    if args + 4 + PATH_HEAD as u32 > CALL_COPY_MAX as u32 || args + 4 > call.copied {
         return None;
     }
     let path_len = copied_be32(call.copy, args);
@@ -59,38 +60,21 @@ pub(super) fn seen_mnt<const P: usize>(
             unsafe { $(core::ptr::write_volatile(words.add($i), $v);)* }
         };
     }
-    macro_rules! zero {
-        ($($i:literal)*) => { put!($($i = 0;)*); };
-    }
-    put!(0 = addr[0]; 1 = addr[1]; 2 = addr[2]; 3 = addr[3]; 4 = path_len;);
-    zero!(5 6 7 8 9 10 11 12);
+    // The head from the copy (the path's bytes end inside the datagram and, checked above,
+    // before CALL_COPY_MAX, so all of them were copied), each word cut at the path's end so
+    // the key is zero-padded whatever follows the path. Cut without a branch: a branch per
+    // word made the verifier follow every combination and give up (E2BIG) on the
+    // unprivileged load.
+    let head = |i: u32| {
+        let word = u32::to_be(copied_be32(call.copy, args + 4 + 4 * i));
+        word & path_mask(path_len, i)
+    };
+    put!(0 = addr[0]; 1 = addr[1]; 2 = addr[2]; 3 = addr[3]; 4 = path_len;
+        5 = head(0); 6 = head(1); 7 = head(2); 8 = head(3);
+        9 = head(4); 10 = head(5); 11 = head(6); 12 = head(7););
     // SAFETY: as above; nothing else runs on this CPU until the program returns.
     let lookup = unsafe { &mut *lookup };
-    // The path's bytes from the frame, not from the copy: cutting copied words at the
-    // path's end takes a branch per word, and the verifier, following every combination,
-    // gave up (E2BIG) on the unprivileged load.
     let args = P as u32 + CALL_FIXED_LEN + args;
-    let head = if path_len > PATH_HEAD as u32 {
-        PATH_HEAD as u32
-    } else {
-        path_len
-    };
-    // The helper's size must provably lie in 1..=PATH_HEAD where the verifier sees it (see
-    // `bounded`): the identity for 1..=32.
-    let n = bounded::<{ PATH_HEAD as u64 - 1 }>(head);
-    // SAFETY: the helper bounds-checks `args + 4 .. + n` against the frame and writes `n`
-    // bytes into `path_head`, which holds PATH_HEAD.
-    let r = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            args + 4,
-            lookup.key.path_head.as_mut_ptr().cast(),
-            n,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
     let long = path_len > PATH_HEAD as u32;
     if long {
         read_tail(ctx, lookup, args, path_len)?;
@@ -107,6 +91,44 @@ pub(super) fn seen_mnt<const P: usize>(
         template_v1: entry.template_v1,
         template_v3: entry.template_v3,
     })
+}
+
+/// The mask of the bytes of a `path_len`-byte path in the path's word `i` as it lies in
+/// memory (little-endian: the first byte is the low one): all four, the first
+/// `path_len - 4i`, or none. Clamped with arithmetic shifts in assembly, where the
+/// optimiser cannot turn it back into branches.
+#[inline(always)]
+fn path_mask(path_len: u32, i: u32) -> u32 {
+    let keep = path_len as u64;
+    let mask: u64;
+    // SAFETY: register arithmetic only, no memory access.
+    unsafe {
+        core::arch::asm!(
+            // keep = max(path_len - 4i, 0)
+            "{keep} -= {first}",
+            "{sign} = {keep}",
+            "{sign} s>>= 63",
+            "{sign} ^= -1",
+            "{keep} &= {sign}",
+            // keep = min(keep, 4) = 4 + min(keep - 4, 0)
+            "{keep} += -4",
+            "{sign} = {keep}",
+            "{sign} s>>= 63",
+            "{keep} &= {sign}",
+            "{keep} += 4",
+            // mask = (1 << 8 keep) - 1
+            "{keep} <<= 3",
+            "{mask} = 1",
+            "{mask} <<= {keep}",
+            "{mask} += -1",
+            keep = inout(reg) keep => _,
+            first = in(reg) u64::from(4 * i),
+            sign = out(reg) _,
+            mask = out(reg) mask,
+            options(pure, nomem, nostack),
+        );
+    }
+    mask as u32
 }
 
 /// What [`call`] needs of a `MOUNT_SEEN` entry (not its path tail).
