@@ -81,6 +81,16 @@ impl SeenKey {
         key.path_head[..head].copy_from_slice(&path[..head]);
         Some(key)
     }
+
+    /// The key of client `ip` (IPv4 as `::ffff:a.b.c.d`, as the program builds it) and
+    /// `path`; None when the path is empty or longer than [`MNT_PATH_MAX`].
+    pub fn for_ip(ip: core::net::IpAddr, path: &[u8]) -> Option<Self> {
+        let addr = match ip {
+            core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            core::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        Self::new(addr, path)
+    }
 }
 
 /// The bytes of `path` after [`PATH_HEAD`], zero-padded: [`SeenEntry::path_tail`].

@@ -69,11 +69,7 @@ fn loaded(privileged: bool, table: &ExportTable) -> XdpAttachment {
         let r = templates::mnt_replies(table, ip, "/srv/a", false).expect("answerable");
         xdp.set_template(slot, &r.v1).expect("template");
         xdp.set_template(slot + 1, &r.v3).expect("template");
-        let addr = match ip {
-            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-            IpAddr::V6(a) => a.octets(),
-        };
-        let key = SeenKey::new(addr, b"/srv/a").expect("a short path");
+        let key = SeenKey::for_ip(ip, b"/srv/a").expect("a short path");
         let entry = SeenEntry {
             generation: GENERATION,
             flags: if r.secure { SEEN_SECURE } else { 0 },

@@ -68,20 +68,13 @@ fn client_ip(v6: bool) -> IpAddr {
     }
 }
 
-fn key_addr(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
 /// What user space does once it has answered and recorded `ip`'s MNT of `path`: write the
 /// pair's templates at `slot` and `slot + 1` and insert the pair.
 fn mark_seen(xdp: &mut XdpAttachment, table: &ExportTable, ip: IpAddr, path: &str, slot: u32) {
     let r = templates::mnt_replies(table, ip, path, false).expect("answerable in the program");
     xdp.set_template(slot, &r.v1).unwrap();
     xdp.set_template(slot + 1, &r.v3).unwrap();
-    let key = SeenKey::new(key_addr(ip), path.as_bytes()).unwrap();
+    let key = SeenKey::for_ip(ip, path.as_bytes()).unwrap();
     let entry = SeenEntry {
         generation: GENERATION,
         flags: if r.secure { SEEN_SECURE } else { 0 },
@@ -407,7 +400,7 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
     assert_steered(&mut null_only, &ok, "MNT answers off");
     // Removed from the map (UMNT): steered again.
     xdp.set_mnt_generation(GENERATION).unwrap();
-    xdp.seen_remove(&SeenKey::new(key_addr(client_ip(false)), b"/srv/a").unwrap())
+    xdp.seen_remove(&SeenKey::for_ip(client_ip(false), b"/srv/a").unwrap())
         .unwrap();
     assert_steered(&mut xdp, &ok, "removed pair");
 }

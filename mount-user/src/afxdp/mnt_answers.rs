@@ -122,21 +122,12 @@ impl MntAnswers {
     }
 }
 
-/// The `MOUNT_SEEN` key of `(ip, dir)`; None for a path the program never matches.
-fn key(ip: IpAddr, dir: &str) -> Option<SeenKey> {
-    let addr = match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    };
-    SeenKey::new(addr, dir.as_bytes())
-}
-
 /// [`MntAnswers`] as the mount list's hook (shared with the exports' swap hook).
 pub struct Hook(pub Arc<MntAnswers>);
 
 impl PresenceHook for Hook {
     fn recorded(&self, ip: IpAddr, dir: &str) {
-        let Some(key) = key(ip, dir) else {
+        let Some(key) = SeenKey::for_ip(ip, dir.as_bytes()) else {
             return;
         };
         let this = &self.0;
@@ -170,7 +161,7 @@ impl PresenceHook for Hook {
     }
 
     fn removed(&self, ip: IpAddr, dir: &str) {
-        let Some(key) = key(ip, dir) else {
+        let Some(key) = SeenKey::for_ip(ip, dir.as_bytes()) else {
             return;
         };
         if let Some(a) = self.0.attachment.lock().as_mut() {

@@ -40,9 +40,9 @@ use mount_xdp::rx_queue_count;
 use mount_xdp::xsk::{self, BindMode, Xsk};
 
 mod answer;
-mod answers;
 mod counters;
 pub mod mnt_answers;
+mod program_answers;
 pub mod worker;
 
 use worker::{QueueCounters, Shared, Worker};
@@ -126,7 +126,7 @@ impl Datapath {
             .context("the kernel UDP socket's address")?
             .ip();
         let bits = if config.answers {
-            answers::families(local)
+            program_answers::families(local)
         } else {
             0
         };
@@ -170,7 +170,7 @@ impl Datapath {
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         if config.answers {
-            answers::enable(&mut attachment, local)?;
+            program_answers::enable(&mut attachment, local)?;
         }
         let kernel = Arc::new(kernel);
         {
@@ -249,7 +249,7 @@ impl Datapath {
         );
         Ok(Datapath {
             attachment: Arc::new(Mutex::new(Some(attachment))),
-            answers: config.answers && answers::families(local) != 0,
+            answers: config.answers && program_answers::families(local) != 0,
             queues,
             workers: Mutex::new(workers),
             stop,

@@ -84,10 +84,10 @@ unsafe impl Pod for PodTemplate {}
 /// [`SeenKey`] as a map key.
 #[repr(transparent)]
 #[derive(Clone, Copy)]
-pub struct PodSeenKey(pub SeenKey);
+struct PodSeenKey(SeenKey);
 
-// SAFETY: `SeenKey` is `#[repr(C)]`, `Copy`, bytes then a u32 then bytes (no padding), and
-// every bit pattern is a valid value.
+// SAFETY: `SeenKey` is `#[repr(C)]`, `Copy`, 16 bytes, a u32, 32 bytes (52 bytes, no
+// padding), and every bit pattern is a valid value.
 unsafe impl Pod for PodSeenKey {}
 
 /// [`SeenEntry`] as a map value.
@@ -95,7 +95,8 @@ unsafe impl Pod for PodSeenKey {}
 #[derive(Clone, Copy)]
 struct PodSeenEntry(SeenEntry);
 
-// SAFETY: `SeenEntry` is `#[repr(C)]`, `Copy`, four u32, and every bit pattern is valid.
+// SAFETY: `SeenEntry` is `#[repr(C, align(8))]`, `Copy`, four u32 then 96 bytes (112
+// bytes, no padding), and every bit pattern is valid.
 unsafe impl Pod for PodSeenEntry {}
 
 /// A snapshot of the program's counters, summed over all CPUs.
@@ -265,21 +266,10 @@ impl XdpAttachment {
     /// ignored) as the NULL template. The template is written before the flag, so the
     /// program never answers from an empty one; `answers` 0 turns answering off.
     pub fn set_answers(&mut self, answers: u8, null_reply: &[u8]) -> anyhow::Result<()> {
-        let template = ReplyTemplate::new(null_reply).ok_or_else(|| {
-            anyhow!(
-                "the NULL reply of {} bytes cannot be a template (24..=256, XDR-aligned)",
-                null_reply.len()
-            )
-        })?;
         self.templates
-            .set(TEMPLATE_NULL, PodTemplate(template), 0)
+            .set(TEMPLATE_NULL, PodTemplate(template_of(null_reply)?), 0)
             .context("writing the XDP reply template map")?;
-        let next = self.current.with_answers(answers);
-        self.config
-            .set(0, PodConfig(next), 0)
-            .context("writing the XDP config map")?;
-        self.current = next;
-        Ok(())
+        self.write_config(self.current.with_answers(answers))
     }
 
     /// Writes template `index` (1..TEMPLATE_ENTRIES: 0 is NULL's) from `reply`, a reply as
@@ -288,26 +278,15 @@ impl XdpAttachment {
         if index == TEMPLATE_NULL || index >= TEMPLATE_ENTRIES {
             bail!("template index {index} outside 1..{TEMPLATE_ENTRIES}");
         }
-        let template = ReplyTemplate::new(reply).ok_or_else(|| {
-            anyhow!(
-                "a reply of {} bytes cannot be a template (24..=256, XDR-aligned)",
-                reply.len()
-            )
-        })?;
         self.templates
-            .set(index, PodTemplate(template), 0)
+            .set(index, PodTemplate(template_of(reply)?), 0)
             .with_context(|| format!("writing XDP reply template {index}"))
     }
 
     /// Makes the program answer only MNT pairs of `generation` (0: none): a reload moves
     /// to a new generation, and every older `MOUNT_SEEN` entry is dead at once.
     pub fn set_mnt_generation(&mut self, generation: u32) -> anyhow::Result<()> {
-        let next = self.current.with_mnt_generation(generation);
-        self.config
-            .set(0, PodConfig(next), 0)
-            .context("writing the XDP config map")?;
-        self.current = next;
-        Ok(())
+        self.write_config(self.current.with_mnt_generation(generation))
     }
 
     /// Lets the program answer MNT of `key`'s path from `key`'s address with `entry`.
@@ -384,7 +363,11 @@ impl XdpAttachment {
     /// Changes the steered port at run time (0 stops steering: everything goes to the
     /// kernel, e.g. while draining before shutdown).
     pub fn set_port(&mut self, port: u16) -> anyhow::Result<()> {
-        let next = self.current.with_port(port);
+        self.write_config(self.current.with_port(port))
+    }
+
+    /// Writes `next` to the config map and remembers it as the current one.
+    fn write_config(&mut self, next: Config) -> anyhow::Result<()> {
         self.config
             .set(0, PodConfig(next), 0)
             .context("writing the XDP config map")?;
@@ -452,6 +435,16 @@ impl std::fmt::Debug for XdpAttachment {
             .field("attached", &self.link.is_some())
             .finish()
     }
+}
+
+/// `reply` (as the protocol core encodes it; its xid is ignored) as a reply template.
+fn template_of(reply: &[u8]) -> anyhow::Result<ReplyTemplate> {
+    ReplyTemplate::new(reply).ok_or_else(|| {
+        anyhow!(
+            "a reply of {} bytes cannot be a template (24..=256, XDR-aligned)",
+            reply.len()
+        )
+    })
 }
 
 fn program_of(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {

@@ -1,7 +1,8 @@
 //! Turning on the XDP program's own answers (`--xdp-answers on`, docs/xdp-answers.md): the
-//! NULL reply template from the protocol core (MNT's are `mnt_answers`'), and which families the program may answer
-//! given the address the kernel socket is bound to (the AF_XDP worker answers only calls
-//! that socket would receive, and so must the program).
+//! NULL reply template from the protocol core (MNT's are `mnt_answers`'), and which
+//! families the program may answer given the address the kernel socket is bound to (the
+//! AF_XDP worker answers only calls that socket would receive, and so must the program).
+//! Not to be confused with `answer`, the worker's answer to one frame in user space.
 use std::net::IpAddr;
 
 use anyhow::Context as _;
