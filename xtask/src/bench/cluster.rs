@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use super::report::{Run, Summary};
 use super::server::{Launch, Server};
@@ -250,16 +250,7 @@ fn start(ctx: &Ctx<'_>, etcd: Option<&Etcd>, stats: &Path, round: u32) -> Result
 
 /// The node's cluster counters (`stats --json`, its `cluster` object's numbers).
 fn cluster_counters(bin: &Path, socket: &Path) -> Result<Vec<(String, u64)>> {
-    let out = Command::new(bin)
-        .args(["stats", "--json", "--socket"])
-        .arg(socket)
-        .stdin(Stdio::null())
-        .output()
-        .context("running xdp-mountd stats")?;
-    if !out.status.success() {
-        bail!("stats: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = super::server::stats_json(bin, socket)?;
     let Some(obj) = v["cluster"].as_object() else {
         bail!("no cluster part in the node's stats");
     };

@@ -82,7 +82,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "servers,hostile,cost"
+        default_value = DEFAULT_SECTIONS
     )]
     sections: Vec<Section>,
     /// Cost section: open-loop rates (MNT/s) of the kernel-socket generator.
@@ -108,6 +108,9 @@ pub struct BenchArgs {
     )]
     hostile_limits: Vec<String>,
 }
+
+/// The sections a plain `cargo xtask bench` runs.
+pub const DEFAULT_SECTIONS: &str = "servers,hostile,cost";
 
 /// A part of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

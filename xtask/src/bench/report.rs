@@ -265,10 +265,9 @@ pub struct Report {
     pub cluster: Option<ClusterSection>,
 }
 
-/// ` --sections A,B` unless the sections are the default ones (all).
+/// ` --sections A,B` unless the sections are the default ones.
 fn sections_flag(sections: &[String]) -> String {
-    let all = ["servers", "hostile", "cost"];
-    if sections.is_empty() || all.iter().all(|a| sections.iter().any(|s| s == a)) {
+    if sections.is_empty() || sections.join(",") == super::DEFAULT_SECTIONS {
         String::new()
     } else {
         format!(" --sections {}", sections.join(","))

@@ -2,7 +2,7 @@
 //! namespace, each with its own rpcbind in a private mount namespace. The process, the
 //! private /run and rpcbind are the test bed's ([`testbed::Process`],
 //! [`testbed::PrivateMounts`]); what is here is how the bench and the demo use them.
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,4 +121,23 @@ impl Drop for Server {
             eprintln!("xtask bench: {e:#}");
         }
     }
+}
+
+/// What `xdp-mountd stats --json` says through stats socket `socket` (the bench's view of
+/// a running daemon's counters).
+pub fn stats_json(bin: &Path, socket: &Path) -> Result<serde_json::Value> {
+    let out = std::process::Command::new(bin)
+        .args(["stats", "--json", "--socket"])
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running xdp-mountd stats")?;
+    if !out.status.success() {
+        bail!(
+            "xdp-mountd stats --socket {}: {}",
+            socket.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing xdp-mountd stats --json")
 }

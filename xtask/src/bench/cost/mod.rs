@@ -27,7 +27,6 @@ mod napi;
 mod report;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -370,25 +369,12 @@ impl Bench<'_> {
 
     /// The AF_XDP worker's counters summed over the queues and the program's run
     /// accounting (None for the socket path, which has no XDP).
-    fn daemon_counters(&self, path: ServerPath) -> Result<Option<DaemonCounters>> {
+    fn daemon_counters(&self, path: ServerPath) -> Result<Option<RunCounters>> {
         if path == ServerPath::Socket {
             return Ok(None);
         }
-        let out = Command::new(self.ctx.bin)
-            .args(["stats", "--json", "--socket"])
-            .arg(&self.stats_socket)
-            .output()
-            .context("running xdp-mountd stats")?;
-        if !out.status.success() {
-            bail!(
-                "xdp-mountd stats --socket {}: {}",
-                self.stats_socket.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let stats: Value =
-            serde_json::from_slice(&out.stdout).context("parsing xdp-mountd stats --json")?;
-        Ok(Some(DaemonCounters {
+        let stats = super::server::stats_json(self.ctx.bin, &self.stats_socket)?;
+        Ok(Some(RunCounters {
             worker: WorkerCalls::from_stats(&stats),
             program: ProgramRuns::from_stats(&stats),
         }))
@@ -397,7 +383,7 @@ impl Bench<'_> {
 
 /// What the section reads from `xdp-mountd stats --json` around each run.
 #[derive(Debug, Clone, Copy)]
-struct DaemonCounters {
+struct RunCounters {
     worker: WorkerCalls,
     /// None when the daemon reports no run accounting.
     program: Option<ProgramRuns>,

@@ -1,10 +1,9 @@
 //! The daemon's counters around a scenario (`xdp-mountd stats --json`) and how much they
 //! grew in between.
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// The daemon's counters by name: the XDP program's (`xdp.NAME`), the AF_XDP sockets'
 /// statistics and the workers' drop, kernel-fallback and truncation counts summed over
@@ -55,20 +54,7 @@ impl DaemonCounters {
 
     /// Ask the daemon behind stats socket `socket`.
     pub fn read(bin: &Path, socket: &Path) -> Result<DaemonCounters> {
-        let out = Command::new(bin)
-            .args(["stats", "--json", "--socket"])
-            .arg(socket)
-            .output()
-            .context("running xdp-mountd stats")?;
-        if !out.status.success() {
-            bail!(
-                "xdp-mountd stats --socket {}: {}",
-                socket.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let stats: Value =
-            serde_json::from_slice(&out.stdout).context("parsing xdp-mountd stats --json")?;
+        let stats = crate::bench::server::stats_json(bin, socket)?;
         Ok(DaemonCounters::from_stats(&stats))
     }
 
