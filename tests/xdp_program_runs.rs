@@ -7,6 +7,7 @@
 //! shared with the bench's cost section serializes every holder, across processes; the
 //! previous value goes back on drop, also when the test fails).
 
+use e2e::unit::rerun_of_the_suite;
 use e2e::*;
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ fn answered_in_program(d: &Daemon<'_>, name: &str) -> u64 {
 
 #[test]
 fn program_runs_grow_with_every_call_through_the_program() {
+    if rerun_of_the_suite("program_runs_grow_with_every_call_through_the_program") {
+        return;
+    }
     let Some(pair) = NetPair::new("xdp_program_runs") else {
         return;
     };
@@ -129,6 +133,9 @@ fn client_has_xdp(pair: &NetPair) -> bool {
 
 #[test]
 fn storm_pass_through_xdp_lets_xdp_tx_answers_reach_its_sockets() {
+    if rerun_of_the_suite("storm_pass_through_xdp_lets_xdp_tx_answers_reach_its_sockets") {
+        return;
+    }
     let Some(pair) = NetPair::new("storm_pass_through_xdp") else {
         return;
     };

@@ -79,10 +79,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     // The eBPF crate is not a default member (its binary builds only for BPF); its shared
     // layouts and helpers have host-side unit tests all the same.
     if args.cargo_test_args.is_empty() {
-        let t = run_counting(cargo().args(["test", "-p", "mount-ebpf", "--lib"]))?;
-        totals.passed += t.passed;
-        totals.failed += t.failed;
-        totals.ignored += t.ignored;
+        totals += run_counting(cargo().args(["test", "-p", "mount-ebpf", "--lib"]))?;
     }
     match package {
         Ok(_) => totals.passed += 1,
@@ -108,10 +105,7 @@ pub fn run(args: TestArgs) -> Result<()> {
                 .env("XDP_MOUNTD_BIN", &bin)
                 .env("XMD_XTASK_BIN", std::env::current_exe()?)
                 .env("XMD_E2E_DAEMON_ARGS", daemon_args);
-            let t = run_counting(&mut e2e)?;
-            totals.passed += t.passed;
-            totals.failed += t.failed;
-            totals.ignored += t.ignored;
+            totals += run_counting(&mut e2e)?;
         }
     }
     // Every parser of untrusted bytes, fuzzed briefly (long runs: `cargo xtask fuzz --secs N`).
@@ -167,6 +161,14 @@ struct Totals {
     passed: u64,
     failed: u64,
     ignored: u64,
+}
+
+impl std::ops::AddAssign for Totals {
+    fn add_assign(&mut self, t: Totals) {
+        self.passed += t.passed;
+        self.failed += t.failed;
+        self.ignored += t.ignored;
+    }
 }
 
 /// Run `cargo test`, echoing its output, and add up its `test result:` lines.

@@ -88,27 +88,6 @@ fn cli_defaults_and_refusals() {
             "::1",
         ],
         &["--target", "nonsense", "--mix", "null"],
-        // The pass-through program is for kernel sockets; AF_XDP has its own program.
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--io",
-            "afxdp",
-            "--iface",
-            "lo",
-            "--pass-through-xdp",
-            "lo",
-        ],
-        &[
-            "--target",
-            "127.0.0.1:644",
-            "--mix",
-            "null",
-            "--pass-through-xdp",
-            "",
-        ],
         // No such interface: refused before any traffic (also as root).
         &[
             "--target",
@@ -123,6 +102,20 @@ fn cli_defaults_and_refusals() {
             execute(&args(bad), stop(), false).is_err(),
             "{bad:?} accepted"
         );
+    }
+    // `--pass-through-xdp` where it has no place: refused by the plan, with the reason
+    // (an AF_XDP run on `lo` or an empty name would fail later anyway, for another one).
+    let base = ["--target", "127.0.0.1:644", "--mix", "null"];
+    for (extra, why) in [
+        (
+            &["--io", "afxdp", "--iface", "lo", "--pass-through-xdp", "lo"][..],
+            "is for --io socket",
+        ),
+        (&["--pass-through-xdp", ""][..], "needs an interface name"),
+    ] {
+        let list: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let err = execute(&args(&list), stop(), false).expect_err("accepted");
+        assert!(format!("{err:#}").contains(why), "{list:?}: {err:#}");
     }
 }
 

@@ -279,25 +279,40 @@ impl CostRun {
         }
     }
 
+    /// The derived figures, formatted once for both the terminal line and the Markdown
+    /// row: server, NAPI and machine − generator µs/MNT, worker syscalls/call, calls/batch,
+    /// syscalls/batch, program ns/frame and runs/MNT.
+    fn figure_cells(&self) -> [String; 8] {
+        let worker = |f: fn(&WorkerCalls) -> Option<f64>, digits| {
+            num(self.worker.as_ref().and_then(f), digits)
+        };
+        let program = |f: fn(&ProgramRuns) -> Option<f64>, digits| {
+            num(self.program.as_ref().and_then(f), digits)
+        };
+        [
+            num(self.server_us_per_call, 2),
+            num(self.server_napi_us_per_call, 2),
+            num(self.machine_minus_generator_us, 2),
+            worker(WorkerCalls::syscalls_per_call, 3),
+            worker(WorkerCalls::calls_per_batch, 1),
+            worker(WorkerCalls::syscalls_per_batch, 2),
+            program(ProgramRuns::ns_per_frame, 1),
+            program(ProgramRuns::runs_per_mnt, 3),
+        ]
+    }
+
     /// One line for the terminal while the bench runs.
     pub fn progress_line(&self) -> String {
+        let [server, napi, machine, per_call, per_batch, kicks, ns, runs] = self.figure_cells();
         format!(
-            "cost: gen {:<6} path {:<11} {:<14} {:>9.0} MNT/s server {:>6} µs/MNT (NAPI {:>5}) machine−gen {:>6} p50 {:>5.0} p99 {:>6.0} µs lost {} | worker {} syscalls/call, {} calls/batch, {} syscalls/batch | program {} ns/frame, {} runs/MNT",
+            "cost: gen {:<6} path {:<11} {:<14} {:>9.0} MNT/s server {server:>6} µs/MNT (NAPI {napi:>5}) machine−gen {machine:>6} p50 {:>5.0} p99 {:>6.0} µs lost {} | worker {per_call} syscalls/call, {per_batch} calls/batch, {kicks} syscalls/batch | program {ns} ns/frame, {runs} runs/MNT",
             self.generator,
             self.path_label(),
             self.load,
             self.calls_per_sec,
-            num(self.server_us_per_call, 2),
-            num(self.server_napi_us_per_call, 2),
-            num(self.machine_minus_generator_us, 2),
             self.p50_us,
             self.p99_us,
             self.lost,
-            num(self.worker.and_then(|w| w.syscalls_per_call()), 3),
-            num(self.worker.and_then(|w| w.calls_per_batch()), 1),
-            num(self.worker.and_then(|w| w.syscalls_per_batch()), 2),
-            num(self.program.and_then(|p| p.ns_per_frame()), 1),
-            num(self.program.and_then(|p| p.runs_per_mnt()), 3),
         )
     }
 }
@@ -323,24 +338,17 @@ impl CostSection {
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &self.runs {
+            let [server, napi, machine, per_call, per_batch, kicks, ns, runs] = r.figure_cells();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {server} | {napi} | {machine} | {:.0} | {:.0} | {} | {per_call} | {per_batch} | {kicks} | {ns} | {runs} |",
                 r.generator,
                 r.path_label(),
                 r.load,
                 r.calls_per_sec,
-                num(r.server_us_per_call, 2),
-                num(r.server_napi_us_per_call, 2),
-                num(r.machine_minus_generator_us, 2),
                 r.p50_us,
                 r.p99_us,
                 r.lost,
-                num(r.worker.and_then(|w| w.syscalls_per_call()), 3),
-                num(r.worker.and_then(|w| w.calls_per_batch()), 1),
-                num(r.worker.and_then(|w| w.syscalls_per_batch()), 2),
-                num(r.program.and_then(|p| p.ns_per_frame()), 1),
-                num(r.program.and_then(|p| p.runs_per_mnt()), 3),
             );
         }
         s
