@@ -4,6 +4,7 @@
 //! MNT of a pair and the first after its UMNT/UMNTALL go to user space and are recorded; a
 //! reload that denies the client is obeyed at once, also in a bounded loop of reloads.
 
+use e2e::unit::rerun_of_the_suite;
 use e2e::*;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,6 +54,9 @@ fn mnt3(server: SocketAddr, path: &'static str) -> u32 {
 
 #[test]
 fn mnt_answered_in_the_program_is_always_listed() {
+    if rerun_of_the_suite("mnt_answered_in_the_program_is_always_listed") {
+        return;
+    }
     let Some(pair) = NetPair::new("xdp_answers_mnt_listed") else {
         return;
     };
@@ -144,6 +148,9 @@ fn mnt_answered_in_the_program_is_always_listed() {
 
 #[test]
 fn reload_is_obeyed_by_the_program_at_once() {
+    if rerun_of_the_suite("reload_is_obeyed_by_the_program_at_once") {
+        return;
+    }
     let Some(pair) = NetPair::new("xdp_answers_mnt_reload") else {
         return;
     };
@@ -184,6 +191,9 @@ fn reload_is_obeyed_by_the_program_at_once() {
 
 #[test]
 fn reloads_during_a_mnt_storm_are_obeyed() {
+    if rerun_of_the_suite("reloads_during_a_mnt_storm_are_obeyed") {
+        return;
+    }
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
     let Some(pair) = NetPair::new("xdp_answers_mnt_storm") else {

@@ -159,6 +159,27 @@ pub struct SeenEntry {
     /// The path's bytes after [`PATH_HEAD`], zero-padded ([`path_tail`]).
     pub path_tail: [u8; PATH_TAIL],
 }
+
+impl SeenEntry {
+    /// The entry for `path` (the tail past [`PATH_HEAD`] is taken from it), decided with
+    /// table `generation`, answered with templates `template_v1`/`template_v3`, `secure`
+    /// when the export wants a reserved source port from this client.
+    pub fn new(
+        generation: u32,
+        secure: bool,
+        template_v1: u32,
+        template_v3: u32,
+        path: &[u8],
+    ) -> Self {
+        SeenEntry {
+            generation,
+            flags: if secure { SEEN_SECURE } else { 0 },
+            template_v1,
+            template_v3,
+            path_tail: path_tail(path),
+        }
+    }
+}
 /// Longest reply a template holds (a MNT v3 reply with a 64-byte handle and a few flavors
 /// fits with room to spare).
 pub const TEMPLATE_MAX: usize = 256;

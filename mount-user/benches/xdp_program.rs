@@ -8,35 +8,25 @@
 //! above 1 would run the program again on its own reply, which it does not answer. The
 //! kernel's figure includes its timer reads around the run (tens of ns here), the same
 //! for every row; the syscall around it is not counted.
-use std::net::IpAddr;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mount_ebpf::answer::{
-    path_tail, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6,
-    SEEN_SECURE, TEMPLATE_MNT_FIRST,
+    ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6, TEMPLATE_MNT_FIRST,
 };
 use mount_ebpf::Config;
 use mount_proto::exports::{ExportTable, StaticResolver};
-use mount_proto::mount::{self, procs, templates};
-use mount_proto::packet::IpPair;
+use mount_proto::mount::{self, procs};
 use mount_proto::rpc::{encode_call, AuthSys, Credential};
 use mount_proto::xdr::Writer;
 use mount_xdp::ebpf::XdpAttachment;
 
 #[path = "../tests/support/xdp_answer.rs"]
 mod xdp_answer;
-use xdp_answer::{addressing, frame, load_as, PORT, XDP_PASS, XDP_TX};
+use xdp_answer::{addressing, client_ip, frame, load_as, mark_seen, PORT, XDP_PASS, XDP_TX};
 
 const GENERATION: u32 = 3;
 const EXPORTS: &str = "/srv/a 10.14.0.0/16(rw) fd00:14::/64(rw)\n";
-
-fn client(v6: bool) -> IpAddr {
-    match addressing(v6, 700).ips {
-        IpPair::V4 { src, .. } => IpAddr::V4(src),
-        IpPair::V6 { src, .. } => IpAddr::V6(src),
-    }
-}
 
 /// A MOUNT call of `vers`/`proc_` with `cred` and `args`.
 fn call(vers: u32, proc_: u32, cred: &Credential<'_>, args: &[u8]) -> Vec<u8> {
@@ -64,20 +54,8 @@ fn loaded(privileged: bool, table: &ExportTable) -> XdpAttachment {
         .with_mnt_generation(GENERATION);
     let mut xdp = load_as(config, privileged);
     for (i, v6) in [false, true].into_iter().enumerate() {
-        let ip = client(v6);
         let slot = TEMPLATE_MNT_FIRST + 2 * i as u32;
-        let r = templates::mnt_replies(table, ip, "/srv/a", false).expect("answerable");
-        xdp.set_template(slot, &r.v1).expect("template");
-        xdp.set_template(slot + 1, &r.v3).expect("template");
-        let key = SeenKey::for_ip(ip, b"/srv/a").expect("a short path");
-        let entry = SeenEntry {
-            generation: GENERATION,
-            flags: if r.secure { SEEN_SECURE } else { 0 },
-            template_v1: slot,
-            template_v3: slot + 1,
-            path_tail: path_tail(b"/srv/a"),
-        };
-        xdp.seen_insert(&key, entry).expect("seen entry");
+        mark_seen(&mut xdp, table, client_ip(v6), "/srv/a", slot, GENERATION);
     }
     xdp
 }

@@ -6,17 +6,15 @@
 //! `secure` export, same length but other bytes, a subdirectory) go on untouched.
 //! Needs root (loading BPF); prints SKIPPED otherwise, fails under CI=true.
 
-use std::net::IpAddr;
-
 use mount_ebpf::answer::{
-    path_tail, SeenEntry, SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6,
-    MNT_PATH_MAX, PATH_HEAD, SEEN_SECURE, TEMPLATE_MNT_FIRST,
+    SeenKey, ANSWER_MNT_V4, ANSWER_MNT_V6, ANSWER_NULL_V4, ANSWER_NULL_V6, MNT_PATH_MAX, PATH_HEAD,
+    TEMPLATE_MNT_FIRST,
 };
 use mount_ebpf::{Config, Counter};
 use mount_proto::exports::{ExportTable, StaticResolver};
 use mount_proto::mount::{self, procs, templates};
 use mount_proto::mountlist::MountList;
-use mount_proto::packet::{self, IpPair};
+use mount_proto::packet;
 use mount_proto::rpc::{encode_call, AuthSys, Call, Credential, OpaqueAuth};
 use mount_proto::xdr::Writer;
 use mount_xdp::ebpf::XdpAttachment;
@@ -59,30 +57,6 @@ fn all_answers() -> Config {
     Config::for_port(PORT)
         .with_answers(ANSWER_NULL_V4 | ANSWER_NULL_V6 | ANSWER_MNT_V4 | ANSWER_MNT_V6)
         .with_mnt_generation(GENERATION)
-}
-
-fn client_ip(v6: bool) -> IpAddr {
-    match addressing(v6, 700).ips {
-        IpPair::V4 { src, .. } => IpAddr::V4(src),
-        IpPair::V6 { src, .. } => IpAddr::V6(src),
-    }
-}
-
-/// What user space does once it has answered and recorded `ip`'s MNT of `path`: write the
-/// pair's templates at `slot` and `slot + 1` and insert the pair.
-fn mark_seen(xdp: &mut XdpAttachment, table: &ExportTable, ip: IpAddr, path: &str, slot: u32) {
-    let r = templates::mnt_replies(table, ip, path, false).expect("answerable in the program");
-    xdp.set_template(slot, &r.v1).unwrap();
-    xdp.set_template(slot + 1, &r.v3).unwrap();
-    let key = SeenKey::for_ip(ip, path.as_bytes()).unwrap();
-    let entry = SeenEntry {
-        generation: GENERATION,
-        flags: if r.secure { SEEN_SECURE } else { 0 },
-        template_v1: slot,
-        template_v3: slot + 1,
-        path_tail: path_tail(path.as_bytes()),
-    };
-    xdp.seen_insert(&key, entry).unwrap();
 }
 
 fn mnt_call(vers: u32, cred: &Credential<'_>, xid: u32, path: &[u8]) -> Vec<u8> {
@@ -171,7 +145,7 @@ fn mnt_of_a_seen_root_is_answered_byte_exact_for_every_form() {
     let mut slot = TEMPLATE_MNT_FIRST;
     for v6 in [false, true] {
         for path in ["/srv/a", "/srv/b"] {
-            mark_seen(&mut xdp, &table, client_ip(v6), path, slot);
+            mark_seen(&mut xdp, &table, client_ip(v6), path, slot, GENERATION);
             slot += 2;
         }
     }
@@ -195,7 +169,7 @@ fn mnt_of_a_seen_root_is_answered_byte_exact_for_every_form() {
     // Roots around and past the key's path head, every byte compared.
     for (i, root) in long_roots().iter().enumerate() {
         for v6 in [false, true] {
-            mark_seen(&mut xdp, &table, client_ip(v6), root, slot);
+            mark_seen(&mut xdp, &table, client_ip(v6), root, slot, GENERATION);
             slot += 2;
             for vers in [1, 3] {
                 let f = frame(
@@ -268,6 +242,7 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
         client_ip(false),
         "/srv/a",
         TEMPLATE_MNT_FIRST,
+        GENERATION,
     );
     let v4 = addressing(false, 800);
     let cred = auth_sys();
@@ -324,6 +299,7 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
             client_ip(false),
             &root,
             TEMPLATE_MNT_FIRST,
+            GENERATION,
         );
         let ok = frame(&v4, &mnt_call(3, &cred, 1, root.as_bytes()));
         assert_eq!(
@@ -396,6 +372,7 @@ fn mnt_the_program_must_not_answer_goes_on_untouched() {
         client_ip(false),
         "/srv/a",
         TEMPLATE_MNT_FIRST,
+        GENERATION,
     );
     assert_steered(&mut null_only, &ok, "MNT answers off");
     // Removed from the map (UMNT): steered again.
@@ -455,6 +432,7 @@ fn mnt_cost_per_frame() {
                 client_ip(v6),
                 "/srv/a",
                 TEMPLATE_MNT_FIRST + 2 * i as u32,
+                GENERATION,
             );
         }
         mark_seen(
@@ -463,6 +441,7 @@ fn mnt_cost_per_frame() {
             client_ip(false),
             &root_of_len(100, 'z'),
             TEMPLATE_MNT_FIRST + 4,
+            GENERATION,
         );
         let who = if privileged {
             "root"

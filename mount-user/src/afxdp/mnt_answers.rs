@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use mount_ebpf::answer::{
-    path_tail, SeenEntry, SeenKey, SEEN_SECURE, TEMPLATE_ENTRIES, TEMPLATE_MNT_FIRST,
-};
+use mount_ebpf::answer::{SeenEntry, SeenKey, TEMPLATE_ENTRIES, TEMPLATE_MNT_FIRST};
 use mount_proto::mount::templates;
 use mount_proto::mountlist::PresenceHook;
 use mount_xdp::ebpf::XdpAttachment;
@@ -148,13 +146,7 @@ impl PresenceHook for Hook {
         ) else {
             return;
         };
-        let entry = SeenEntry {
-            generation: st.generation,
-            flags: if replies.secure { SEEN_SECURE } else { 0 },
-            template_v1: v1,
-            template_v3: v3,
-            path_tail: path_tail(dir.as_bytes()),
-        };
+        let entry = SeenEntry::new(st.generation, replies.secure, v1, v3, dir.as_bytes());
         if let Err(e) = a.seen_insert(&key, entry) {
             tracing::debug!(error = %format!("{e:#}"), "MNT pair not cached in the XDP program");
         }

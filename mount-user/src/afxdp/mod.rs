@@ -170,7 +170,7 @@ impl Datapath {
         let (lookups, lookup_queue) = crossbeam_channel::bounded(LOOKUP_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         if config.answers {
-            program_answers::enable(&mut attachment, local)?;
+            program_answers::enable(&mut attachment, local, bits)?;
         }
         let kernel = Arc::new(kernel);
         {
@@ -249,7 +249,7 @@ impl Datapath {
         );
         Ok(Datapath {
             attachment: Arc::new(Mutex::new(Some(attachment))),
-            answers: config.answers && program_answers::families(local) != 0,
+            answers: bits != 0,
             queues,
             workers: Mutex::new(workers),
             stop,

@@ -23,9 +23,9 @@ pub fn families(local: IpAddr) -> u8 {
     }
 }
 
-/// Writes the NULL template and turns answering on for what [`families`] allows.
-pub fn enable(attachment: &mut XdpAttachment, local: IpAddr) -> anyhow::Result<()> {
-    let bits = families(local);
+/// Writes the NULL template and turns answering on for `bits`, what [`families`] allows
+/// for a kernel socket bound to `local`.
+pub fn enable(attachment: &mut XdpAttachment, local: IpAddr, bits: u8) -> anyhow::Result<()> {
     if bits == 0 {
         tracing::warn!(
             bind = %local,

@@ -201,3 +201,30 @@ pub fn verify_checksums(frame: &[u8]) {
     };
     assert_eq!(header.checksum, expected, "UDP checksum");
 }
+
+/// The source address of [`addressing`]'s frames: the test client.
+pub fn client_ip(v6: bool) -> std::net::IpAddr {
+    match addressing(v6, 700).ips {
+        IpPair::V4 { src, .. } => src.into(),
+        IpPair::V6 { src, .. } => src.into(),
+    }
+}
+
+/// What user space does once it has answered and recorded `ip`'s MNT of `path`: write the
+/// pair's templates at `slot` and `slot + 1` and insert the pair for `generation`.
+pub fn mark_seen(
+    xdp: &mut XdpAttachment,
+    table: &ExportTable,
+    ip: std::net::IpAddr,
+    path: &str,
+    slot: u32,
+    generation: u32,
+) {
+    let r = templates::mnt_replies(table, ip, path, false).expect("answerable in the program");
+    xdp.set_template(slot, &r.v1).expect("template");
+    xdp.set_template(slot + 1, &r.v3).expect("template");
+    let key = mount_ebpf::answer::SeenKey::for_ip(ip, path.as_bytes()).expect("a path key");
+    let entry =
+        mount_ebpf::answer::SeenEntry::new(generation, r.secure, slot, slot + 1, path.as_bytes());
+    xdp.seen_insert(&key, entry).expect("seen entry");
+}

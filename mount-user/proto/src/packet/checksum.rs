@@ -24,13 +24,11 @@ pub fn sum(data: &[u8], mut acc: u64) -> u64 {
     acc
 }
 
-/// Folds a running sum to 16 bits with end-around carry.
-pub fn fold(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
+/// Folds a running sum to 16 bits with end-around carry (the XDP program's own, so its
+/// answers and these frames fold alike).
+pub use mount_ebpf::answer::fold;
+// A UDP checksum field from its final sum: complemented, 0 sent as 0xFFFF (RFC 768).
+use mount_ebpf::answer::udp_checksum;
 
 /// Checksum of an IPv4 header whose checksum field is zero.
 pub fn ipv4_header(header: &[u8]) -> u16 {
@@ -48,7 +46,7 @@ pub fn udp_ipv4(src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8]) -> u16 {
     let mut acc = sum(&src.octets(), 0);
     acc = sum(&dst.octets(), acc);
     acc += u64::from(IPPROTO_UDP) + segment.len() as u64;
-    nonzero(!fold(sum(segment, acc)))
+    udp_checksum(sum(segment, acc))
 }
 
 /// UDP checksum over the IPv6 pseudo-header (RFC 8200 §8.1) and `segment`; mandatory
@@ -57,13 +55,5 @@ pub fn udp_ipv6(src: Ipv6Addr, dst: Ipv6Addr, segment: &[u8]) -> u16 {
     let mut acc = sum(&src.octets(), 0);
     acc = sum(&dst.octets(), acc);
     acc += u64::from(IPPROTO_UDP) + segment.len() as u64;
-    nonzero(!fold(sum(segment, acc)))
-}
-
-fn nonzero(c: u16) -> u16 {
-    if c == 0 {
-        0xffff
-    } else {
-        c
-    }
+    udp_checksum(sum(segment, acc))
 }

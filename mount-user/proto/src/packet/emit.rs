@@ -17,8 +17,9 @@ use super::{
     IPV4_HDR_LEN, IPV6_HDR_LEN, UDP_HDR_LEN,
 };
 
-/// TTL / hop limit of emitted frames (Linux's default).
-const TTL: u8 = 64;
+/// TTL / hop limit of emitted frames (Linux's default); the XDP program's own answers
+/// write the same.
+const TTL: u8 = mount_ebpf::answer::REPLY_TTL;
 
 /// Why a frame could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
