@@ -416,9 +416,7 @@ fn etcd_count(endpoint: &str, prefix: &str) -> Option<i64> {
         .build()
         .ok()?;
     rt.block_on(async {
-        let mut client = mount_user::cluster::connect(&[endpoint.to_string()])
-            .await
-            .ok()?;
+        let mut client = mount_user::cluster::connect(endpoint).await.ok()?;
         let options = etcd_client::GetOptions::new()
             .with_prefix()
             .with_count_only();

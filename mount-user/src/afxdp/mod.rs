@@ -277,7 +277,9 @@ impl Datapath {
         {
             bail!("the mount list already has a presence hook");
         }
-        exports.on_swap(Box::new(move || hook.reloaded()));
+        if exports.on_swap(Box::new(move || hook.reloaded())).is_err() {
+            bail!("the exports already have a swap hook");
+        }
         tracing::info!("the XDP program answers MNT of export roots it has seen recorded");
         Ok(())
     }

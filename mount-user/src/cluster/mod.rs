@@ -83,7 +83,7 @@ pub async fn connect_first(endpoints: &[String]) -> anyhow::Result<etcd_client::
     let mut errors = Vec::new();
     for endpoint in endpoints {
         let answered = async {
-            let mut client = connect(std::slice::from_ref(endpoint)).await?;
+            let mut client = connect(endpoint).await?;
             bounded("status", client.status()).await?;
             anyhow::Ok(client)
         };
@@ -95,14 +95,16 @@ pub async fn connect_first(endpoints: &[String]) -> anyhow::Result<etcd_client::
     anyhow::bail!("no etcd endpoint answered ({})", errors.join("; "))
 }
 
-/// Connects to `endpoints` (lazily: the first call finds out whether etcd answers).
-pub async fn connect(endpoints: &[String]) -> anyhow::Result<etcd_client::Client> {
+/// Connects to one etcd `endpoint` (lazily: the first call finds out whether it answers).
+/// One endpoint per client: etcd-client's balanced channel over several kept routing to a
+/// dead member (docs/cluster.md), so sessions rotate over the endpoints themselves.
+pub async fn connect(endpoint: &str) -> anyhow::Result<etcd_client::Client> {
     let options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(CALL_TIMEOUT)
         .with_keep_alive(Duration::from_secs(2), CALL_TIMEOUT);
-    etcd_client::Client::connect(endpoints, Some(options))
+    etcd_client::Client::connect([endpoint], Some(options))
         .await
-        .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))
+        .with_context(|| format!("connecting to etcd at {endpoint}"))
 }
 
 /// `fut`, bounded by [`CALL_TIMEOUT`].

@@ -217,7 +217,7 @@ impl Task {
         else {
             anyhow::bail!("no etcd endpoint configured");
         };
-        let mut client = connect(std::slice::from_ref(&endpoint)).await?;
+        let mut client = connect(&endpoint).await?;
         // Resume the watch where it broke when nothing was dropped meanwhile (etcd keeps the
         // history until compaction; a compacted start cancels the watch, and the next
         // session reads everything); else read everything now.
@@ -283,18 +283,13 @@ impl Task {
         // Ops dropped since the last resync may be MNTs etcd never heard of: this node's
         // entries that nobody holds are written again, as room in the pending writes allows
         // (see `restore_some`; a dropped UMNT cannot be recovered, see docs/cluster.md).
+        self.holders = holders;
         let dropped = self.counters.dropped.load(Relaxed);
         if dropped != self.dropped_seen {
-            let node = &self.config.node;
-            self.restore = self
-                .deps
-                .mounts
-                .snapshot()
-                .1
+            let listed = self.deps.mounts.snapshot().1;
+            self.restore = listed
                 .into_iter()
-                .filter(|(h, d)| {
-                    !holders.contains(h, d) && !self.pending.deletes(&keys.mount(h, d, node))
-                })
+                .filter(|(h, d)| self.needs_restore(h, d))
                 .collect();
             tracing::info!(
                 dropped = dropped - self.dropped_seen,
@@ -303,7 +298,6 @@ impl Task {
             );
             self.dropped_seen = dropped;
         }
-        self.holders = holders;
         self.reconcile_local();
         match exports {
             Some((value, generation)) => {
@@ -326,6 +320,13 @@ impl Task {
         Ok(revision)
     }
 
+    /// Whether a locally listed entry is to be written again after dropped ops: no node
+    /// holds it in etcd and no delete of this node's key is on its way.
+    fn needs_restore(&self, host: &str, dir: &str) -> bool {
+        let own = self.config.keys.mount(host, dir, &self.config.node);
+        !self.holders.contains(host, dir) && !self.pending.deletes(&own)
+    }
+
     /// After dropped ops: plans this node's MNT of the entries to restore, as long as
     /// the pending writes are under half full.
     fn restore_some(&mut self) {
@@ -338,8 +339,7 @@ impl Task {
                 tracing::info!("cluster: this node's entries written again after dropped ops");
                 return;
             };
-            let own = self.config.keys.mount(&host, &dir, &self.config.node);
-            if self.holders.contains(&host, &dir) || self.pending.deletes(&own) {
+            if !self.needs_restore(&host, &dir) {
                 continue;
             }
             let op = MountOp::Mnt { host, dir };

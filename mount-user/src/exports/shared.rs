@@ -9,13 +9,16 @@ use mount_proto::exports::{ExportTable, ExportsError};
 
 use super::{load_sources, ExportSources, SystemResolver};
 
+/// What runs after every swap of the export table.
+pub type SwapHook = Box<dyn Fn() + Send + Sync>;
+
 /// The live export table, shared by every worker.
 pub struct SharedExports {
     current: ArcSwap<ExportTable>,
     /// Tables published so far (for metrics; readers never look at it).
     generation: AtomicU64,
     /// Run after every swap (the XDP program's MNT answers move to the new table).
-    swapped: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    swapped: OnceLock<SwapHook>,
 }
 
 impl SharedExports {
@@ -52,11 +55,10 @@ impl SharedExports {
         }
         old
     }
-    /// Run `f` after every swap, before the swap returns (once; a second is ignored).
-    pub fn on_swap(&self, f: Box<dyn Fn() + Send + Sync>) {
-        if self.swapped.set(f).is_err() {
-            tracing::warn!("a second exports swap hook was ignored");
-        }
+    /// Run `f` after every swap, before the swap returns (once; a second is refused and
+    /// returned, as the mount list's presence hook is: whoever installs one relies on it).
+    pub fn on_swap(&self, f: SwapHook) -> Result<(), SwapHook> {
+        self.swapped.set(f)
     }
     /// Load `path` and swap it in; on error the current table stays in force.
     pub fn reload(&self, path: &Path) -> Result<(), ExportsError> {

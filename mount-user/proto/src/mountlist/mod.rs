@@ -275,10 +275,7 @@ impl MountList {
         }
         if removed {
             if let Some(ip) = ip {
-                self.present.remove(ip, dir);
-                if let Some(hook) = self.presence.get() {
-                    hook.removed(ip, dir);
-                }
+                self.forget_present(ip, dir);
             }
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
@@ -293,6 +290,14 @@ impl MountList {
         }
         self.remove(IpText::new(ip).as_str(), dir)
     }
+    /// An entry of `ip` is gone: out of the presence index, and the hook told (under the
+    /// caller's write lock, before any reply, so the hook's cache never outlives it).
+    fn forget_present(&self, ip: IpAddr, dir: &str) {
+        self.present.remove(ip, dir);
+        if let Some(hook) = self.presence.get() {
+            hook.removed(ip, dir);
+        }
+    }
     /// Remove every entry of `host`; returns how many.
     pub fn remove_host(&self, host: &str) -> usize {
         if !read(&self.entries).contains_key(host) {
@@ -304,10 +309,7 @@ impl MountList {
         };
         if let Some(ip) = ip_key(host) {
             for dir in &dirs {
-                self.present.remove(ip, dir);
-                if let Some(hook) = self.presence.get() {
-                    hook.removed(ip, dir);
-                }
+                self.forget_present(ip, dir);
             }
         }
         if !dirs.is_empty() {
