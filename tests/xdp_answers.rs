@@ -9,17 +9,6 @@ use e2e::*;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// The `xdp_tx` column of the `mnt` row of `xdp-mountd stats --json`: MNTs the program
-/// answered.
-fn answered_mnt(d: &Daemon<'_>) -> u64 {
-    let stats = d.stats_json();
-    stats["procedures"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == "mnt"))
-        .and_then(|r| r["xdp_tx"].as_u64())
-        .unwrap_or_else(|| panic!("no mnt row with xdp_tx in {stats}"))
-}
-
 fn exports(n: u8, allow_a: bool) -> String {
     let net = if allow_a {
         format!("10.77.{n}.0/24(rw) fd77:{n:x}::/64(rw)")
@@ -39,12 +28,7 @@ fn reload(d: &Daemon<'_>, file: &Path, text: &str) {
 }
 
 fn start<'p>(pair: &'p NetPair, file: &Path) -> Daemon<'p> {
-    let mut opts = DaemonOpts::new(file.to_path_buf());
-    // This test chooses the data path itself, whatever XMD_E2E_DAEMON_ARGS says.
-    opts.extra.clear();
-    opts.extra
-        .extend(["--iface", "veth0", "--xdp", "native", "--xdp-answers", "on"].map(String::from));
-    pair.start_daemon(&opts)
+    pair.start_daemon(&DaemonOpts::native_xdp_answers(file.to_path_buf()))
 }
 
 fn mnt3(server: SocketAddr, path: &'static str) -> u32 {
@@ -67,7 +51,7 @@ fn mnt_answered_in_the_program_is_always_listed() {
         let srv = pair.srv_addr(v6, PORT);
         let cli = if v6 { pair.cli_v6() } else { pair.cli_v4() }.to_string();
         let entry = |dir: &str| (cli.clone(), dir.to_string());
-        let before = answered_mnt(&d);
+        let before = d.answered_in_program("mnt");
         // First MNT: user space answers and records it.
         let dump = pair.in_client(move || {
             let mut c = RpcClient::new(Proto::Udp, srv, SrcPort::Privileged).unwrap();
@@ -76,7 +60,7 @@ fn mnt_answered_in_the_program_is_always_listed() {
         });
         assert!(dump.contains(&entry("/srv/a")), "{dump:?}");
         assert_eq!(
-            answered_mnt(&d),
+            d.answered_in_program("mnt"),
             before,
             "the first MNT of a pair is user space's"
         );
@@ -110,7 +94,7 @@ fn mnt_answered_in_the_program_is_always_listed() {
             dump.contains(&entry("/srv/a")) && dump.contains(&entry("/srv/b")),
             "{dump:?}"
         );
-        let answered = answered_mnt(&d) - before;
+        let answered = d.answered_in_program("mnt") - before;
         assert_eq!(answered, 6, "MNTs answered by the program");
         // UMNT, then MNT again: recorded again (user space), then answered again.
         let dump = pair.in_client(move || {
@@ -127,7 +111,7 @@ fn mnt_answered_in_the_program_is_always_listed() {
             dump.1
         );
         assert_eq!(
-            answered_mnt(&d) - before,
+            d.answered_in_program("mnt") - before,
             6,
             "the MNT after UMNT is user space's"
         );
@@ -141,7 +125,7 @@ fn mnt_answered_in_the_program_is_always_listed() {
         });
         let mine: Vec<_> = dump.into_iter().filter(|(h, _)| *h == cli).collect();
         assert_eq!(mine, vec![entry("/srv/a")], "after UMNTALL and MNT");
-        assert_eq!(answered_mnt(&d) - before, 7);
+        assert_eq!(d.answered_in_program("mnt") - before, 7);
     }
     assert_eq!(d.stop().code(), Some(0));
 }
@@ -165,14 +149,14 @@ fn reload_is_obeyed_by_the_program_at_once() {
     for round in 0..ROUNDS {
         assert!(started.elapsed().as_secs() < 120, "round {round}: too slow");
         reload(&d, &file, &exports(n, true));
-        let before = answered_mnt(&d);
+        let before = d.answered_in_program("mnt");
         let (first, second) = pair.in_client(move || (mnt3(srv, "/srv/a"), mnt3(srv, "/srv/a")));
         assert_eq!(
             (first, second),
             (status::OK, status::OK),
             "round {round}: allowed"
         );
-        answered_in_program += answered_mnt(&d) - before;
+        answered_in_program += d.answered_in_program("mnt") - before;
         reload(&d, &file, &exports(n, false));
         let denied = pair.in_client(move || mnt3(srv, "/srv/a"));
         assert_eq!(
@@ -207,7 +191,7 @@ fn reloads_during_a_mnt_storm_are_obeyed() {
     const MAX_CALLS: usize = 60_000;
     const ROUNDS: usize = 12;
     let (epoch, stop) = (Instant::now(), AtomicBool::new(false));
-    let before = answered_mnt(&d);
+    let before = d.answered_in_program("mnt");
     let (log, denied) = std::thread::scope(|s| {
         let storm = s.spawn(|| {
             pair.in_client(|| {
@@ -249,7 +233,7 @@ fn reloads_during_a_mnt_storm_are_obeyed() {
         }
     }
     let ok = log.iter().filter(|(_, st)| *st == status::OK).count();
-    let in_program = answered_mnt(&d) - before;
+    let in_program = d.answered_in_program("mnt") - before;
     println!(
         "{} MNTs: {ok} OK, {checked} in denied windows (all ACCES), {in_program} answered \
          in the program",

@@ -20,11 +20,7 @@ fn exports(n: u8) -> String {
 
 fn start<'p>(pair: &'p NetPair, client_xdp_free: bool) -> Daemon<'p> {
     let file = pair.write_file("exports", &exports(pair.n));
-    let mut opts = DaemonOpts::new(file);
-    // This test chooses the data path itself, whatever XMD_E2E_DAEMON_ARGS says.
-    opts.extra.clear();
-    opts.extra
-        .extend(["--iface", "veth0", "--xdp", "native", "--xdp-answers", "on"].map(String::from));
+    let mut opts = DaemonOpts::native_xdp_answers(file);
     opts.client_xdp_free = client_xdp_free;
     pair.start_daemon(&opts)
 }
@@ -37,16 +33,6 @@ fn program_runs(d: &Daemon<'_>) -> (u64, u64, Option<bool>) {
         (Some(runs), Some(ns)) => (runs, ns, r["bpf_stats_enabled"].as_bool()),
         _ => panic!("no xdp.program_runs in {stats}"),
     }
-}
-
-/// The `xdp_tx` column of procedure `name`: calls the program answered itself.
-fn answered_in_program(d: &Daemon<'_>, name: &str) -> u64 {
-    let stats = d.stats_json();
-    stats["procedures"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["name"] == name))
-        .and_then(|r| r["xdp_tx"].as_u64())
-        .unwrap_or_else(|| panic!("no {name} row with xdp_tx in {stats}"))
 }
 
 #[test]
@@ -62,7 +48,7 @@ fn program_runs_grow_with_every_call_through_the_program() {
     let d = start(&pair, false);
     let (runs0, ns0, enabled) = program_runs(&d);
     assert_eq!(enabled, Some(true), "the daemon reads the sysctl we set");
-    let null0 = answered_in_program(&d, "null");
+    let null0 = d.answered_in_program("null");
     let srv = pair.srv_addr(false, PORT);
     pair.in_client(move || {
         let mut c = RpcClient::new(Proto::Udp, srv, SrcPort::Privileged).unwrap();
@@ -77,7 +63,7 @@ fn program_runs_grow_with_every_call_through_the_program() {
     });
     let (runs1, ns1, _) = program_runs(&d);
     assert_eq!(
-        answered_in_program(&d, "null") - null0,
+        d.answered_in_program("null") - null0,
         CALLS,
         "every NULL was answered with XDP_TX"
     );
@@ -149,7 +135,7 @@ fn storm_pass_through_xdp_lets_xdp_tx_answers_reach_its_sockets() {
         bare["answered"], bare["sent"]
     );
     let ifname = pair.bed().client().ifname.clone();
-    let null0 = answered_in_program(&d, "null");
+    let null0 = d.answered_in_program("null");
     let count = 2000;
     let passed = storm(&pair, &["--pass-through-xdp", &ifname], count);
     assert_eq!(
@@ -159,7 +145,7 @@ fn storm_pass_through_xdp_lets_xdp_tx_answers_reach_its_sockets() {
     );
     assert_eq!(passed["wrong"].as_u64(), Some(0), "{passed}");
     assert!(
-        answered_in_program(&d, "null") - null0 >= count,
+        d.answered_in_program("null") - null0 >= count,
         "the answers came from the XDP program"
     );
     assert!(

@@ -4,7 +4,7 @@
 //! with rpcbind are the test bed's ([`testbed::Process`], [`testbed::PrivateMounts`]).
 
 use crate::netns::NetPair;
-use mount_xdp::ebpf::{XdpAttachment, XdpMode};
+use mount_xdp::ebpf::XdpAttachment;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -94,6 +94,16 @@ impl DaemonOpts {
             client_xdp_free: false,
         }
     }
+
+    /// [`DaemonOpts::new`] on the data path of the in-kernel answers' tests, whatever
+    /// XMD_E2E_DAEMON_ARGS says: native XDP on `veth0` with `--xdp-answers on`.
+    pub fn native_xdp_answers(exports: PathBuf) -> Self {
+        let mut opts = DaemonOpts::new(exports);
+        opts.extra = ["--iface", "veth0", "--xdp", "native", "--xdp-answers", "on"]
+            .map(String::from)
+            .to_vec();
+        opts
+    }
 }
 
 /// A running daemon; Drop stops it (SIGTERM, then SIGKILL) and its private rpcbind.
@@ -135,11 +145,9 @@ impl NetPair {
             return Ok(());
         }
         let ifname = self.bed().client().ifname.clone();
-        let attached = testbed::netns::run(&self.cli, || {
-            XdpAttachment::attach(&ifname, XdpMode::Native, 0)
-        })
-        .map_err(|e| format!("entering {}: {e:#}", self.cli))?
-        .map_err(|e| format!("a pass-through XDP program on the client's {ifname}: {e:#}"))?;
+        let attached = testbed::netns::run(&self.cli, || XdpAttachment::pass_through(&ifname))
+            .map_err(|e| format!("entering {}: {e:#}", self.cli))?
+            .map_err(|e| format!("a pass-through XDP program on the client's {ifname}: {e:#}"))?;
         *held = Some(attached);
         Ok(())
     }
@@ -254,6 +262,17 @@ impl Daemon<'_> {
             .expect("a stand-in binary has no stats socket");
         crate::afxdp::stats_json(&daemon_bin(), socket)
             .unwrap_or_else(|e| panic!("[{}] {e}", self.pair.test))
+    }
+
+    /// The `xdp_tx` column of procedure `name` (`null`, `mnt`) in `stats --json`: its calls
+    /// the XDP program answered itself.
+    pub fn answered_in_program(&self, name: &str) -> u64 {
+        let stats = self.stats_json();
+        stats["procedures"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+            .and_then(|r| r["xdp_tx"].as_u64())
+            .unwrap_or_else(|| panic!("no {name} row with xdp_tx in {stats}"))
     }
 
     /// The daemon's pid (host pid namespace).

@@ -487,9 +487,8 @@ pub fn execute(
 /// frame passes to the kernel, but the veth end now has an XDP program, which a native-XDP
 /// veth needs to keep the frames its peer sends back with XDP_TX.
 fn attach_pass_through(iface: &str, say: bool) -> anyhow::Result<mount_xdp::ebpf::XdpAttachment> {
-    let attached =
-        mount_xdp::ebpf::XdpAttachment::attach(iface, mount_xdp::ebpf::XdpMode::Native, 0)
-            .with_context(|| format!("--pass-through-xdp {iface}"))?;
+    let attached = mount_xdp::ebpf::XdpAttachment::pass_through(iface)
+        .with_context(|| format!("--pass-through-xdp {iface}"))?;
     if say {
         eprintln!("storm: pass-through XDP program on {iface} (detached on exit)");
     }

@@ -163,6 +163,13 @@ impl XdpAttachment {
         Self::attach_with(iface, mode, Config::for_port(port), SOURCES_UNUSED_ENTRIES)
     }
 
+    /// The program steering nothing (port 0: every frame passes to the kernel), native, on
+    /// `iface`: a veth end needs an XDP program to receive the native XDP_TX frames its
+    /// peer's program answers with (veth drops them otherwise, docs/xdp-answers.md).
+    pub fn pass_through(iface: &str) -> anyhow::Result<Self> {
+        Self::attach(iface, XdpMode::Native, 0)
+    }
+
     /// [`attach`](Self::attach) with a whole [`Config`] (e.g. rate limits, or
     /// [`Config::from_source_port`] for a client that steers a server's replies) and
     /// `source_entries` cells for per-source rate limits (an LRU map of that size).
