@@ -40,21 +40,19 @@ pub fn mnt_replies(
         return None;
     };
     let reply = |vers: u32| -> Option<Vec<u8>> {
-        let mut args = [0u8; 1100];
-        let mut w = Writer::new(&mut args);
-        w.put_string(path.as_bytes(), super::MNTPATHLEN).ok()?;
-        let n = w.position();
         let mut call = [0u8; 1200];
-        let len = encode_call(
-            &mut call,
+        let mut w = Writer::new(&mut call);
+        crate::rpc::emit_call(
+            &mut w,
             0,
             MOUNT_PROGRAM,
             vers,
             procs::MNT,
             &Credential::None,
-            &args[..n],
         )
         .ok()?;
+        w.put_string(path.as_bytes(), super::MNTPATHLEN).ok()?;
+        let len = w.position();
         let (mounts, policy) = (MountList::new(), Policy::default());
         let ctx = Context {
             exports: table,
@@ -71,10 +69,9 @@ pub fn mnt_replies(
         let Outcome::Reply { len, .. } = answer(&call[..len], &client, &ctx, &mut out) else {
             return None;
         };
-        // Accepted (word 2 = 0), SUCCESS (word 5 = 0), mount status OK (word 6 = 0).
-        let word = |i: usize| out.get(4 * i..4 * i + 4);
-        (len > 28 && word(2)? == [0; 4] && word(5)? == [0; 4] && word(6)? == [0; 4])
-            .then(|| out[..len].to_vec())
+        // Accepted, SUCCESS, and the mount status (the results' first word) OK.
+        let results = super::client::accepted_results(&out[..len], 0).ok()?;
+        (results.get(..4)? == [0; 4]).then(|| out[..len].to_vec())
     };
     Some(MntReplies {
         secure: options.secure,

@@ -207,14 +207,28 @@ struct Ticks {
     client_napi: u64,
 }
 
+impl Ticks {
+    /// The CPU time spent from `before` to these, over `secs` seconds.
+    fn since(&self, before: &Ticks, secs: f64) -> report::TickSpan {
+        report::TickSpan {
+            secs,
+            server: self.server.saturating_sub(before.server),
+            server_napi: self.server_napi.saturating_sub(before.server_napi),
+            client_napi: self.client_napi.saturating_sub(before.client_napi),
+            ticks_per_sec: 1_000_000_000,
+        }
+    }
+}
+
 impl Bench<'_> {
     /// One path under one generator: a fresh pair with threaded NAPI, the server pinned,
     /// a closed-loop run, then (kernel-socket generator) the open-loop rates.
     fn path(&self, generator: GeneratorIo, path: ServerPath) -> Result<Vec<CostRun>> {
         let ctx = self.ctx;
-        // Declared first, dropped last: the server stops before the pair goes.
-        let pair = Pair::create(ctx.net.clone())?;
-        let (napi, kthreads) = napi::ThreadedNapi::enable(&[
+        // Guards, declared first and dropped last: the server stops before threaded NAPI
+        // is undone and the pair goes.
+        let _pair = Pair::create(ctx.net.clone())?;
+        let (_napi, kthreads) = napi::ThreadedNapi::enable(&[
             (&ctx.net.server, self.server_cpu),
             (&ctx.net.client, self.generator_cpu),
         ])?;
@@ -242,16 +256,13 @@ impl Bench<'_> {
                 comm.trim()
             );
         }
-        if self.options.check_only {
-            println!("cost: {name} answers rpcinfo -u/-t and showmount -e");
-            server.stop()?;
-            drop((napi, pair));
-            return Ok(Vec::new());
-        }
         let mut loads = vec![Load::Closed {
             window: self.options.window,
         }];
-        if generator == GeneratorIo::Socket {
+        if self.options.check_only {
+            println!("cost: {name} answers rpcinfo -u/-t and showmount -e");
+            loads.clear();
+        } else if generator == GeneratorIo::Socket {
             loads.extend(self.options.rates.iter().map(|&rate| Load::Open {
                 rate,
                 window: self.options.window.saturating_mul(4),
@@ -283,13 +294,7 @@ impl Bench<'_> {
                 path.id(),
                 load,
                 &run,
-                span.map(|(secs, a, b)| report::TickSpan {
-                    secs,
-                    server: b.server.saturating_sub(a.server),
-                    server_napi: b.server_napi.saturating_sub(a.server_napi),
-                    client_napi: b.client_napi.saturating_sub(a.client_napi),
-                    ticks_per_sec: 1_000_000_000,
-                }),
+                span.map(|(secs, a, b)| b.since(&a, secs)),
                 worker,
                 program,
             );
@@ -298,7 +303,6 @@ impl Bench<'_> {
             runs.push(cost);
         }
         server.stop()?;
-        drop((napi, pair));
         Ok(runs)
     }
 
