@@ -77,16 +77,11 @@ fn ecmp_spreads_calls_and_the_mount_list_is_one_list() {
     assert_eq!(c.mnt_via(1, "/srv/c2").0, status::OK);
     std::thread::sleep(Duration::from_millis(500));
     c.umnt_via(1, "/srv/c2");
-    let still_listed = |what: &str| {
-        std::thread::sleep(Duration::from_millis(1500));
-        for (i, d) in c.dumps().iter().enumerate() {
-            assert!(
-                d.contains(&entry("/srv/c2")),
-                "node {i} lost /srv/c2 {what}: {d:?}"
-            );
-        }
-    };
-    still_listed("after one of its two UMNTs");
+    c.assert_all_still_list(
+        "/srv/c2",
+        Duration::from_millis(1500),
+        "after one of its two UMNTs",
+    );
     // showmount -a on the service address agrees (whichever node answers).
     let out = c.run_client(&["showmount", "-a", "--no-headers", "10.79.100.1"]);
     assert_eq!(out.code, Some(0), "showmount -a: {}", out.stderr);
@@ -123,14 +118,11 @@ fn a_quick_mount_and_unmount_through_one_node_leaves_another_nodes_mount() {
     // holds its mount, so every node, node 2 included, still lists it.
     assert_eq!(c.mnt_via(2, "/srv/q").0, status::OK);
     c.umnt_via(2, "/srv/q");
-    std::thread::sleep(Duration::from_millis(1500));
-    for (i, d) in c.dumps().iter().enumerate() {
-        assert!(
-            d.contains(&entry("/srv/q")),
-            "node {i} lost /srv/q that node 0 still holds, after a MNT and UMNT through \
-             node 2: {d:?}"
-        );
-    }
+    c.assert_all_still_list(
+        "/srv/q",
+        Duration::from_millis(1500),
+        "that node 0 still holds, after a MNT and UMNT through node 2",
+    );
     // The last UMNT, through a node that never saw the MNT: gone everywhere within 1 s.
     c.umnt_via(1, "/srv/q");
     c.within(

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::{RpcClient, UdpClient};
@@ -63,6 +64,15 @@ impl Cluster {
     /// Every node's DUMP, in node order.
     pub fn dumps(&self) -> Vec<BTreeSet<(String, String)>> {
         (0..self.nodes.len()).map(|i| self.dump_via(i)).collect()
+    }
+
+    /// After `settle`, every node's DUMP still lists the client's mount of `dir` (`what`
+    /// says after which calls, for the failure message).
+    pub fn assert_all_still_list(&self, dir: &str, settle: Duration, what: &str) {
+        std::thread::sleep(settle);
+        for (i, d) in self.dumps().iter().enumerate() {
+            assert!(d.contains(&entry(dir)), "node {i} lost {dir} {what}: {d:?}");
+        }
     }
 
     /// MNT v3 of `path` through node `i`: (status, handle).
